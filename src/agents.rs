@@ -1,0 +1,127 @@
+//! hoop agents: the name rule and the execution modes (SPEC §1.1).
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// hoop's message for a name that breaks its rule, kept word for word for its clients.
+pub const NAME_RULE: &str = "it must contain between 3 and 254 alphanumeric characters, it may include (-), (_) or (.) characters";
+
+/// A name that satisfies hoop's rule `^[a-zA-Z0-9_]+(?:[-\.]?[a-zA-Z0-9_]+){2,253}$`, read as its
+/// message states it: at most 254 characters, at least three word characters, and a `-` or `.`
+/// only singly and only between word characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentName(String);
+
+impl AgentName {
+    pub fn parse(value: &str) -> Result<AgentName, Error> {
+        let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = value.as_bytes();
+        let mut words = 0usize;
+        let mut previous_was_separator = true; // a leading separator is refused like a doubled one
+        for &b in bytes {
+            if is_word(b) {
+                words += 1;
+                previous_was_separator = false;
+            } else if (b == b'-' || b == b'.') && !previous_was_separator {
+                previous_was_separator = true;
+            } else {
+                return Err(Error::invalid("name", NAME_RULE));
+            }
+        }
+        if previous_was_separator || words < 3 || bytes.len() > 254 {
+            return Err(Error::invalid("name", NAME_RULE));
+        }
+        Ok(AgentName(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How the agent runs: on its own (`standard`) or beside another process (`embedded`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    #[default]
+    Standard,
+    Embedded,
+}
+
+impl AgentMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Standard => "standard",
+            AgentMode::Embedded => "embedded",
+        }
+    }
+
+    /// An absent mode is `standard`; an explicit unknown one (even `""`) is refused.
+    pub fn parse(value: Option<&str>) -> Result<AgentMode, Error> {
+        match value {
+            None | Some("standard") => Ok(AgentMode::Standard),
+            Some("embedded") => Ok(AgentMode::Embedded),
+            Some(_) => Err(Error::invalid(
+                "mode",
+                "it must be one of standard or embedded",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AgentMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_names_hoop_accepts() {
+        for name in [
+            "abc",
+            "default",
+            "my-agent",
+            "my.agent_01",
+            "a-b.c",
+            "___",
+            &"a".repeat(254),
+        ] {
+            assert!(AgentName::parse(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_hoop_refuses() {
+        for name in [
+            "",
+            "ab",
+            "a-b",
+            "-abc",
+            "abc-",
+            "a--bc",
+            "a.-bc",
+            "ab c",
+            "ábc",
+            "a/bc",
+            &"a".repeat(255),
+        ] {
+            assert!(AgentName::parse(name).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn mode_defaults_only_when_absent() {
+        assert_eq!(AgentMode::parse(None).unwrap(), AgentMode::Standard);
+        assert_eq!(
+            AgentMode::parse(Some("embedded")).unwrap(),
+            AgentMode::Embedded
+        );
+        assert!(AgentMode::parse(Some("")).is_err());
+        assert!(AgentMode::parse(Some("Standard")).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! Configuration: every setting has a flag, an environment variable and a documented default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use url::Url;
+
+#[derive(Clone, Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "Mints and verifies the secrets of an access gateway"
+)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8009")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database and the bootstrap token file (created if missing).
+    #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://…` or `postgres://…`. Default: `<data dir>/keygate.db`.
+    #[arg(long, env = "KEYGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Public gRPC address of the gateway, used to build agent DSNs (`grpc://` or `grpcs://`).
+    #[arg(long, env = "KEYGATE_GRPC_URL", default_value = "grpc://127.0.0.1:8010", value_parser = parse_grpc_url)]
+    pub grpc_url: Url,
+
+    /// Admin API key of organization `default`, used only when the database is empty.
+    #[arg(long, env = "KEYGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or `keygate=debug,tower_http=info`.
+    #[arg(long, env = "KEYGATE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format: `human` or `json`.
+    #[arg(long, env = "KEYGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Failed `POST /verify` answers allowed per API key per minute before 429.
+    #[arg(
+        long,
+        env = "KEYGATE_VERIFY_FAILURES_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub verify_failures_per_minute: u32,
+
+    /// Failed API-key authentications allowed per client address per minute before 429.
+    #[arg(long, env = "KEYGATE_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
+    /// How often recorded secret usage (`last_used_at`) is written to the database, in milliseconds.
+    #[arg(long, env = "KEYGATE_USAGE_FLUSH_MS", default_value_t = 5000)]
+    pub usage_flush_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Config {
+    /// The database URL, defaulting to a SQLite file inside the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("keygate.db").display()))
+    }
+}
+
+// Hand-written so that neither the bootstrap token nor a database password reaches a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_password(&self.database_url()))
+            .field("grpc_url", &self.grpc_url.as_str())
+            .field(
+                "bootstrap_token",
+                &self.bootstrap_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("log", &self.log)
+            .field("log_format", &self.log_format)
+            .field(
+                "verify_failures_per_minute",
+                &self.verify_failures_per_minute,
+            )
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("usage_flush_ms", &self.usage_flush_ms)
+            .finish()
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Accepts `grpc://host[:port]` or `grpcs://host[:port]`; path, query and credentials are refused
+/// because the DSN replaces them.
+pub fn parse_grpc_url(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value).map_err(|e| format!("invalid gRPC URL: {e}"))?;
+    if !matches!(url.scheme(), "grpc" | "grpcs") {
+        return Err("the gRPC URL scheme must be grpc or grpcs".into());
+    }
+    if url.host().is_none() {
+        return Err("the gRPC URL needs a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the gRPC URL must not carry credentials".into());
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err("the gRPC URL must be scheme://host[:port] only".into());
+    }
+    Ok(url)
+}

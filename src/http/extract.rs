@@ -1,0 +1,164 @@
+//! Extractors whose rejections are [`Error`]s, so they render in the route's dialect.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::error::Error;
+use crate::orgs::Role;
+use crate::secrets::{PlainSecret, SecretKind};
+use crate::storage::SecretOwner;
+use crate::verify::Code;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON body. An empty body reads as `{}`, so a missing body is reported as missing fields.
+/// serde's messages are kept but quoted input is cut out of them: a secret pasted into the wrong
+/// field must not come back in an error.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge(BODY_LIMIT)
+                } else {
+                    Error::BadRequest("could not read the request body".into())
+                }
+            })?;
+        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(body).map(Json).map_err(|err| {
+            Error::BadRequest(format!(
+                "invalid JSON body: {}",
+                without_quoted_input(&err.to_string())
+            ))
+        })
+    }
+}
+
+/// Replaces every `"…"` span in a serde message with `"…"`; field names (in backticks) stay.
+fn without_quoted_input(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The authenticated caller: an API key of an organization, with its role.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub org_id: Uuid,
+    pub api_key_id: Uuid,
+    pub role: Role,
+    /// An admin of the operator organization (`default`).
+    pub operator: bool,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+
+    /// Admins and members may use what they are granted; auditors only read.
+    pub fn require_user(&self) -> Result<(), Error> {
+        if self.role == Role::Auditor {
+            Err(Error::Forbidden)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<(), Error> {
+        if self.operator {
+            Ok(())
+        } else {
+            Err(Error::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(
+                || "unknown".to_owned(),
+                |ConnectInfo(addr)| addr.ip().to_string(),
+            );
+        state.auth_limiter.check(&client)?;
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(Error::Unauthenticated)?;
+        let caller = authenticate(state, token).await?;
+        if caller.is_none() {
+            state.auth_limiter.failed(&client);
+        }
+        caller.ok_or(Error::Unauthenticated)
+    }
+}
+
+/// Resolves a bearer token to a caller. Minted API keys are checked for shape and checksum
+/// first; any other string can only be an operator-chosen bootstrap token, looked up by digest.
+async fn authenticate(state: &AppState, token: &str) -> Result<Option<Caller>, Error> {
+    let plain = match PlainSecret::parse(token) {
+        Ok(plain) if plain.kind() == Some(SecretKind::ApiKey) => plain,
+        Ok(_) => return Ok(None),
+        Err(_) if token.starts_with(SecretKind::ApiKey.prefix()) => return Ok(None),
+        Err(_) => PlainSecret::from_operator(token.to_owned()),
+    };
+    let outcome = state.verifier.check(&plain, None).await?;
+    Ok(match (outcome.code, outcome.record.map(|r| r.owner)) {
+        (
+            Code::Valid,
+            Some(SecretOwner::ApiKey {
+                org_id, id, role, ..
+            }),
+        ) => Some(Caller {
+            org_id,
+            api_key_id: id,
+            role,
+            operator: org_id == state.operator_org_id && role == Role::Admin,
+        }),
+        _ => None,
+    })
+}

@@ -1,0 +1,290 @@
+//! hoop agents (SPEC §1.1): `POST /agents` mints an agent key in DSN form; list, get, delete and
+//! rotate complete the family. Errors are hoop's `{"message": ...}`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::agents::{AgentMode, AgentName};
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::dialect::HoopError;
+use crate::http::extract::{Caller, Json};
+use crate::secrets::agent_key::build_dsn;
+use crate::secrets::{PlainSecret, SecretKind, future_expiry};
+use crate::storage::{self, AgentRecord, NewAgent, NewSecret, Predecessor};
+
+/// The longest grace period a rotated-away key may keep working.
+const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct AgentRequest {
+    /// Unique name of the resource
+    #[schema(example = "default", required = true)]
+    pub name: Option<String>,
+    /// Mode of execution of the agent: `standard` (default, a standalone process) or `embedded`
+    /// (run close to another process or application).
+    #[schema(default = "standard", example = "standard")]
+    pub mode: Option<String>,
+    /// keygate extension: when the key stops working; never when absent.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentCreateResponse {
+    /// The key in DSN form: `grpc|grpcs://<name>:<key>@<hostname>:<port>?mode=standard|embedded`.
+    /// Shown only here.
+    #[schema(
+        example = "grpc://default:xagt-zKQQA9PAjCVJ4O8VlE2QZScNEbfmFisg_OerkI21NEg…@127.0.0.1:8010?mode=standard"
+    )]
+    pub token: String,
+}
+
+/// An agent as listed: its current key's metadata, never the key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentView {
+    pub id: Uuid,
+    pub name: String,
+    pub mode: AgentMode,
+    pub created_at: DateTime<Utc>,
+    pub key: AgentKeyView,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentKeyView {
+    /// The key's prefix and last four characters.
+    #[schema(example = "xagt-…3fQk")]
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<AgentRecord> for AgentView {
+    fn from(agent: AgentRecord) -> AgentView {
+        AgentView {
+            id: agent.id,
+            name: agent.name,
+            mode: agent.mode,
+            created_at: agent.created_at,
+            key: AgentKeyView {
+                hint: agent.key.hint,
+                created_at: agent.key.created_at,
+                expires_at: agent.key.expires_at,
+                last_used_at: agent.key.last_used_at,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key keeps working, in seconds (at most 30 days). 0 or absent: it stops now.
+    pub grace_period_seconds: Option<u64>,
+    /// When the new key stops working; never when absent.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Create Agent Key: an agent key in DSN form,
+/// `grpc(s)://<name>:<key>@<grpc-host>:<grpc-port>?mode=standard|embedded`.
+#[utoipa::path(
+    post,
+    path = "/agents",
+    tag = "Agents",
+    request_body = AgentRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = AgentCreateResponse),
+        (status = 400, description = "Bad Request", body = HoopError),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 403, description = "Forbidden", body = HoopError),
+        (status = 409, description = "Conflict", body = HoopError),
+        (status = 422, description = "Unprocessable Entity", body = HoopError),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<AgentRequest>,
+) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
+    caller.require_admin()?;
+    let name = body.name.filter(|name| !name.is_empty());
+    let name = AgentName::parse(
+        &name.ok_or_else(|| Error::BadRequest("name: missing required field".into()))?,
+    )?;
+    let mode = AgentMode::parse(body.mode.as_deref())?;
+    let plain = PlainSecret::mint(SecretKind::AgentKey);
+    let agent = NewAgent {
+        id: Uuid::now_v7(),
+        org_id: caller.org_id,
+        name: name.as_str().to_owned(),
+        mode,
+        secret: NewSecret::from_plain(
+            SecretKind::AgentKey,
+            &plain,
+            future_expiry(body.expires_at)?,
+        ),
+    };
+    state.store.create_agent(&agent).await?;
+    let token = build_dsn(&state.grpc_url, &agent.name, plain.expose(), mode.as_str());
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(AgentCreateResponse { token }),
+    ))
+}
+
+/// List Agents: a bare array, as hoop returns it; keys are never included.
+#[utoipa::path(
+    get,
+    path = "/agents",
+    tag = "Agents",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<AgentView>), (status = 401, description = "Unauthorized", body = HoopError))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<AgentView>>, Error> {
+    let agents = state.store.list_agents(caller.org_id).await?;
+    Ok(axum::Json(
+        agents.into_iter().map(AgentView::from).collect(),
+    ))
+}
+
+/// Get Agent by name or id.
+#[utoipa::path(
+    get,
+    path = "/agents/{nameOrId}",
+    tag = "Agents",
+    params(("nameOrId" = String, Path, description = "The agent's name or id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = AgentView),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 404, description = "Not Found", body = HoopError),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name_or_id): Path<String>,
+) -> Result<axum::Json<AgentView>, Error> {
+    Ok(axum::Json(find(&state, &caller, &name_or_id).await?.into()))
+}
+
+/// Delete Agent: its keys stop working at once. 404 when there is no such agent.
+#[utoipa::path(
+    delete,
+    path = "/agents/{nameOrId}",
+    tag = "Agents",
+    params(("nameOrId" = String, Path, description = "The agent's name or id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 403, description = "Forbidden", body = HoopError),
+        (status = 404, description = "Not Found", body = HoopError),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name_or_id): Path<String>,
+) -> Result<StatusCode, Error> {
+    caller.require_admin()?;
+    let agent = find(&state, &caller, &name_or_id).await?;
+    if state.store.delete_agent(caller.org_id, agent.id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::NotFound("agent"))
+    }
+}
+
+/// Rotate Agent Key: a new DSN, shown once. The old key stops now, or after the grace period.
+#[utoipa::path(
+    post,
+    path = "/agents/{nameOrId}/rotate",
+    tag = "Agents",
+    params(("nameOrId" = String, Path, description = "The agent's name or id")),
+    request_body(content = RotateRequest, description = "Optional; an empty body rotates without grace"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Rotated", body = AgentCreateResponse),
+        (status = 400, description = "Bad Request", body = HoopError),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 403, description = "Forbidden", body = HoopError),
+        (status = 404, description = "Not Found", body = HoopError),
+        (status = 409, description = "A concurrent rotation won", body = HoopError),
+        (status = 422, description = "Unprocessable Entity", body = HoopError),
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name_or_id): Path<String>,
+    Json(body): Json<RotateRequest>,
+) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
+    caller.require_admin()?;
+    let grace = body.grace_period_seconds.unwrap_or(0);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(Error::invalid(
+            "grace_period_seconds",
+            format!("it must be at most {MAX_GRACE_SECONDS}"),
+        ));
+    }
+    let new_expiry = future_expiry(body.expires_at)?;
+    let agent = find(&state, &caller, &name_or_id).await?;
+    let now = storage::now();
+    let old = if grace == 0 {
+        Predecessor {
+            secret_id: agent.key.id,
+            rotated_at: now,
+            expires_at: agent.key.expires_at,
+            revoked_at: Some(now),
+        }
+    } else {
+        let grace_end = now + Duration::seconds(grace as i64);
+        let expires_at = Some(
+            agent
+                .key
+                .expires_at
+                .map_or(grace_end, |at| at.min(grace_end)),
+        );
+        Predecessor {
+            secret_id: agent.key.id,
+            rotated_at: now,
+            expires_at,
+            revoked_at: agent.key.revoked_at,
+        }
+    };
+    let plain = PlainSecret::mint(SecretKind::AgentKey);
+    let new = NewSecret::from_plain(SecretKind::AgentKey, &plain, new_expiry);
+    state.store.rotate_agent_key(agent.id, &old, &new).await?;
+    let token = build_dsn(
+        &state.grpc_url,
+        &agent.name,
+        plain.expose(),
+        agent.mode.as_str(),
+    );
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(AgentCreateResponse { token }),
+    ))
+}
+
+/// An agent of the caller's organization by id, else by name (a name may look like a UUID).
+async fn find(state: &AppState, caller: &Caller, name_or_id: &str) -> Result<AgentRecord, Error> {
+    if let Ok(id) = Uuid::parse_str(name_or_id)
+        && let Some(agent) = state.store.find_agent_by_id(caller.org_id, id).await?
+    {
+        return Ok(agent);
+    }
+    state
+        .store
+        .find_agent_by_name(caller.org_id, name_or_id)
+        .await?
+        .ok_or(Error::NotFound("agent"))
+}

@@ -1,0 +1,130 @@
+//! The HTTP layer, by API family: `native` (keygate's own routes) and `hoop` (hoop's gateway
+//! API, also served under `/api`). Each family renders errors in its own dialect.
+
+pub mod dialect;
+pub mod extract;
+mod hoop;
+mod native;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderName;
+use axum::middleware::from_fn_with_state;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use url::Url;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_swagger_ui::SwaggerUi;
+use uuid::Uuid;
+
+use crate::limiter::FailureLimiter;
+use crate::storage::Store;
+use crate::verify::Verifier;
+use dialect::{Dialect, render_errors};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub verifier: Arc<Verifier>,
+    /// The gateway's public gRPC address, from which agent DSNs are built.
+    pub grpc_url: Arc<Url>,
+    /// Organization `default`: its admins are the operators.
+    pub operator_org_id: Uuid,
+    /// Failed `POST /verify` answers, per calling API key.
+    pub verify_limiter: Arc<FailureLimiter>,
+    /// Failed authentications, per client address.
+    pub auth_limiter: Arc<FailureLimiter>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "keygate",
+        description = "Control plane of an access gateway: mints and verifies agent keys and API keys. \
+                       hoop routes are also served under `/api`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "Agents", description = "hoop agent keys in DSN form"),
+        (name = "Verification", description = "The data plane's question: is this secret valid, and whose is it?"),
+        (name = "API keys", description = "Bearer credentials of this API"),
+        (name = "Organizations", description = "Tenants; managed by the operators"),
+        (name = "Server", description = "Health and server information"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    families().1
+}
+
+/// Every route, with its OpenAPI document. hoop's routes are mounted at `/` and `/api`.
+fn families() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (native, native_api) = native::routes().split_for_parts();
+    let (hoop, hoop_api) = hoop::routes().split_for_parts();
+    let native = native.layer(from_fn_with_state(Dialect::Native, render_errors));
+    let hoop = hoop.layer(from_fn_with_state(Dialect::Hoop, render_errors));
+    let mut api = ApiDoc::openapi();
+    api.merge(native_api);
+    api.merge(hoop_api);
+    let router = Router::new()
+        .merge(native)
+        .merge(hoop.clone())
+        .nest("/api", hoop);
+    (router, api)
+}
+
+/// The complete application: routes, documentation, and the request pipeline.
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = families();
+    let request_id = HeaderName::from_static("x-request-id");
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(
+            // Outermost first: assign the id, log with it, then echo it on the response.
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id)),
+        )
+        .with_state(state)
+}
+
+/// Method, path and request id only: never headers (credentials) nor the query string.
+fn request_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+}
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

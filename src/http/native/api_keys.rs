@@ -1,0 +1,166 @@
+//! `POST /apikeys`, `GET /apikeys`, `DELETE /apikeys/{id}`: the bearer credentials of this API.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::dialect::NativeError;
+use crate::http::extract::{Caller, Json};
+use crate::orgs::{Role, mint_api_key};
+use crate::secrets::{PlainSecret, future_expiry};
+use crate::storage::{self, ApiKeyRecord, NewApiKey};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// What the key is for, 1 to 128 characters.
+    #[schema(example = "gateway data plane")]
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    /// When the key stops working; never when absent.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A new API key; `key` is shown only in this response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Send as `Authorization: Bearer <key>`.
+    #[schema(example = "kgk_…")]
+    pub key: String,
+}
+
+impl CreatedApiKey {
+    pub fn new(record: &NewApiKey, plain: &PlainSecret) -> CreatedApiKey {
+        CreatedApiKey {
+            id: record.id,
+            name: record.name.clone(),
+            role: record.role,
+            created_at: record.secret.created_at,
+            expires_at: record.secret.expires_at,
+            key: plain.expose().to_owned(),
+        }
+    }
+}
+
+/// An API key as listed: never the key itself, only its hint.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    /// The key's prefix and last four characters.
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRecord> for ApiKeyView {
+    fn from(record: ApiKeyRecord) -> ApiKeyView {
+        ApiKeyView {
+            id: record.id,
+            name: record.name,
+            role: record.role,
+            hint: record.key.hint,
+            created_at: record.key.created_at,
+            expires_at: record.key.expires_at,
+            revoked_at: record.key.revoked_at,
+            last_used_at: record.key.last_used_at,
+        }
+    }
+}
+
+/// Creates an API key in the caller's organization (admins only).
+#[utoipa::path(
+    post,
+    path = "/apikeys",
+    tag = "API keys",
+    request_body = CreateApiKey,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = CreatedApiKey),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 403, body = NativeError), (status = 422, body = NativeError),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateApiKey>,
+) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
+    caller.require_admin()?;
+    let name = body
+        .name
+        .ok_or_else(|| Error::BadRequest("name: missing required field".into()))?;
+    if name.trim().is_empty() || name.chars().count() > 128 {
+        return Err(Error::invalid(
+            "name",
+            "it must contain between 1 and 128 characters",
+        ));
+    }
+    let role = body
+        .role
+        .ok_or_else(|| Error::BadRequest("role: missing required field".into()))?;
+    let (record, plain) = mint_api_key(caller.org_id, name, role, future_expiry(body.expires_at)?);
+    state.store.create_api_key(&record).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedApiKey::new(&record, &plain)),
+    ))
+}
+
+/// Lists the API keys of the caller's organization, revoked ones included.
+#[utoipa::path(
+    get,
+    path = "/apikeys",
+    tag = "API keys",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<ApiKeyView>), (status = 401, body = NativeError))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<ApiKeyView>>, Error> {
+    let keys = state.store.list_api_keys(caller.org_id).await?;
+    Ok(axum::Json(keys.into_iter().map(ApiKeyView::from).collect()))
+}
+
+/// Revokes an API key; it fails from the next request on (admins only).
+#[utoipa::path(
+    delete,
+    path = "/apikeys/{id}",
+    tag = "API keys",
+    params(("id" = Uuid, Path, description = "API key id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = NativeError), (status = 403, body = NativeError), (status = 404, body = NativeError),
+    )
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    caller.require_admin()?;
+    let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
+    if state
+        .store
+        .revoke_api_key(caller.org_id, id, storage::now())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::NotFound("API key"))
+    }
+}

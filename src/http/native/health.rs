@@ -1,0 +1,33 @@
+//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::dialect::NativeError;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "Server", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The database is reachable; 503 otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Server",
+    responses((status = 200, body = Health), (status = 503, body = NativeError))
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Error> {
+    state.store.ping().await.map_err(|_| Error::Unavailable)?;
+    Ok(Json(Health { status: "ready" }))
+}

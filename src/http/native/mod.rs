@@ -1,0 +1,21 @@
+//! keygate's own routes: health, organizations, API keys and verification.
+
+mod api_keys;
+mod health;
+mod orgs;
+mod verify;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(orgs::create, orgs::list))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(verify::verify))
+}

@@ -1,0 +1,106 @@
+//! `POST /orgs` and `GET /orgs`: organizations, managed by the operators (admins of `default`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::api_keys::CreatedApiKey;
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::dialect::NativeError;
+use crate::http::extract::{Caller, Json};
+use crate::orgs::{Role, mint_api_key, new_org};
+use crate::storage::Org;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    /// Unique name, 1 to 128 characters.
+    #[schema(example = "acme")]
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Org> for OrgView {
+    fn from(org: Org) -> OrgView {
+        OrgView {
+            id: org.id,
+            name: org.name,
+            created_at: org.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedOrg {
+    pub org: OrgView,
+    /// The organization's first admin API key; `key` is shown only here.
+    pub api_key: CreatedApiKey,
+}
+
+/// Creates an organization and its first admin API key (operators only).
+#[utoipa::path(
+    post,
+    path = "/orgs",
+    tag = "Organizations",
+    request_body = CreateOrg,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = CreatedOrg),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 403, body = NativeError), (status = 409, body = NativeError),
+        (status = 422, body = NativeError),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateOrg>,
+) -> Result<(StatusCode, axum::Json<CreatedOrg>), Error> {
+    caller.require_operator()?;
+    let name = body
+        .name
+        .ok_or_else(|| Error::BadRequest("name: missing required field".into()))?;
+    if name.trim().is_empty() || name.chars().count() > 128 {
+        return Err(Error::invalid(
+            "name",
+            "it must contain between 1 and 128 characters",
+        ));
+    }
+    let org = new_org(name);
+    let (admin, plain) = mint_api_key(org.id, "admin".into(), Role::Admin, None);
+    state.store.create_org(&org, &admin).await?;
+    let api_key = CreatedApiKey::new(&admin, &plain);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedOrg {
+            org: org.into(),
+            api_key,
+        }),
+    ))
+}
+
+/// Lists every organization (operators only).
+#[utoipa::path(
+    get,
+    path = "/orgs",
+    tag = "Organizations",
+    security(("bearer" = [])),
+    responses((status = 200, body = Vec<OrgView>), (status = 401, body = NativeError), (status = 403, body = NativeError))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Vec<OrgView>>, Error> {
+    caller.require_operator()?;
+    let orgs = state.store.list_orgs().await?;
+    Ok(axum::Json(orgs.into_iter().map(OrgView::from).collect()))
+}

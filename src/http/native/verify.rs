@@ -1,0 +1,99 @@
+//! `POST /verify`: the data plane asks whether a presented secret is valid, and whose it is.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::agents::AgentMode;
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::dialect::NativeError;
+use crate::http::extract::{Caller, Json};
+use crate::storage::SecretOwner;
+use crate::verify::Code;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct VerifyRequest {
+    /// The presented secret: an agent's whole DSN or its bare key.
+    #[schema(example = "grpc://default:xagt-…@127.0.0.1:8010?mode=standard")]
+    pub key: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    pub code: Code,
+    /// The kind of secret, when its prefix names one (`agent_key`).
+    pub kind: Option<&'static str>,
+    /// The stored secret's id, when it was found in the caller's organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whose it is, for a valid agent key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<VerifiedAgent>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifiedAgent {
+    pub id: Uuid,
+    pub name: String,
+    pub mode: AgentMode,
+}
+
+/// Verifies a secret of the caller's organization. Every well-formed request is answered 200 with
+/// `valid` and a `code`; failed answers count against the caller, and past the limit 429.
+#[utoipa::path(
+    post,
+    path = "/verify",
+    tag = "Verification",
+    request_body = VerifyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = VerifyResponse),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 403, body = NativeError), (status = 429, body = NativeError),
+    )
+)]
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<VerifyRequest>,
+) -> Result<axum::Json<VerifyResponse>, Error> {
+    caller.require_user()?;
+    let limiter_key = caller.api_key_id.to_string();
+    state.verify_limiter.check(&limiter_key)?;
+    let presented = body
+        .key
+        .ok_or_else(|| Error::BadRequest("key: missing required field".into()))?;
+    let outcome = state
+        .verifier
+        .verify_presented(&presented, caller.org_id)
+        .await?;
+    let valid = outcome.code == Code::Valid;
+    if !valid {
+        state.verify_limiter.failed(&limiter_key);
+    }
+    let found = outcome.record.filter(|_| valid);
+    let agent = match found.as_ref().map(|record| &record.owner) {
+        Some(SecretOwner::Agent { id, name, mode, .. }) => Some(VerifiedAgent {
+            id: *id,
+            name: name.clone(),
+            mode: *mode,
+        }),
+        _ => None,
+    };
+    Ok(axum::Json(VerifyResponse {
+        valid,
+        code: outcome.code,
+        kind: outcome.kind.map(|kind| kind.as_str()),
+        secret_id: found.as_ref().map(|record| record.id),
+        org_id: found.as_ref().map(|record| record.owner.org_id()),
+        expires_at: found.as_ref().and_then(|record| record.expires_at),
+        agent,
+    }))
+}

@@ -1,0 +1,117 @@
+//! keygate: the control plane of an access gateway. It mints the secrets that agents, CI jobs
+//! and services use, and answers the data plane's question "is this secret valid, and whose?".
+
+pub mod agents;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod limiter;
+pub mod orgs;
+pub mod secrets;
+pub mod storage;
+pub mod telemetry;
+pub mod verify;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::AppState;
+use crate::limiter::FailureLimiter;
+use crate::verify::Verifier;
+
+pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Opens the database (applying migrations), bootstraps an empty one, and builds the state.
+pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let store = storage::connect(&config.database_url()).await?;
+    let operator_org = orgs::bootstrap(
+        store.as_ref(),
+        &config.data_dir,
+        config.bootstrap_token.as_deref(),
+    )
+    .await?;
+    Ok(AppState {
+        verifier: Arc::new(Verifier::new(store.clone())),
+        store,
+        grpc_url: Arc::new(config.grpc_url.clone()),
+        operator_org_id: operator_org.id,
+        verify_limiter: Arc::new(FailureLimiter::new(config.verify_failures_per_minute)),
+        auth_limiter: Arc::new(FailureLimiter::new(config.auth_failures_per_minute)),
+    })
+}
+
+/// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (up to [`http::SHUTDOWN_GRACE`]) and writes the usage still in memory.
+pub async fn run(
+    listener: TcpListener,
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let state = prepare(config).await?;
+    let verifier = state.verifier.clone();
+    let flusher = verifier
+        .clone()
+        .spawn_usage_flusher(Duration::from_millis(config.usage_flush_ms.max(10)));
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        database = state.store.kind(),
+        grpc_url = %config.grpc_url,
+        "keygate listening"
+    );
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx.clone();
+    let grace_expired = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+        tokio::time::sleep(http::SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = grace_expired => tracing::warn!("in-flight requests did not finish within the shutdown grace period"),
+    }
+    flusher.abort();
+    verifier.flush_usage().await;
+    tracing::info!("keygate stopped");
+    Ok(())
+}
+
+/// Binds the configured address and serves until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), StartupError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    run(listener, &config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

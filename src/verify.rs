@@ -1,0 +1,166 @@
+//! Verification, the hot path: "is this secret valid, and whose is it?".
+//!
+//! Every check goes through [`Verifier::lookup`], one read by digest, so a bounded cache with
+//! cross-instance invalidation can later sit there without touching callers. The path writes
+//! nothing: `last_used_at` is collected in memory and flushed in batches by [`UsageRecorder`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::secrets::agent_key::parse_dsn;
+use crate::secrets::{PlainSecret, SecretKind};
+use crate::storage::{self, SecretOwner, SecretRecord, Store};
+
+/// Why a presented secret is or is not valid; the `code` of a `POST /verify` answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    Valid,
+    /// Not a secret keygate could have minted (prefix, shape or checksum); no database read.
+    Malformed,
+    /// No such secret in the caller's organization.
+    NotFound,
+    Revoked,
+    Expired,
+    /// An agent DSN whose user part is not the agent's name.
+    NameMismatch,
+}
+
+/// The result of checking a presented secret.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: Code,
+    pub kind: Option<SecretKind>,
+    /// Set when the secret was found in the caller's organization.
+    pub record: Option<SecretRecord>,
+}
+
+impl Outcome {
+    fn refused(code: Code, kind: Option<SecretKind>, record: Option<SecretRecord>) -> Outcome {
+        Outcome { code, kind, record }
+    }
+}
+
+pub struct Verifier {
+    store: Arc<dyn Store>,
+    usage: UsageRecorder,
+}
+
+impl Verifier {
+    pub fn new(store: Arc<dyn Store>) -> Verifier {
+        Verifier {
+            store,
+            usage: UsageRecorder::default(),
+        }
+    }
+
+    /// Writes the uses collected so far (called periodically and once more at shutdown).
+    pub async fn flush_usage(&self) {
+        self.usage.flush(self.store.as_ref()).await;
+    }
+
+    /// Flushes usage every `interval` for as long as the process runs.
+    pub fn spawn_usage_flusher(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                self.flush_usage().await;
+            }
+        })
+    }
+
+    /// The one lookup behind every verification.
+    async fn lookup(&self, plain: &PlainSecret) -> Result<Option<SecretRecord>, Error> {
+        let hash = plain.hash();
+        let found = self.store.find_secret(&hash).await?;
+        // The index matched the digest already; the constant-time check keeps any later cache
+        // or lookup change from turning into a byte-by-byte comparison of secrets.
+        Ok(found.filter(|record| record.hash.matches(&hash)))
+    }
+
+    /// Checks a secret's lifecycle and, when valid, records its use.
+    pub async fn check(&self, plain: &PlainSecret, org_id: Option<Uuid>) -> Result<Outcome, Error> {
+        let kind = plain.kind();
+        let record = self
+            .lookup(plain)
+            .await?
+            .filter(|record| org_id.is_none_or(|org| record.owner.org_id() == org));
+        let Some(record) = record else {
+            return Ok(Outcome::refused(Code::NotFound, kind, None));
+        };
+        let now = storage::now();
+        let code = if record.revoked_at.is_some_and(|at| at <= now) {
+            Code::Revoked
+        } else if record.expires_at.is_some_and(|at| at <= now) {
+            Code::Expired
+        } else {
+            self.usage.record(record.id, now);
+            Code::Valid
+        };
+        Ok(Outcome::refused(code, Some(record.kind), Some(record)))
+    }
+
+    /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
+    /// bare secret. API keys are keygate's own credentials and are not answered for here.
+    pub async fn verify_presented(&self, presented: &str, org_id: Uuid) -> Result<Outcome, Error> {
+        let dsn = parse_dsn(presented);
+        let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
+        let plain = match PlainSecret::parse(key) {
+            Ok(plain) if plain.kind() != Some(SecretKind::ApiKey) => plain,
+            Ok(plain) => return Ok(Outcome::refused(Code::NotFound, plain.kind(), None)),
+            Err(_) => return Ok(Outcome::refused(Code::Malformed, None, None)),
+        };
+        let outcome = self.check(&plain, Some(org_id)).await?;
+        if let (Some(dsn), Some(SecretOwner::Agent { name, .. })) =
+            (&dsn, outcome.record.as_ref().map(|r| &r.owner))
+            && outcome.code == Code::Valid
+            && dsn.name != *name
+        {
+            return Ok(Outcome {
+                code: Code::NameMismatch,
+                ..outcome
+            });
+        }
+        Ok(outcome)
+    }
+}
+
+/// Collects `last_used_at` in memory; the latest use per secret wins and is flushed in one
+/// transaction per interval, so verification never waits on a write.
+#[derive(Default)]
+struct UsageRecorder {
+    pending: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+impl UsageRecorder {
+    fn record(&self, secret_id: Uuid, at: DateTime<Utc>) {
+        self.pending
+            .lock()
+            .expect("usage lock")
+            .insert(secret_id, at);
+    }
+
+    /// Writes what has been collected; on failure the uses are kept for the next flush.
+    async fn flush(&self, store: &dyn Store) {
+        let batch: Vec<_> = std::mem::take(&mut *self.pending.lock().expect("usage lock"))
+            .into_iter()
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(err) = store.record_usage(&batch).await {
+            tracing::warn!(error = %err, uses = batch.len(), "could not record secret usage; will retry");
+            let mut pending = self.pending.lock().expect("usage lock");
+            for (id, at) in batch {
+                pending.entry(id).or_insert(at);
+            }
+        }
+    }
+}
