@@ -1,0 +1,326 @@
+//! Test harness: starts the real server on `127.0.0.1:0` against a fresh database and speaks
+//! HTTP to it. Every behaviour test runs on SQLite and, when `KEYGATE_TEST_POSTGRES_URL` is set,
+//! on Postgres (a fresh database per test, dropped afterwards).
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+use clap::Parser;
+use keygate::config::Config;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Names the Postgres server the Postgres suite uses, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
+pub const POSTGRES_ENV: &str = "KEYGATE_TEST_POSTGRES_URL";
+
+/// The admin key of organization `default` in every test server.
+pub const BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each listed `async fn(Backend)` as a SQLite test and a Postgres test.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::common::postgres_url().is_none() {
+                        eprintln!("skipped: set {} to run the Postgres suite", $crate::common::POSTGRES_ENV);
+                        return;
+                    }
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Everything every test server has logged, to prove that no secret is ever written there.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // More verbose than production (info), so that a leak at any level is caught.
+        tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(|| LogSink)
+            .init();
+    });
+}
+
+/// A running keygate with its own database.
+pub struct TestApp {
+    pub base: String,
+    pub config: Config,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    postgres_db: Option<String>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server after `tweak` has adjusted its configuration.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        capture_logs();
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = Config::parse_from([
+            "keygate",
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+            "--bootstrap-token",
+            BOOTSTRAP_TOKEN,
+            "--usage-flush-ms",
+            "50",
+        ]);
+        let postgres_db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let (name, url) = create_postgres_database().await;
+                config.database_url = Some(url);
+                Some(name)
+            }
+        };
+        tweak(&mut config);
+        let mut app = TestApp {
+            base: String::new(),
+            config,
+            client: reqwest::Client::new(),
+            stop: None,
+            server: None,
+            postgres_db,
+            _data_dir: data_dir,
+        };
+        app.launch().await;
+        app
+    }
+
+    async fn launch(&mut self) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = self.config.clone();
+        self.server = Some(tokio::spawn(async move {
+            keygate::run(listener, &config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server failed");
+        }));
+        self.stop = Some(stop);
+        // `run` prepares the database before accepting; wait until it answers.
+        for _ in 0..200 {
+            if self.client.get(self.url("/healthz")).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the test server did not start");
+    }
+
+    /// Stops the server gracefully (flushing usage) and starts it again on the same database.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.launch().await;
+    }
+
+    /// Sends the shutdown signal and waits for the server to finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        read(
+            self.request(Method::GET, path, Some(token))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        read(
+            self.request(Method::POST, path, Some(token))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        read(
+            self.request(Method::DELETE, path, Some(token))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Creates an agent as the bootstrap admin and returns its DSN.
+    pub async fn create_agent(&self, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/agents",
+                BOOTSTRAP_TOKEN,
+                serde_json::json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an organization and returns (org id, its admin key).
+    pub async fn create_org(&self, name: &str) -> (String, String) {
+        let (status, body) = self
+            .post(
+                "/orgs",
+                BOOTSTRAP_TOKEN,
+                serde_json::json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["org"]["id"].as_str().unwrap().into(),
+            body["api_key"]["key"].as_str().unwrap().into(),
+        )
+    }
+
+    /// Creates an API key with `role` in the bootstrap admin's organization; returns the key.
+    pub async fn create_api_key(&self, role: &str) -> String {
+        let body = serde_json::json!({ "name": format!("{role} key"), "role": role });
+        let (status, body) = self.post("/apikeys", BOOTSTRAP_TOKEN, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["key"].as_str().unwrap().into()
+    }
+
+    pub async fn verify(&self, token: &str, key: &str) -> (StatusCode, Value) {
+        self.post("/verify", token, serde_json::json!({ "key": key }))
+            .await
+    }
+}
+
+/// Status and JSON body (`Null` when the body is empty).
+pub async fn read(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, body)
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        if let Some(name) = self.postgres_db.take() {
+            // Drop runs outside async context: a short-lived runtime on its own thread.
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let mut admin = admin_connection().await;
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}
+
+/// A connection to the test Postgres server's administrative database.
+pub async fn admin_connection() -> sqlx::PgConnection {
+    let url = postgres_url().expect("the Postgres suite needs its URL");
+    <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap_or_else(|err| panic!("cannot reach Postgres at {POSTGRES_ENV}: {err}"))
+}
+
+/// A fresh database on the test Postgres server: (name, URL).
+async fn create_postgres_database() -> (String, String) {
+    let name = format!("keygate_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = admin_connection().await;
+    sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")),
+    )
+    .await
+    .unwrap();
+    let mut url = url::Url::parse(&postgres_url().unwrap()).unwrap();
+    url.set_path(&name);
+    (name, url.to_string())
+}

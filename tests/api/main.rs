@@ -1,0 +1,10 @@
+//! keygate's behaviour, spoken over HTTP to the real server, on SQLite and Postgres.
+
+mod common;
+
+mod agents;
+mod api_keys;
+mod logs;
+mod orgs;
+mod server;
+mod verify;

@@ -1,0 +1,205 @@
+//! The server around the key kinds: health, server info, request ids, limits, OpenAPI.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, read};
+
+on_both_backends!(
+    health_and_readiness_answer,
+    serverinfo_names_version_grpc_url_and_database_without_secrets,
+    every_response_carries_a_request_id,
+    oversized_bodies_are_413_in_the_routes_dialect,
+    unknown_routes_are_404,
+    served_openapi_matches_the_committed_copy,
+    swagger_ui_is_served_from_the_binary,
+);
+
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (status, body) = read(
+        app.request(Method::GET, "/healthz", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = read(
+        app.request(Method::GET, "/readyz", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
+}
+
+/// Readiness follows the database: with the Postgres database gone, `/readyz` is 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_503_when_the_database_is_unreachable() {
+    if crate::common::postgres_url().is_none() {
+        eprintln!(
+            "skipped: set {} to run the Postgres suite",
+            crate::common::POSTGRES_ENV
+        );
+        return;
+    }
+    let app = TestApp::start(Backend::Postgres).await;
+    let database = url::Url::parse(app.config.database_url.as_ref().unwrap())
+        .unwrap()
+        .path()[1..]
+        .to_owned();
+    let mut admin = crate::common::admin_connection().await;
+    let drop = format!("DROP DATABASE \"{database}\" WITH (FORCE)");
+    sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(drop))
+        .await
+        .unwrap();
+    let (status, body) = read(
+        app.request(Method::GET, "/readyz", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        json!({"code": "unavailable", "message": "the database is unavailable"})
+    );
+    let (status, _) = read(
+        app.request(Method::GET, "/healthz", None)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the process itself is still up");
+}
+
+async fn serverinfo_names_version_grpc_url_and_database_without_secrets(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for path in ["/serverinfo", "/api/serverinfo"] {
+        let (status, info) = read(app.request(Method::GET, path, None).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        let database = if backend == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        assert_eq!(
+            info,
+            json!({"version": env!("CARGO_PKG_VERSION"), "grpc_url": "grpc://127.0.0.1:8010", "database": database})
+        );
+    }
+}
+
+async fn every_response_carries_a_request_id(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let generated = app
+        .request(Method::GET, "/healthz", None)
+        .send()
+        .await
+        .unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let honoured = app
+        .request(Method::GET, "/agents", None)
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(honoured.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(honoured.headers()["x-request-id"], "trace-me-42");
+    assert!(
+        crate::common::captured_logs().contains("trace-me-42"),
+        "the request id is in the request logs"
+    );
+}
+
+async fn oversized_bodies_are_413_in_the_routes_dialect(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let huge = json!({"name": "a".repeat(70 * 1024)});
+    let (status, body) = app.post("/agents", ADMIN, huge.clone()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        body,
+        json!({"message": "request body is larger than 65536 bytes"})
+    );
+    let (status, body) = app
+        .post("/verify", ADMIN, json!({"key": "x".repeat(70 * 1024)}))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["code"], "payload_too_large");
+    assert_eq!(
+        app.get("/agents", ADMIN).await.1,
+        json!([]),
+        "nothing was written"
+    );
+}
+
+async fn unknown_routes_are_404(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let response = app
+        .request(Method::GET, "/no/such/route", Some(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = app
+        .request(Method::PUT, "/agents", Some(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+const COMMITTED_OPENAPI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+
+/// Set `KEYGATE_UPDATE_OPENAPI=1` to rewrite the committed copy after changing a handler.
+async fn served_openapi_matches_the_committed_copy(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let served: Value = app
+        .request(Method::GET, "/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let generated = serde_json::to_string_pretty(&keygate::http::openapi()).unwrap() + "\n";
+    if std::env::var_os("KEYGATE_UPDATE_OPENAPI").is_some() {
+        std::fs::write(COMMITTED_OPENAPI, &generated).unwrap();
+    }
+    let committed =
+        std::fs::read_to_string(COMMITTED_OPENAPI).expect("openapi/openapi.json is committed");
+    assert_eq!(
+        committed, generated,
+        "openapi/openapi.json is stale: rerun with KEYGATE_UPDATE_OPENAPI=1"
+    );
+    assert_eq!(served, serde_json::from_str::<Value>(&committed).unwrap());
+    for path in [
+        "/agents",
+        "/agents/{nameOrId}",
+        "/agents/{nameOrId}/rotate",
+        "/verify",
+        "/apikeys",
+        "/orgs",
+    ] {
+        assert!(served["paths"].get(path).is_some(), "{path} is documented");
+    }
+}
+
+async fn swagger_ui_is_served_from_the_binary(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let response = app
+        .request(Method::GET, "/docs/", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.text().await.unwrap().contains("swagger"),
+        "the Swagger UI page"
+    );
+}
