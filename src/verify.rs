@@ -41,7 +41,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn refused(code: Code, kind: Option<SecretKind>, record: Option<SecretRecord>) -> Outcome {
+    fn new(code: Code, kind: Option<SecretKind>, record: Option<SecretRecord>) -> Outcome {
         Outcome { code, kind, record }
     }
 }
@@ -93,7 +93,7 @@ impl Verifier {
             .await?
             .filter(|record| org_id.is_none_or(|org| record.owner.org_id() == org));
         let Some(record) = record else {
-            return Ok(Outcome::refused(Code::NotFound, kind, None));
+            return Ok(Outcome::new(Code::NotFound, kind, None));
         };
         let now = storage::now();
         let code = if record.revoked_at.is_some_and(|at| at <= now) {
@@ -104,7 +104,7 @@ impl Verifier {
             self.usage.record(record.id, now);
             Code::Valid
         };
-        Ok(Outcome::refused(code, Some(record.kind), Some(record)))
+        Ok(Outcome::new(code, Some(record.kind), Some(record)))
     }
 
     /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
@@ -114,8 +114,8 @@ impl Verifier {
         let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
         let plain = match PlainSecret::parse(key) {
             Ok(plain) if plain.kind() != Some(SecretKind::ApiKey) => plain,
-            Ok(plain) => return Ok(Outcome::refused(Code::NotFound, plain.kind(), None)),
-            Err(_) => return Ok(Outcome::refused(Code::Malformed, None, None)),
+            Ok(plain) => return Ok(Outcome::new(Code::NotFound, plain.kind(), None)),
+            Err(_) => return Ok(Outcome::new(Code::Malformed, None, None)),
         };
         let outcome = self.check(&plain, Some(org_id)).await?;
         if let (Some(dsn), Some(SecretOwner::Agent { name, .. })) =

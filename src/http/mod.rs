@@ -5,6 +5,7 @@ pub mod dialect;
 pub mod extract;
 mod hoop;
 mod native;
+mod rotation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
+use crate::error::Error;
 use crate::limiter::FailureLimiter;
 use crate::storage::Store;
 use crate::verify::Verifier;
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(|| async { Error::NotFound("route") })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(
             // Outermost first: assign the id, log with it, then echo it on the response.

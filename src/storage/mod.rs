@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+use crate::StartupError;
 use crate::agents::AgentMode;
 use crate::error::Error;
 use crate::orgs::Role;
@@ -28,15 +29,19 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Opens the database named by `url`, applying its migrations.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+pub async fn connect(url: &str) -> std::result::Result<Arc<dyn Store>, StartupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        let store = PostgresStore::connect(url)
+            .await
+            .map_err(|e| format!("cannot open Postgres: {e}"))?;
+        Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        let store = SqliteStore::connect(url)
+            .await
+            .map_err(|e| format!("cannot open SQLite: {e}"))?;
+        Ok(Arc::new(store))
     } else {
-        Err(Error::BadRequest(
-            "the database URL must start with sqlite: or postgres://".into(),
-        ))
+        Err("the database URL must start with sqlite: or postgres://".into())
     }
 }
 
@@ -134,6 +139,29 @@ pub struct Predecessor {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+impl Predecessor {
+    /// The current secret, ending now (no grace) or when the grace period ends, whichever of
+    /// that and its own expiry comes first.
+    pub fn ending(current: &SecretMeta, grace: chrono::Duration) -> Predecessor {
+        let now = now();
+        let (expires_at, revoked_at) = if grace.is_zero() {
+            (current.expires_at, Some(current.revoked_at.unwrap_or(now)))
+        } else {
+            let grace_end = now + grace;
+            (
+                Some(current.expires_at.map_or(grace_end, |at| at.min(grace_end))),
+                current.revoked_at,
+            )
+        };
+        Predecessor {
+            secret_id: current.id,
+            rotated_at: now,
+            expires_at,
+            revoked_at,
+        }
+    }
+}
+
 /// A stored secret found by its digest, with whose it is: the answer to "is this valid?".
 #[derive(Clone, Debug)]
 pub struct SecretRecord {
@@ -183,6 +211,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_api_key(&self, key: &NewApiKey) -> Result<()>;
     async fn list_api_keys(&self, org_id: Uuid) -> Result<Vec<ApiKeyRecord>>;
+    async fn find_api_key(&self, org_id: Uuid, id: Uuid) -> Result<Option<ApiKeyRecord>>;
     /// Revokes the key if it belongs to `org_id`; `false` when there is no such key.
     async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
 
@@ -192,14 +221,9 @@ pub trait Store: Send + Sync + 'static {
     async fn find_agent_by_name(&self, org_id: Uuid, name: &str) -> Result<Option<AgentRecord>>;
     /// Deletes the agent and, by cascade, all its keys; `false` when there is no such agent.
     async fn delete_agent(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
-    /// Ends the current key as `old` says and stores `new` as current, in one transaction.
-    /// `Conflict` when `old` is no longer current (a concurrent rotation won).
-    async fn rotate_agent_key(
-        &self,
-        agent_id: Uuid,
-        old: &Predecessor,
-        new: &NewSecret,
-    ) -> Result<()>;
+    /// Ends the current secret as `old` says and stores `new` for the same owner, in one
+    /// transaction. `Conflict` when `old` is no longer current (a concurrent rotation won).
+    async fn rotate_secret(&self, old: &Predecessor, new: &NewSecret) -> Result<()>;
 
     /// The one lookup behind every verification: a stored secret by its digest.
     async fn find_secret(&self, hash: &SecretHash) -> Result<Option<SecretRecord>>;

@@ -99,6 +99,18 @@ macro_rules! impl_store {
                 rows.into_iter().map(ApiKeyRecord::try_from).collect()
             }
 
+            async fn find_api_key(&self, org_id: Uuid, id: Uuid) -> Result<Option<ApiKeyRecord>> {
+                let row: Option<rows::ApiKeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "{} WHERE k.org_id = $1 AND k.id = $2",
+                    sql::SELECT_API_KEY
+                )))
+                .bind(org_id)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(ApiKeyRecord::try_from).transpose()
+            }
+
             async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
                 // COALESCE keeps the first revocation time: revoking twice is not an error.
                 let done = sqlx::query(
@@ -172,23 +184,35 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() > 0)
             }
 
-            async fn rotate_agent_key(&self, agent_id: Uuid, old: &Predecessor, new: &NewSecret) -> Result<()> {
+            async fn rotate_secret(&self, old: &Predecessor, new: &NewSecret) -> Result<()> {
                 let mut tx = self.begin().await?;
                 let ended = sqlx::query(
                     "UPDATE secrets SET rotated_at = $1, expires_at = $2, revoked_at = $3
-                     WHERE id = $4 AND agent_id = $5 AND rotated_at IS NULL",
+                     WHERE id = $4 AND rotated_at IS NULL",
                 )
                 .bind(old.rotated_at)
                 .bind(old.expires_at)
                 .bind(old.revoked_at)
                 .bind(old.secret_id)
-                .bind(agent_id)
                 .execute(&mut *tx)
                 .await?;
                 if ended.rows_affected() != 1 {
                     return Err(Error::Conflict);
                 }
-                insert_secret(&mut tx, new, Some(agent_id), None).await?;
+                // The successor belongs to whoever owned the predecessor, whatever its kind.
+                sqlx::query(
+                    "INSERT INTO secrets (id, kind, hash, hint, agent_id, api_key_id, created_at, expires_at)
+                     SELECT $1, $2, $3, $4, agent_id, api_key_id, $5, $6 FROM secrets WHERE id = $7",
+                )
+                .bind(new.id)
+                .bind(new.kind.as_str())
+                .bind(new.hash.as_bytes())
+                .bind(&new.hint)
+                .bind(new.created_at)
+                .bind(new.expires_at)
+                .bind(old.secret_id)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -10,6 +10,7 @@ on_both_backends!(
     a_created_key_authenticates_with_its_role,
     revocation_takes_effect_on_the_next_request,
     revoking_an_unknown_or_foreign_key_is_404,
+    rotation_replaces_the_key_with_an_optional_grace_period,
     expired_keys_no_longer_authenticate,
     bad_input_is_4xx_in_the_native_dialect,
     failed_authentications_are_bounded_per_client,
@@ -249,4 +250,66 @@ async fn bootstrap_token_is_ignored_once_the_database_has_data(backend: Backend)
         StatusCode::UNAUTHORIZED
     );
     assert!(!app.config.data_dir.join("bootstrap-token").exists());
+}
+
+async fn rotation_replaces_the_key_with_an_optional_grace_period(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (_, created) = app
+        .post(
+            "/apikeys",
+            ADMIN,
+            json!({"name": "rotating", "role": "member"}),
+        )
+        .await;
+    let (first, id) = (
+        created["key"].as_str().unwrap(),
+        created["id"].as_str().unwrap(),
+    );
+    let path = format!("/apikeys/{id}/rotate");
+
+    let (status, rotated) = app
+        .post(&path, ADMIN, json!({"grace_period_seconds": 60}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let second = rotated["key"].as_str().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        (rotated["id"].as_str(), rotated["role"].as_str()),
+        (Some(id), Some("member"))
+    );
+    assert_eq!(
+        app.get("/agents", first).await.0,
+        StatusCode::OK,
+        "within the grace period"
+    );
+    assert_eq!(app.get("/agents", second).await.0, StatusCode::OK);
+
+    let (_, rotated) = app.post(&path, ADMIN, json!({})).await;
+    let third = rotated["key"].as_str().unwrap();
+    assert_eq!(
+        app.get("/agents", second).await.0,
+        StatusCode::UNAUTHORIZED,
+        "no grace: it stops now"
+    );
+    assert_eq!(app.get("/agents", third).await.0, StatusCode::OK);
+    assert_eq!(
+        app.post(&path, third, json!({})).await.0,
+        StatusCode::FORBIDDEN,
+        "members cannot rotate"
+    );
+
+    assert_eq!(
+        app.delete(&format!("/apikeys/{id}"), ADMIN).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/agents", first).await.0,
+        StatusCode::UNAUTHORIZED,
+        "revocation ends the grace too"
+    );
+    let (status, err) = app.post(&path, ADMIN, json!({})).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
 }

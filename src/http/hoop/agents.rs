@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,12 +12,10 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::dialect::HoopError;
 use crate::http::extract::{Caller, Json};
+use crate::http::rotation::RotateRequest;
 use crate::secrets::agent_key::build_dsn;
 use crate::secrets::{PlainSecret, SecretKind, future_expiry};
-use crate::storage::{self, AgentRecord, NewAgent, NewSecret, Predecessor};
-
-/// The longest grace period a rotated-away key may keep working.
-const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+use crate::storage::{AgentRecord, NewAgent, NewSecret};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct AgentRequest {
@@ -77,15 +75,6 @@ impl From<AgentRecord> for AgentView {
             },
         }
     }
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateRequest {
-    /// How long the old key keeps working, in seconds (at most 30 days). 0 or absent: it stops now.
-    pub grace_period_seconds: Option<u64>,
-    /// When the new key stops working; never when absent.
-    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Create Agent Key: an agent key in DSN form,
@@ -228,41 +217,10 @@ pub async fn rotate(
     Json(body): Json<RotateRequest>,
 ) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
     caller.require_admin()?;
-    let grace = body.grace_period_seconds.unwrap_or(0);
-    if grace > MAX_GRACE_SECONDS {
-        return Err(Error::invalid(
-            "grace_period_seconds",
-            format!("it must be at most {MAX_GRACE_SECONDS}"),
-        ));
-    }
-    let new_expiry = future_expiry(body.expires_at)?;
     let agent = find(&state, &caller, &name_or_id).await?;
-    let now = storage::now();
-    let old = if grace == 0 {
-        Predecessor {
-            secret_id: agent.key.id,
-            rotated_at: now,
-            expires_at: agent.key.expires_at,
-            revoked_at: Some(now),
-        }
-    } else {
-        let grace_end = now + Duration::seconds(grace as i64);
-        let expires_at = Some(
-            agent
-                .key
-                .expires_at
-                .map_or(grace_end, |at| at.min(grace_end)),
-        );
-        Predecessor {
-            secret_id: agent.key.id,
-            rotated_at: now,
-            expires_at,
-            revoked_at: agent.key.revoked_at,
-        }
-    };
-    let plain = PlainSecret::mint(SecretKind::AgentKey);
-    let new = NewSecret::from_plain(SecretKind::AgentKey, &plain, new_expiry);
-    state.store.rotate_agent_key(agent.id, &old, &new).await?;
+    let (plain, _) = body
+        .rotate(state.store.as_ref(), SecretKind::AgentKey, &agent.key)
+        .await?;
     let token = build_dsn(
         &state.grpc_url,
         &agent.name,

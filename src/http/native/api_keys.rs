@@ -10,9 +10,11 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::dialect::NativeError;
 use crate::http::extract::{Caller, Json};
+use crate::http::rotation::RotateRequest;
 use crate::orgs::{Role, mint_api_key};
+use crate::secrets::SecretKind;
 use crate::secrets::{PlainSecret, future_expiry};
-use crate::storage::{self, ApiKeyRecord, NewApiKey};
+use crate::storage::{self, ApiKeyRecord, NewApiKey, NewSecret};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,12 +42,28 @@ pub struct CreatedApiKey {
 
 impl CreatedApiKey {
     pub fn new(record: &NewApiKey, plain: &PlainSecret) -> CreatedApiKey {
+        CreatedApiKey::shown_once(
+            record.id,
+            record.name.clone(),
+            record.role,
+            &record.secret,
+            plain,
+        )
+    }
+
+    fn shown_once(
+        id: Uuid,
+        name: String,
+        role: Role,
+        secret: &NewSecret,
+        plain: &PlainSecret,
+    ) -> CreatedApiKey {
         CreatedApiKey {
-            id: record.id,
-            name: record.name.clone(),
-            role: record.role,
-            created_at: record.secret.created_at,
-            expires_at: record.secret.expires_at,
+            id,
+            name,
+            role,
+            created_at: secret.created_at,
+            expires_at: secret.expires_at,
             key: plain.expose().to_owned(),
         }
     }
@@ -163,4 +181,42 @@ pub async fn revoke(
     } else {
         Err(Error::NotFound("API key"))
     }
+}
+
+/// Replaces an API key's secret with a new one, shown once; the old one stops now or after
+/// `grace_period_seconds` (admins only). A revoked key cannot be rotated.
+#[utoipa::path(
+    post,
+    path = "/apikeys/{id}/rotate",
+    tag = "API keys",
+    params(("id" = Uuid, Path, description = "API key id")),
+    request_body(content = RotateRequest, description = "Optional; an empty body rotates without grace"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = CreatedApiKey),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 403, body = NativeError), (status = 404, body = NativeError),
+        (status = 409, description = "A concurrent rotation won", body = NativeError),
+        (status = 422, body = NativeError),
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<RotateRequest>,
+) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
+    caller.require_admin()?;
+    let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
+    let key = state
+        .store
+        .find_api_key(caller.org_id, id)
+        .await?
+        .filter(|key| key.key.revoked_at.is_none())
+        .ok_or(Error::NotFound("API key"))?;
+    let (plain, secret) = body
+        .rotate(state.store.as_ref(), SecretKind::ApiKey, &key.key)
+        .await?;
+    let created = CreatedApiKey::shown_once(key.id, key.name, key.role, &secret, &plain);
+    Ok((StatusCode::CREATED, axum::Json(created)))
 }

@@ -17,5 +17,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::create, orgs::list))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::rotate))
         .routes(routes!(verify::verify))
 }
