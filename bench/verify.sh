@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load-tests POST /verify, the hot path, with wrk on loopback.
-#   bench/verify.sh                      # SQLite in a temporary data dir
-#   KEYGATE_DATABASE_URL=postgres://postgres@127.0.0.1:5432/keygate_bench bench/verify.sh
-# Needs wrk (Debian: apt-get install wrk). Knobs: DURATION (20s), CONNECTIONS (32), THREADS (1).
+#   bench/verify.sh                                                   # SQLite in a temporary data dir
+#   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres bench/verify.sh   # a fresh Postgres database
+# Needs wrk (Debian: apt-get install wrk), and psql for Postgres.
+# Knobs: DURATION (20s), CONNECTIONS (32), THREADS (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,19 @@ command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2;
 cargo build --release --quiet
 
 data_dir=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data_dir"' EXIT
+bench_db=""
+cleanup() {
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    rm -rf "$data_dir"
+    [ -z "$bench_db" ] || psql -q "$BENCH_POSTGRES_URL" -c "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)"
+}
+trap cleanup EXIT
+if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
+    bench_db="keygate_bench_$$"
+    psql -q "$BENCH_POSTGRES_URL" -c "CREATE DATABASE $bench_db"
+    export KEYGATE_DATABASE_URL="${BENCH_POSTGRES_URL%/*}/$bench_db"
+fi
 KEYGATE_LISTEN=127.0.0.1:$PORT KEYGATE_DATA_DIR=$data_dir KEYGATE_BOOTSTRAP_TOKEN=$TOKEN \
     KEYGATE_LOG=warn KEYGATE_VERIFY_FAILURES_PER_MINUTE=100000000 \
     ./target/release/keygate &
