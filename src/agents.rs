@@ -1,7 +1,5 @@
 //! hoop agents: the name rule and the execution modes (SPEC §1.1).
 
-use std::fmt;
-
 use crate::error::Error;
 
 /// hoop's message for a name that breaks its rule, kept word for word for its clients.
@@ -67,12 +65,6 @@ impl AgentMode {
                 "it must be one of standard or embedded",
             )),
         }
-    }
-}
-
-impl fmt::Display for AgentMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

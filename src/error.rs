@@ -41,6 +41,11 @@ impl Error {
         }
     }
 
+    /// A required field that is absent (or null): the request cannot be read, so 400.
+    pub fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
+        value.ok_or_else(|| Error::BadRequest(format!("{field}: missing required field")))
+    }
+
     pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
         Error::Internal(source.into())
     }

@@ -49,6 +49,17 @@ impl FromStr for Role {
     }
 }
 
+/// The name of an organization or an API key: 1 to 128 characters, not only white space.
+pub fn parse_label(field: &'static str, value: String) -> Result<String, Error> {
+    if value.trim().is_empty() || value.chars().count() > 128 {
+        return Err(Error::invalid(
+            field,
+            "it must contain between 1 and 128 characters",
+        ));
+    }
+    Ok(value)
+}
+
 /// Mints an API key for `org_id`; the plain key is returned for the one response that shows it.
 pub fn mint_api_key(
     org_id: Uuid,

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::orgs::Role;
 use crate::secrets::agent_key::parse_dsn;
 use crate::secrets::{PlainSecret, SecretKind};
 use crate::storage::{self, SecretOwner, SecretRecord, Store};
@@ -41,6 +42,10 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    fn owner(&self) -> Option<&SecretOwner> {
+        self.record.as_ref().map(|record| &record.owner)
+    }
+
     fn new(code: Code, kind: Option<SecretKind>, record: Option<SecretRecord>) -> Outcome {
         Outcome { code, kind, record }
     }
@@ -85,8 +90,8 @@ impl Verifier {
         Ok(found.filter(|record| record.hash.matches(&hash)))
     }
 
-    /// Checks a secret's lifecycle and, when valid, records its use.
-    pub async fn check(&self, plain: &PlainSecret, org_id: Option<Uuid>) -> Result<Outcome, Error> {
+    /// Checks a secret's lifecycle; the caller records its use once every check has passed.
+    async fn check(&self, plain: &PlainSecret, org_id: Option<Uuid>) -> Result<Outcome, Error> {
         let kind = plain.kind();
         let record = self
             .lookup(plain)
@@ -101,7 +106,6 @@ impl Verifier {
         } else if record.expires_at.is_some_and(|at| at <= now) {
             Code::Expired
         } else {
-            self.usage.record(record.id, now);
             Code::Valid
         };
         Ok(Outcome::new(code, Some(record.kind), Some(record)))
@@ -117,18 +121,45 @@ impl Verifier {
             Ok(plain) => return Ok(Outcome::new(Code::NotFound, plain.kind(), None)),
             Err(_) => return Ok(Outcome::new(Code::Malformed, None, None)),
         };
-        let outcome = self.check(&plain, Some(org_id)).await?;
-        if let (Some(dsn), Some(SecretOwner::Agent { name, .. })) =
-            (&dsn, outcome.record.as_ref().map(|r| &r.owner))
+        let mut outcome = self.check(&plain, Some(org_id)).await?;
+        // Lifecycle answers (revoked, expired) take precedence over the name check.
+        if let (Some(dsn), Some(SecretOwner::Agent { name, .. })) = (&dsn, outcome.owner())
             && outcome.code == Code::Valid
             && dsn.name != *name
         {
-            return Ok(Outcome {
-                code: Code::NameMismatch,
-                ..outcome
-            });
+            outcome.code = Code::NameMismatch;
         }
+        self.record_if_valid(&outcome);
         Ok(outcome)
+    }
+
+    /// Resolves a bearer credential of keygate's API to (organization, API key id, role).
+    /// Minted API keys are checked for shape and checksum first; any other string can only be
+    /// an operator-chosen bootstrap token, looked up by digest.
+    pub async fn authenticate_api_key(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Uuid, Uuid, Role)>, Error> {
+        let plain = match PlainSecret::parse(token) {
+            Ok(plain) if plain.kind() == Some(SecretKind::ApiKey) => plain,
+            Ok(_) => return Ok(None),
+            Err(_) if token.starts_with(SecretKind::ApiKey.prefix()) => return Ok(None),
+            Err(_) => PlainSecret::from_operator(token.to_owned()),
+        };
+        let outcome = self.check(&plain, None).await?;
+        self.record_if_valid(&outcome);
+        Ok(match outcome.owner() {
+            Some(SecretOwner::ApiKey {
+                org_id, id, role, ..
+            }) if outcome.code == Code::Valid => Some((*org_id, *id, *role)),
+            _ => None,
+        })
+    }
+
+    fn record_if_valid(&self, outcome: &Outcome) {
+        if let (Code::Valid, Some(record)) = (outcome.code, &outcome.record) {
+            self.usage.record(record.id, storage::now());
+        }
     }
 }
 

@@ -12,9 +12,6 @@ use uuid::Uuid;
 use super::AppState;
 use crate::error::Error;
 use crate::orgs::Role;
-use crate::secrets::{PlainSecret, SecretKind};
-use crate::storage::SecretOwner;
-use crate::verify::Code;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -137,28 +134,13 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Resolves a bearer token to a caller. Minted API keys are checked for shape and checksum
-/// first; any other string can only be an operator-chosen bootstrap token, looked up by digest.
+/// Resolves a bearer token to a caller of its organization, with its role.
 async fn authenticate(state: &AppState, token: &str) -> Result<Option<Caller>, Error> {
-    let plain = match PlainSecret::parse(token) {
-        Ok(plain) if plain.kind() == Some(SecretKind::ApiKey) => plain,
-        Ok(_) => return Ok(None),
-        Err(_) if token.starts_with(SecretKind::ApiKey.prefix()) => return Ok(None),
-        Err(_) => PlainSecret::from_operator(token.to_owned()),
-    };
-    let outcome = state.verifier.check(&plain, None).await?;
-    Ok(match (outcome.code, outcome.record.map(|r| r.owner)) {
-        (
-            Code::Valid,
-            Some(SecretOwner::ApiKey {
-                org_id, id, role, ..
-            }),
-        ) => Some(Caller {
-            org_id,
-            api_key_id: id,
-            role,
-            operator: org_id == state.operator_org_id && role == Role::Admin,
-        }),
-        _ => None,
-    })
+    let caller = state.verifier.authenticate_api_key(token).await?;
+    Ok(caller.map(|(org_id, api_key_id, role)| Caller {
+        org_id,
+        api_key_id,
+        role,
+        operator: org_id == state.operator_org_id && role == Role::Admin,
+    }))
 }

@@ -112,6 +112,13 @@ async fn a_dsn_whose_user_is_not_the_agent_is_a_name_mismatch(backend: Backend) 
         verdict.get("agent").is_none(),
         "an invalid answer says nothing of the owner"
     );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await; // several usage flushes
+    let (_, agent) = app.get("/agents/honest", ADMIN).await;
+    assert_eq!(
+        agent["key"]["last_used_at"],
+        json!(null),
+        "a refused DSN is not a use"
+    );
 }
 
 async fn other_organizations_secrets_are_not_found(backend: Backend) {

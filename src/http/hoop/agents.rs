@@ -100,10 +100,9 @@ pub async fn create(
     Json(body): Json<AgentRequest>,
 ) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
     caller.require_admin()?;
-    let name = body.name.filter(|name| !name.is_empty());
-    let name = AgentName::parse(
-        &name.ok_or_else(|| Error::BadRequest("name: missing required field".into()))?,
-    )?;
+    // hoop treats an empty name as a missing one (400), not as a rule violation (422).
+    let name = Error::required("name", body.name.filter(|name| !name.is_empty()))?;
+    let name = AgentName::parse(&name)?;
     let mode = AgentMode::parse(body.mode.as_deref())?;
     let plain = PlainSecret::mint(SecretKind::AgentKey);
     let agent = NewAgent {

@@ -11,7 +11,7 @@ use crate::http::AppState;
 use crate::http::dialect::NativeError;
 use crate::http::extract::{Caller, Json};
 use crate::http::rotation::RotateRequest;
-use crate::orgs::{Role, mint_api_key};
+use crate::orgs::{Role, mint_api_key, parse_label};
 use crate::secrets::SecretKind;
 use crate::secrets::{PlainSecret, future_expiry};
 use crate::storage::{self, ApiKeyRecord, NewApiKey, NewSecret};
@@ -117,18 +117,8 @@ pub async fn create(
     Json(body): Json<CreateApiKey>,
 ) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
     caller.require_admin()?;
-    let name = body
-        .name
-        .ok_or_else(|| Error::BadRequest("name: missing required field".into()))?;
-    if name.trim().is_empty() || name.chars().count() > 128 {
-        return Err(Error::invalid(
-            "name",
-            "it must contain between 1 and 128 characters",
-        ));
-    }
-    let role = body
-        .role
-        .ok_or_else(|| Error::BadRequest("role: missing required field".into()))?;
+    let name = parse_label("name", Error::required("name", body.name)?)?;
+    let role = Error::required("role", body.role)?;
     let (record, plain) = mint_api_key(caller.org_id, name, role, future_expiry(body.expires_at)?);
     state.store.create_api_key(&record).await?;
     Ok((

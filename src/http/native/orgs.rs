@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::dialect::NativeError;
 use crate::http::extract::{Caller, Json};
-use crate::orgs::{Role, mint_api_key, new_org};
+use crate::orgs::{Role, mint_api_key, new_org, parse_label};
 use crate::storage::Org;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -66,15 +66,7 @@ pub async fn create(
     Json(body): Json<CreateOrg>,
 ) -> Result<(StatusCode, axum::Json<CreatedOrg>), Error> {
     caller.require_operator()?;
-    let name = body
-        .name
-        .ok_or_else(|| Error::BadRequest("name: missing required field".into()))?;
-    if name.trim().is_empty() || name.chars().count() > 128 {
-        return Err(Error::invalid(
-            "name",
-            "it must contain between 1 and 128 characters",
-        ));
-    }
+    let name = parse_label("name", Error::required("name", body.name)?)?;
     let org = new_org(name);
     let (admin, plain) = mint_api_key(org.id, "admin".into(), Role::Admin, None);
     state.store.create_org(&org, &admin).await?;

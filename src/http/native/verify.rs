@@ -67,9 +67,7 @@ pub async fn verify(
     caller.require_user()?;
     let limiter_key = caller.api_key_id.to_string();
     state.verify_limiter.check(&limiter_key)?;
-    let presented = body
-        .key
-        .ok_or_else(|| Error::BadRequest("key: missing required field".into()))?;
+    let presented = Error::required("key", body.key)?;
     let outcome = state
         .verifier
         .verify_presented(&presented, caller.org_id)
