@@ -93,6 +93,18 @@ impl Caller {
         }
     }
 
+    /// Records a change made by this caller on the `keygate::audit` log target: who, what, on
+    /// which resource. Never a secret.
+    pub fn audit(&self, action: &'static str, resource_id: Uuid) {
+        tracing::info!(
+            target: "keygate::audit",
+            action,
+            resource_id = %resource_id,
+            org_id = %self.org_id,
+            by_api_key = %self.api_key_id,
+        );
+    }
+
     pub fn require_operator(&self) -> Result<(), Error> {
         if self.operator {
             Ok(())

@@ -17,6 +17,7 @@ use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use crate::error::Error;
 
@@ -79,8 +80,8 @@ pub enum Malformed {
 
 /// A secret in plain text. It exists only between minting and the response that shows it once,
 /// or between receiving it and hashing it. `Debug` shows the kind and hint, never the value, and
-/// there is deliberately no `Display` or `Serialize`: reading it takes a call to [`Self::expose`].
-#[derive(Clone)]
+/// there is deliberately no `Display`, `Serialize` or `Clone`: reading it takes a call to
+/// [`Self::expose`], and its memory is wiped when it is dropped.
 pub struct PlainSecret {
     kind: Option<SecretKind>,
     value: String,
@@ -156,6 +157,12 @@ impl PlainSecret {
             return format!("{prefix}…");
         }
         format!("{prefix}…{}", &self.value[tail_start..])
+    }
+}
+
+impl Drop for PlainSecret {
+    fn drop(&mut self) {
+        self.value.zeroize();
     }
 }
 

@@ -169,11 +169,16 @@ impl TestApp {
         self.launch().await;
     }
 
-    /// Sends the shutdown signal and waits for the server to finish.
-    pub async fn shutdown(&mut self) {
+    /// Sends the shutdown signal (as SIGTERM would) without waiting.
+    pub fn signal_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Sends the shutdown signal and waits for the server to finish.
+    pub async fn shutdown(&mut self) {
+        self.signal_shutdown();
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }

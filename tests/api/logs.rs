@@ -64,6 +64,7 @@ async fn minted_secrets_never_reach_logs_errors_or_lists(backend: Backend) {
 
     let logs = captured_logs();
     assert!(logs.contains("/verify"), "the request logs were captured");
+    assert!(logs.contains("keygate::audit"), "changes are audited");
     for secret in &secrets {
         let key = secret
             .rsplit_once(':')

@@ -7,6 +7,7 @@ use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends
 
 on_both_backends!(
     health_and_readiness_answer,
+    shutdown_lets_in_flight_requests_finish,
     serverinfo_names_version_grpc_url_and_database_without_secrets,
     every_response_carries_a_request_id,
     oversized_bodies_are_413_in_the_routes_dialect,
@@ -33,6 +34,34 @@ async fn health_and_readiness_answer(backend: Backend) {
     )
     .await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
+}
+
+async fn shutdown_lets_in_flight_requests_finish(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut app = TestApp::start(backend).await;
+    let body = br#"{"name": "in-flight"}"#;
+    let head = format!(
+        "POST /agents HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {ADMIN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..5]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    app.signal_shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stream.write_all(&body[5..]).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    app.restart().await; // waits for the stopped server, then starts on the same database
+    assert_eq!(app.get("/agents/in-flight", ADMIN).await.0, StatusCode::OK);
 }
 
 /// Readiness follows the database: with the Postgres database gone, `/readyz` is 503.

@@ -117,6 +117,7 @@ pub async fn create(
         ),
     };
     state.store.create_agent(&agent).await?;
+    caller.audit("agent created", agent.id);
     let token = build_dsn(&state.grpc_url, &agent.name, plain.expose(), mode.as_str());
     Ok((
         StatusCode::CREATED,
@@ -185,6 +186,7 @@ pub async fn delete(
     caller.require_admin()?;
     let agent = find(&state, &caller, &name_or_id).await?;
     if state.store.delete_agent(caller.org_id, agent.id).await? {
+        caller.audit("agent deleted", agent.id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound("agent"))
@@ -220,6 +222,7 @@ pub async fn rotate(
     let (plain, _) = body
         .rotate(state.store.as_ref(), SecretKind::AgentKey, &agent.key)
         .await?;
+    caller.audit("agent key rotated", agent.id);
     let token = build_dsn(
         &state.grpc_url,
         &agent.name,

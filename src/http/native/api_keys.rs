@@ -121,6 +121,7 @@ pub async fn create(
     let role = Error::required("role", body.role)?;
     let (record, plain) = mint_api_key(caller.org_id, name, role, future_expiry(body.expires_at)?);
     state.store.create_api_key(&record).await?;
+    caller.audit("api key created", record.id);
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedApiKey::new(&record, &plain)),
@@ -167,6 +168,7 @@ pub async fn revoke(
         .revoke_api_key(caller.org_id, id, storage::now())
         .await?
     {
+        caller.audit("api key revoked", id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound("API key"))
@@ -207,6 +209,7 @@ pub async fn rotate(
     let (plain, secret) = body
         .rotate(state.store.as_ref(), SecretKind::ApiKey, &key.key)
         .await?;
+    caller.audit("api key rotated", key.id);
     let created = CreatedApiKey::shown_once(key.id, key.name, key.role, &secret, &plain);
     Ok((StatusCode::CREATED, axum::Json(created)))
 }

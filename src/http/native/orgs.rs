@@ -70,6 +70,7 @@ pub async fn create(
     let org = new_org(name);
     let (admin, plain) = mint_api_key(org.id, "admin".into(), Role::Admin, None);
     state.store.create_org(&org, &admin).await?;
+    caller.audit("organization created", org.id);
     let api_key = CreatedApiKey::new(&admin, &plain);
     Ok((
         StatusCode::CREATED,
