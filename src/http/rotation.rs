@@ -16,7 +16,7 @@ pub struct RotateRequest {
     /// How long the old secret keeps working, in seconds (at most 30 days). 0 or absent: it
     /// stops now.
     pub grace_period_seconds: Option<u64>,
-    /// When the new secret stops working; never when absent.
+    /// When the new secret stops working (in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 

@@ -20,13 +20,13 @@ use crate::storage::{AgentRecord, NewAgent, NewSecret};
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct AgentRequest {
     /// Unique name of the resource
-    #[schema(example = "default", required = true)]
+    #[schema(value_type = String, required = true, example = "default")]
     pub name: Option<String>,
     /// Mode of execution of the agent: `standard` (default, a standalone process) or `embedded`
     /// (run close to another process or application).
-    #[schema(default = "standard", example = "standard")]
+    #[schema(value_type = Option<AgentMode>, default = "standard", example = "standard")]
     pub mode: Option<String>,
-    /// keygate extension: when the key stops working; never when absent.
+    /// keygate extension: when the key stops working (in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -199,7 +199,7 @@ pub async fn delete(
     path = "/agents/{nameOrId}/rotate",
     tag = "Agents",
     params(("nameOrId" = String, Path, description = "The agent's name or id")),
-    request_body(content = RotateRequest, description = "Optional; an empty body rotates without grace"),
+    request_body(content = Option<RotateRequest>, description = "Optional; an empty body rotates without grace"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Rotated", body = AgentCreateResponse),
@@ -215,11 +215,12 @@ pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     Path(name_or_id): Path<String>,
-    Json(body): Json<RotateRequest>,
+    Json(body): Json<Option<RotateRequest>>,
 ) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
     caller.require_admin()?;
     let agent = find(&state, &caller, &name_or_id).await?;
     let (plain, _) = body
+        .unwrap_or_default()
         .rotate(state.store.as_ref(), SecretKind::AgentKey, &agent.key)
         .await?;
     caller.audit("agent key rotated", agent.id);

@@ -20,10 +20,11 @@ use crate::storage::{self, ApiKeyRecord, NewApiKey, NewSecret};
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// What the key is for, 1 to 128 characters.
-    #[schema(example = "gateway data plane")]
+    #[schema(value_type = String, required = true, example = "gateway data plane")]
     pub name: Option<String>,
+    #[schema(value_type = Role, required = true)]
     pub role: Option<Role>,
-    /// When the key stops working; never when absent.
+    /// When the key stops working (in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -182,7 +183,7 @@ pub async fn revoke(
     path = "/apikeys/{id}/rotate",
     tag = "API keys",
     params(("id" = Uuid, Path, description = "API key id")),
-    request_body(content = RotateRequest, description = "Optional; an empty body rotates without grace"),
+    request_body(content = Option<RotateRequest>, description = "Optional; an empty body rotates without grace"),
     security(("bearer" = [])),
     responses(
         (status = 201, body = CreatedApiKey),
@@ -196,7 +197,7 @@ pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<RotateRequest>,
+    Json(body): Json<Option<RotateRequest>>,
 ) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
     caller.require_admin()?;
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
@@ -207,6 +208,7 @@ pub async fn rotate(
         .filter(|key| key.key.revoked_at.is_none())
         .ok_or(Error::NotFound("API key"))?;
     let (plain, secret) = body
+        .unwrap_or_default()
         .rotate(state.store.as_ref(), SecretKind::ApiKey, &key.key)
         .await?;
     caller.audit("api key rotated", key.id);

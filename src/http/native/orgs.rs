@@ -18,7 +18,7 @@ use crate::storage::Org;
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// Unique name, 1 to 128 characters.
-    #[schema(example = "acme")]
+    #[schema(value_type = String, required = true, example = "acme")]
     pub name: Option<String>,
 }
 

@@ -16,7 +16,7 @@ use crate::verify::Code;
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyRequest {
     /// The presented secret: an agent's whole DSN or its bare key.
-    #[schema(example = "grpc://default:xagt-…@127.0.0.1:8010?mode=standard")]
+    #[schema(value_type = String, required = true, example = "grpc://default:xagt-…@127.0.0.1:8010?mode=standard")]
     pub key: Option<String>,
 }
 
