@@ -23,6 +23,8 @@ on_both_backends!(
     rotate_refuses_bad_input,
     expiry_must_be_in_the_future_and_is_reported,
     concurrent_creates_of_one_name_yield_exactly_one_201,
+    concurrent_rotations_leave_exactly_one_valid_key,
+    delete_also_ends_keys_still_in_their_grace_period,
     roles_limit_what_api_keys_may_do,
 );
 
@@ -466,4 +468,50 @@ async fn roles_limit_what_api_keys_may_do(backend: Backend) {
             json!({"message": "missing or invalid credentials"})
         )
     );
+}
+
+async fn concurrent_rotations_leave_exactly_one_valid_key(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let original = app.create_agent("spinning").await;
+    let attempts = (0..16).map(|_| app.post("/agents/spinning/rotate", ADMIN, json!({})));
+    let results = futures::future::join_all(attempts).await;
+    let issued: Vec<&str> = results
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, body)| body["token"].as_str().unwrap())
+        .collect();
+    assert!(!issued.is_empty());
+    for (status, body) in &results {
+        assert!(
+            *status == StatusCode::CREATED || *status == StatusCode::CONFLICT,
+            "{status}: {body}"
+        );
+    }
+    let mut valid = 0;
+    for dsn in issued.iter().copied().chain([original.as_str()]) {
+        if app.verify(ADMIN, dsn).await.1["valid"] == true {
+            valid += 1;
+        }
+    }
+    assert_eq!(valid, 1, "one current key, whatever the interleaving");
+}
+
+async fn delete_also_ends_keys_still_in_their_grace_period(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let old = app.create_agent("leaving").await;
+    let (_, rotated) = app
+        .post(
+            "/agents/leaving/rotate",
+            ADMIN,
+            json!({"grace_period_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(app.verify(ADMIN, &old).await.1["code"], "valid");
+    assert_eq!(
+        app.delete("/agents/leaving", ADMIN).await.0,
+        StatusCode::NO_CONTENT
+    );
+    for dsn in [old.as_str(), rotated["token"].as_str().unwrap()] {
+        assert_eq!(app.verify(ADMIN, dsn).await.1["code"], "not_found");
+    }
 }
