@@ -48,7 +48,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
-/// Replaces every `"…"` span in a serde message with `"…"`; field names (in backticks) stay.
+/// Cuts client input out of a serde message: every `"…"` span, and the echoed name in
+/// "unknown variant `x`" and "unknown field `x`". Field names serde expects stay.
 fn without_quoted_input(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut quoted = false;
@@ -60,6 +61,13 @@ fn without_quoted_input(message: &str) -> String {
             quoted = !quoted;
         } else if !quoted {
             out.push(c);
+        }
+    }
+    for echo in ["unknown variant `", "unknown field `"] {
+        if let Some(start) = out.find(echo).map(|at| at + echo.len())
+            && let Some(len) = out[start..].find('`')
+        {
+            out.replace_range(start..start + len, "…");
         }
     }
     out
@@ -155,4 +163,34 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Option<Caller>, E
         role,
         operator: org_id == state.operator_org_id && role == Role::Admin,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_quoted_input;
+
+    #[test]
+    fn serde_messages_lose_the_input_they_echo() {
+        let cases = [
+            (
+                "invalid type: string \"kgk_secret\", expected u64 at line 1",
+                "invalid type: string \"…\", expected u64 at line 1",
+            ),
+            (
+                "unknown variant `kgk_secret`, expected one of `admin`, `member`",
+                "unknown variant `…`, expected one of `admin`, `member`",
+            ),
+            (
+                "unknown field `kgk_secret`, expected `name`",
+                "unknown field `…`, expected `name`",
+            ),
+            (
+                "missing field `name` at line 1 column 2",
+                "missing field `name` at line 1 column 2",
+            ),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(without_quoted_input(message), expected);
+        }
+    }
 }

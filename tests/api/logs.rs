@@ -46,6 +46,14 @@ async fn minted_secrets_never_reach_logs_errors_or_lists(backend: Backend) {
         assert!(status.is_client_error());
         error_bodies.push(err.to_string());
     }
+    for body in [
+        json!({"name": "x", "role": org_key}),
+        json!({"name": "x", "role": "member", (api_key.clone()): 1}),
+    ] {
+        let (status, err) = app.post("/apikeys", ADMIN, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        error_bodies.push(err.to_string());
+    }
     let (status, err) = app.post("/verify", &api_key, json!({"key": [dsn]})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     error_bodies.push(err.to_string());
