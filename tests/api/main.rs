@@ -7,4 +7,5 @@ mod api_keys;
 mod logs;
 mod orgs;
 mod server;
+mod storage;
 mod verify;
