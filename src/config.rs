@@ -125,3 +125,55 @@ pub fn parse_grpc_url(value: &str) -> Result<Url, String> {
     }
     Ok(url)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = Config::parse_from(["keygate"]);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8009");
+        assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
+        assert_eq!(config.grpc_url.as_str(), "grpc://127.0.0.1:8010");
+        assert_eq!(config.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn grpc_url_must_be_a_bare_grpc_address() {
+        for ok in [
+            "grpc://h",
+            "grpcs://h:443",
+            "grpc://[::1]:8010",
+            "grpcs://gw.example.com/",
+        ] {
+            assert!(parse_grpc_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://h",
+            "grpc://u:p@h",
+            "grpc://h/path",
+            "grpc://h?mode=x",
+            "not a url",
+            "grpc:",
+        ] {
+            assert!(parse_grpc_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_the_bootstrap_token_and_database_password() {
+        let config = Config::parse_from([
+            "keygate",
+            "--bootstrap-token",
+            "very-secret-token",
+            "--database-url",
+            "postgres://keygate:hunter2@db/keygate",
+        ]);
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("very-secret-token") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+    }
+}

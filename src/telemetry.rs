@@ -14,6 +14,7 @@ pub fn init(config: &Config) -> Result<(), crate::StartupError> {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
     }
 }
