@@ -196,6 +196,11 @@ impl TestApp {
         }
     }
 
+    /// A GET without credentials.
+    pub async fn get_anonymous(&self, path: &str) -> (StatusCode, Value) {
+        read(self.request(Method::GET, path, None).send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         read(
             self.request(Method::GET, path, Some(token))

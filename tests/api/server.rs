@@ -18,21 +18,9 @@ on_both_backends!(
 
 async fn health_and_readiness_answer(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let (status, body) = read(
-        app.request(Method::GET, "/healthz", None)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = app.get_anonymous("/healthz").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
-    let (status, body) = read(
-        app.request(Method::GET, "/readyz", None)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = app.get_anonymous("/readyz").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
 }
 
@@ -84,32 +72,20 @@ async fn readiness_is_503_when_the_database_is_unreachable() {
     sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(drop))
         .await
         .unwrap();
-    let (status, body) = read(
-        app.request(Method::GET, "/readyz", None)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, body) = app.get_anonymous("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         body,
         json!({"code": "unavailable", "message": "the database is unavailable"})
     );
-    let (status, _) = read(
-        app.request(Method::GET, "/healthz", None)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = app.get_anonymous("/healthz").await;
     assert_eq!(status, StatusCode::OK, "the process itself is still up");
 }
 
 async fn serverinfo_names_version_grpc_url_and_database_without_secrets(backend: Backend) {
     let app = TestApp::start(backend).await;
     for path in ["/serverinfo", "/api/serverinfo"] {
-        let (status, info) = read(app.request(Method::GET, path, None).send().await.unwrap()).await;
+        let (status, info) = app.get_anonymous(path).await;
         assert_eq!(status, StatusCode::OK);
         let database = if backend == Backend::Sqlite {
             "sqlite"

@@ -1,11 +1,13 @@
 //! The storage conformance suite: both backends keep the same constraints in the database and
 //! write multi-row changes atomically, whatever the HTTP layer above them checks first.
 
+use std::sync::Arc;
+
+use chrono::Duration;
 use keygate::agents::AgentMode;
 use keygate::error::Error;
 use keygate::secrets::{PlainSecret, SecretKind};
-use keygate::storage::{self, NewAgent, NewSecret, Predecessor, Store};
-use std::sync::Arc;
+use keygate::storage::{self, AgentRecord, NewAgent, NewSecret, Predecessor, Store};
 use uuid::Uuid;
 
 use crate::common::{Backend, TestApp, on_both_backends};
@@ -18,153 +20,116 @@ on_both_backends!(
     usage_batches_set_last_used_at,
 );
 
-/// The store of a fresh test server's database, and the id of its `default` organization.
-async fn store_of(app: &TestApp) -> (Arc<dyn Store>, Uuid) {
-    let store = storage::connect(&app.config.database_url()).await.unwrap();
-    let org = store.find_org_by_name("default").await.unwrap().unwrap();
-    (store, org.id)
+/// A store opened on a fresh test server's database, working in organization `default`.
+struct Fixture {
+    _app: TestApp,
+    store: Arc<dyn Store>,
+    org: Uuid,
 }
 
-fn agent(org_id: Uuid, name: &str, plain: &PlainSecret) -> NewAgent {
-    NewAgent {
-        id: Uuid::now_v7(),
-        org_id,
-        name: name.into(),
-        mode: AgentMode::Standard,
-        secret: NewSecret::from_plain(SecretKind::AgentKey, plain, None),
+impl Fixture {
+    async fn new(backend: Backend) -> Fixture {
+        let app = TestApp::start(backend).await;
+        let store = storage::connect(&app.config.database_url()).await.unwrap();
+        let org = store.find_org_by_name("default").await.unwrap().unwrap().id;
+        Fixture {
+            _app: app,
+            store,
+            org,
+        }
+    }
+
+    async fn add_agent(&self, name: &str, key: &PlainSecret) -> Result<(), Error> {
+        let agent = NewAgent {
+            id: Uuid::now_v7(),
+            org_id: self.org,
+            name: name.into(),
+            mode: AgentMode::Standard,
+            secret: NewSecret::from_plain(SecretKind::AgentKey, key, None),
+        };
+        self.store.create_agent(&agent).await
+    }
+
+    async fn agent(&self, name: &str) -> Option<AgentRecord> {
+        self.store.find_agent_by_name(self.org, name).await.unwrap()
+    }
+
+    /// Rotates `agent`'s current key to `key`, keeping the old one for `grace`.
+    async fn rotate(
+        &self,
+        agent: &AgentRecord,
+        key: &PlainSecret,
+        grace: Duration,
+    ) -> Result<(), Error> {
+        let old = Predecessor::ending(&agent.key, grace);
+        let new = NewSecret::from_plain(SecretKind::AgentKey, key, None);
+        self.store.rotate_secret(&old, &new).await
     }
 }
 
+fn mint() -> PlainSecret {
+    PlainSecret::mint(SecretKind::AgentKey)
+}
+
 async fn a_failed_secret_insert_leaves_no_agent_behind(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let (store, org) = store_of(&app).await;
+    let db = Fixture::new(backend).await;
     let shared = PlainSecret::from_operator("the same digest twice".into());
-    store
-        .create_agent(&agent(org, "first", &shared))
-        .await
-        .unwrap();
-    let second = store.create_agent(&agent(org, "second", &shared)).await;
+    db.add_agent("first", &shared).await.unwrap();
+    let second = db.add_agent("second", &shared).await;
     assert!(matches!(second, Err(Error::Conflict)), "{second:?}");
-    assert!(
-        store
-            .find_agent_by_name(org, "second")
-            .await
-            .unwrap()
-            .is_none(),
-        "half-written agent"
-    );
+    assert!(db.agent("second").await.is_none(), "half-written agent");
 }
 
 async fn agent_names_are_unique_per_organization_in_the_database(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let (store, org) = store_of(&app).await;
-    let mint = || PlainSecret::mint(SecretKind::AgentKey);
-    store
-        .create_agent(&agent(org, "unique", &mint()))
-        .await
-        .unwrap();
-    let again = store.create_agent(&agent(org, "unique", &mint())).await;
+    let db = Fixture::new(backend).await;
+    db.add_agent("unique", &mint()).await.unwrap();
+    let again = db.add_agent("unique", &mint()).await;
     assert!(matches!(again, Err(Error::Conflict)), "{again:?}");
 }
 
 async fn rotating_a_secret_that_is_no_longer_current_is_a_conflict(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let (store, org) = store_of(&app).await;
-    store
-        .create_agent(&agent(
-            org,
-            "rotated",
-            &PlainSecret::mint(SecretKind::AgentKey),
-        ))
-        .await
-        .unwrap();
-    let current = store
-        .find_agent_by_name(org, "rotated")
-        .await
-        .unwrap()
-        .unwrap()
-        .key;
-    let successor = |plain: &PlainSecret| NewSecret::from_plain(SecretKind::AgentKey, plain, None);
-    let ending = Predecessor::ending(&current, chrono::Duration::zero());
-    store
-        .rotate_secret(
-            &ending,
-            &successor(&PlainSecret::mint(SecretKind::AgentKey)),
-        )
-        .await
-        .unwrap();
-    let stale = store
-        .rotate_secret(
-            &ending,
-            &successor(&PlainSecret::mint(SecretKind::AgentKey)),
-        )
-        .await;
+    let db = Fixture::new(backend).await;
+    db.add_agent("rotated", &mint()).await.unwrap();
+    let before = db.agent("rotated").await.unwrap();
+    db.rotate(&before, &mint(), Duration::zero()).await.unwrap();
+    let stale = db.rotate(&before, &mint(), Duration::zero()).await;
     assert!(matches!(stale, Err(Error::Conflict)), "{stale:?}");
-    let now_current = store
-        .find_agent_by_name(org, "rotated")
-        .await
-        .unwrap()
-        .unwrap()
-        .key;
-    assert_ne!(now_current.id, current.id);
+    assert_ne!(db.agent("rotated").await.unwrap().key.id, before.key.id);
 }
 
 async fn deleting_an_agent_cascades_to_all_its_secrets(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let (store, org) = store_of(&app).await;
-    let first = PlainSecret::mint(SecretKind::AgentKey);
-    store
-        .create_agent(&agent(org, "cascade", &first))
+    let db = Fixture::new(backend).await;
+    let (first, second) = (mint(), mint());
+    db.add_agent("cascade", &first).await.unwrap();
+    let agent = db.agent("cascade").await.unwrap();
+    db.rotate(&agent, &second, Duration::hours(1))
         .await
         .unwrap();
-    let record = store
-        .find_agent_by_name(org, "cascade")
-        .await
-        .unwrap()
-        .unwrap();
-    let second = PlainSecret::mint(SecretKind::AgentKey);
-    let grace = Predecessor::ending(&record.key, chrono::Duration::hours(1));
-    let successor = NewSecret::from_plain(SecretKind::AgentKey, &second, None);
-    store.rotate_secret(&grace, &successor).await.unwrap();
-    assert!(store.find_secret(&first.hash()).await.unwrap().is_some());
+    assert!(
+        db.store.find_secret(&first.hash()).await.unwrap().is_some(),
+        "in its grace period"
+    );
 
-    assert!(store.delete_agent(org, record.id).await.unwrap());
-    for plain in [&first, &second] {
-        assert!(store.find_secret(&plain.hash()).await.unwrap().is_none());
+    assert!(db.store.delete_agent(db.org, agent.id).await.unwrap());
+    for key in [&first, &second] {
+        assert!(db.store.find_secret(&key.hash()).await.unwrap().is_none());
     }
-    assert!(!store.delete_agent(org, record.id).await.unwrap());
+    assert!(!db.store.delete_agent(db.org, agent.id).await.unwrap());
 }
 
 async fn usage_batches_set_last_used_at(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let (store, org) = store_of(&app).await;
-    store
-        .create_agent(&agent(
-            org,
-            "busy",
-            &PlainSecret::mint(SecretKind::AgentKey),
-        ))
-        .await
-        .unwrap();
-    let key = store
-        .find_agent_by_name(org, "busy")
-        .await
-        .unwrap()
-        .unwrap()
-        .key;
+    let db = Fixture::new(backend).await;
+    db.add_agent("busy", &mint()).await.unwrap();
+    let key_id = db.agent("busy").await.unwrap().key.id;
     let at = storage::now();
-    store
-        .record_usage(&[(key.id, at), (Uuid::now_v7(), at)])
+    // A secret deleted since its use is simply skipped.
+    db.store
+        .record_usage(&[(key_id, at), (Uuid::now_v7(), at)])
         .await
         .unwrap();
-    let key = store
-        .find_agent_by_name(org, "busy")
-        .await
-        .unwrap()
-        .unwrap()
-        .key;
+    let last_used_at = db.agent("busy").await.unwrap().key.last_used_at;
     assert_eq!(
-        key.last_used_at,
+        last_used_at,
         Some(at),
         "timestamps round-trip exactly on both backends"
     );
