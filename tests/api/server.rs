@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, read};
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends};
 
 on_both_backends!(
     health_and_readiness_answer,
@@ -145,12 +145,12 @@ async fn oversized_bodies_are_413_in_the_routes_dialect(backend: Backend) {
 
 async fn unknown_routes_are_404(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let response = app
-        .request(Method::GET, "/no/such/route", Some(ADMIN))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = app.get("/no/such/route", ADMIN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"code": "not_found", "message": "route not found"})
+    );
     let response = app
         .request(Method::PUT, "/agents", Some(ADMIN))
         .send()
