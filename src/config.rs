@@ -29,6 +29,10 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_GRPC_URL", default_value = "grpc://127.0.0.1:8010", value_parser = parse_grpc_url)]
     pub grpc_url: Url,
 
+    /// Most connections the database pool opens.
+    #[arg(long, env = "KEYGATE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
     /// Admin API key of organization `default`, used only when the database is empty.
     #[arg(long, env = "KEYGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
@@ -52,6 +56,10 @@ pub struct Config {
     /// Failed API-key authentications allowed per client address per minute before 429.
     #[arg(long, env = "KEYGATE_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub auth_failures_per_minute: u32,
+
+    /// Longest a request may take, body upload included, before it is answered 408.
+    #[arg(long, env = "KEYGATE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
 
     /// How often recorded secret usage (`last_used_at`) is written to the database, in milliseconds.
     #[arg(long, env = "KEYGATE_USAGE_FLUSH_MS", default_value_t = 5000)]
@@ -93,6 +101,8 @@ impl std::fmt::Debug for Config {
             )
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("usage_flush_ms", &self.usage_flush_ms)
+            .field("database_max_connections", &self.database_max_connections)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .finish()
     }
 }

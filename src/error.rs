@@ -22,6 +22,8 @@ pub enum Error {
     NotFound(&'static str),
     #[error("resource already exists")]
     Conflict,
+    #[error("the request took longer than {0} s")]
+    Timeout(u64),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("too many failed attempts, retry in {retry_after_secs} s")]
@@ -58,6 +60,7 @@ impl Error {
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict => StatusCode::CONFLICT,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -74,6 +77,7 @@ impl Error {
             Error::Forbidden => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict => "conflict",
+            Error::Timeout(_) => "timeout",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable => "unavailable",

@@ -30,7 +30,7 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
-    let store = storage::connect(&config.database_url()).await?;
+    let store = storage::connect(&config.database_url(), config.database_max_connections).await?;
     let operator_org = orgs::bootstrap(
         store.as_ref(),
         &config.data_dir,
@@ -65,7 +65,9 @@ pub async fn run(
         grpc_url = %config.grpc_url,
         "keygate listening"
     );
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
+    let app =
+        http::router(state, request_timeout).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderName;
+use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -22,6 +24,7 @@ use tracing::Level;
 use url::Url;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
@@ -76,33 +79,61 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    families().1
+/// An API family: its routes, the dialect its errors are rendered in, and the base path its
+/// original clients use, where the routes are served as well.
+struct Family {
+    routes: OpenApiRouter<AppState>,
+    dialect: Dialect,
+    compat_base: Option<&'static str>,
 }
 
-/// Every route, with its OpenAPI document. hoop's routes are mounted at `/` and `/api`.
-fn families() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (native, native_api) = native::routes().split_for_parts();
-    let (hoop, hoop_api) = hoop::routes().split_for_parts();
-    let native = native.layer(from_fn_with_state(Dialect::Native, render_errors));
-    let hoop = hoop.layer(from_fn_with_state(Dialect::Hoop, render_errors));
+fn families() -> [Family; 2] {
+    [
+        Family {
+            routes: native::routes(),
+            dialect: Dialect::Native,
+            compat_base: None,
+        },
+        Family {
+            routes: hoop::routes(),
+            dialect: Dialect::Hoop,
+            compat_base: Some("/api"),
+        },
+    ]
+}
+
+/// The OpenAPI document, generated from the handlers (canonical paths only).
+pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
-    api.merge(native_api);
-    api.merge(hoop_api);
-    let router = Router::new()
-        .merge(native)
-        .merge(hoop.clone())
-        .nest("/api", hoop);
-    (router, api)
+    for family in families() {
+        api.merge(family.routes.into_openapi());
+    }
+    api
 }
 
 /// The complete application: routes, documentation, and the request pipeline.
-pub fn router(state: AppState) -> Router {
-    let (routes, api) = families();
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let mut app = Router::new();
+    let mut api = ApiDoc::openapi();
+    for Family {
+        routes,
+        dialect,
+        compat_base,
+    } in families()
+    {
+        let (routes, family_api) = routes.split_for_parts();
+        api.merge(family_api);
+        // The timeout sits inside the dialect layer so that its 408 is rendered like any error.
+        let routes = routes
+            .layer(from_fn_with_state(request_timeout, enforce_timeout))
+            .layer(from_fn_with_state(dialect, render_errors));
+        if let Some(base) = compat_base {
+            app = app.nest(base, routes.clone());
+        }
+        app = app.merge(routes);
+    }
     let request_id = HeaderName::from_static("x-request-id");
-    routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+    app.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { Error::NotFound("route") })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(
@@ -117,6 +148,15 @@ pub fn router(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )
         .with_state(state)
+}
+
+/// Answers 408 when a request, body upload included, outlasts `limit`. Dropping the handler's
+/// future rolls back any transaction it had open.
+async fn enforce_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::Timeout(limit.as_secs()).into_response(),
+    }
 }
 
 /// Method, path and request id only: never headers (credentials) nor the query string.

@@ -29,14 +29,17 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Opens the database named by `url`, applying its migrations.
-pub async fn connect(url: &str) -> std::result::Result<Arc<dyn Store>, StartupError> {
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+) -> std::result::Result<Arc<dyn Store>, StartupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(url)
+        let store = PostgresStore::connect(url, max_connections)
             .await
             .map_err(|e| format!("cannot open Postgres: {e}"))?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url)
+        let store = SqliteStore::connect(url, max_connections)
             .await
             .map_err(|e| format!("cannot open SQLite: {e}"))?;
         Ok(Arc::new(store))

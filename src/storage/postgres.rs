@@ -17,9 +17,12 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> std::result::Result<PostgresStore, sqlx::Error> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+    ) -> std::result::Result<PostgresStore, sqlx::Error> {
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;

@@ -9,7 +9,8 @@ use clap::Parser;
 use keygate::config::Config;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -232,6 +233,22 @@ impl TestApp {
         .await
     }
 
+    /// Starts a POST as the bootstrap admin over a raw connection, sending only the first `sent`
+    /// bytes of `body`: a request that is in flight until [`Upload::finish`].
+    pub async fn start_upload(&self, path: &str, body: &[u8], sent: usize) -> Upload {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {BOOTSTRAP_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(self.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..sent]).await.unwrap();
+        Upload(stream)
+    }
+
     /// Creates an agent as the bootstrap admin and returns its DSN.
     pub async fn create_agent(&self, name: &str) -> String {
         let (status, body) = self
@@ -272,6 +289,20 @@ impl TestApp {
     pub async fn verify(&self, token: &str, key: &str) -> (StatusCode, Value) {
         self.post("/verify", token, serde_json::json!({ "key": key }))
             .await
+    }
+}
+
+/// A request whose body is still being sent.
+pub struct Upload(TcpStream);
+
+impl Upload {
+    /// Sends the `rest` of the body (the server may already have answered) and returns the raw
+    /// HTTP response.
+    pub async fn finish(&mut self, rest: &[u8]) -> String {
+        let _ = self.0.write_all(rest).await;
+        let mut response = String::new();
+        self.0.read_to_string(&mut response).await.unwrap();
+        response
     }
 }
 

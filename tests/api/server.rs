@@ -8,6 +8,7 @@ use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends
 on_both_backends!(
     health_and_readiness_answer,
     shutdown_lets_in_flight_requests_finish,
+    slow_requests_are_408_in_the_routes_dialect,
     serverinfo_names_version_grpc_url_and_database_without_secrets,
     every_response_carries_a_request_id,
     oversized_bodies_are_413_in_the_routes_dialect,
@@ -25,31 +26,35 @@ async fn health_and_readiness_answer(backend: Backend) {
 }
 
 async fn shutdown_lets_in_flight_requests_finish(backend: Backend) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let mut app = TestApp::start(backend).await;
     let body = br#"{"name": "in-flight"}"#;
-    let head = format!(
-        "POST /agents HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {ADMIN}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&body[..5]).await.unwrap();
+    let mut upload = app.start_upload("/agents", body, 5).await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     app.signal_shutdown();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    stream.write_all(&body[5..]).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response = upload.finish(&body[5..]).await;
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 
     app.restart().await; // waits for the stopped server, then starts on the same database
     assert_eq!(app.get("/agents/in-flight", ADMIN).await.0, StatusCode::OK);
+}
+
+async fn slow_requests_are_408_in_the_routes_dialect(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.request_timeout_secs = 1).await;
+    let body = br#"{"name": "too-slow"}"#;
+    let mut upload = app.start_upload("/api/agents", body, 5).await;
+    let response = upload.finish(b"").await;
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.ends_with(r#"{"message":"the request took longer than 1 s"}"#),
+        "{response}"
+    );
+    assert_eq!(
+        app.get("/agents", ADMIN).await.1,
+        json!([]),
+        "nothing was written"
+    );
 }
 
 /// Readiness follows the database: with the Postgres database gone, `/readyz` is 503.

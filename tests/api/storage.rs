@@ -30,7 +30,9 @@ struct Fixture {
 impl Fixture {
     async fn new(backend: Backend) -> Fixture {
         let app = TestApp::start(backend).await;
-        let store = storage::connect(&app.config.database_url()).await.unwrap();
+        let store = storage::connect(&app.config.database_url(), 2)
+            .await
+            .unwrap();
         let org = store.find_org_by_name("default").await.unwrap().unwrap().id;
         Fixture {
             _app: app,
