@@ -5,7 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
-RUN cargo build --release --locked && strip target/release/keygate
+RUN cargo build --release --locked
 
 # Runtime stage: the binary, CA certificates for TLS to Postgres, and an unprivileged user.
 FROM debian:bookworm-slim
