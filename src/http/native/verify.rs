@@ -11,7 +11,7 @@ use crate::http::AppState;
 use crate::http::dialect::NativeError;
 use crate::http::extract::{Caller, Json};
 use crate::storage::SecretOwner;
-use crate::verify::Code;
+use crate::verify::{Code, Outcome};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyRequest {
@@ -45,6 +45,31 @@ pub struct VerifiedAgent {
     pub mode: AgentMode,
 }
 
+impl From<Outcome> for VerifyResponse {
+    /// Whose the secret is is told only when it is valid.
+    fn from(outcome: Outcome) -> VerifyResponse {
+        let valid = outcome.code == Code::Valid;
+        let found = outcome.record.filter(|_| valid);
+        let agent = match found.as_ref().map(|record| &record.owner) {
+            Some(SecretOwner::Agent { id, name, mode, .. }) => Some(VerifiedAgent {
+                id: *id,
+                name: name.clone(),
+                mode: *mode,
+            }),
+            _ => None,
+        };
+        VerifyResponse {
+            valid,
+            code: outcome.code,
+            kind: outcome.kind.map(|kind| kind.as_str()),
+            secret_id: found.as_ref().map(|record| record.id),
+            org_id: found.as_ref().map(|record| record.owner.org_id()),
+            expires_at: found.as_ref().and_then(|record| record.expires_at),
+            agent,
+        }
+    }
+}
+
 /// Verifies a secret of the caller's organization. Every well-formed request is answered 200 with
 /// `valid` and a `code`; failed answers count against the caller, and past the limit 429.
 #[utoipa::path(
@@ -72,26 +97,8 @@ pub async fn verify(
         .verifier
         .verify_presented(&presented, caller.org_id)
         .await?;
-    let valid = outcome.code == Code::Valid;
-    if !valid {
+    if outcome.code != Code::Valid {
         state.verify_limiter.failed(&limiter_key);
     }
-    let found = outcome.record.filter(|_| valid);
-    let agent = match found.as_ref().map(|record| &record.owner) {
-        Some(SecretOwner::Agent { id, name, mode, .. }) => Some(VerifiedAgent {
-            id: *id,
-            name: name.clone(),
-            mode: *mode,
-        }),
-        _ => None,
-    };
-    Ok(axum::Json(VerifyResponse {
-        valid,
-        code: outcome.code,
-        kind: outcome.kind.map(|kind| kind.as_str()),
-        secret_id: found.as_ref().map(|record| record.id),
-        org_id: found.as_ref().map(|record| record.owner.org_id()),
-        expires_at: found.as_ref().and_then(|record| record.expires_at),
-        agent,
-    }))
+    Ok(axum::Json(outcome.into()))
 }
