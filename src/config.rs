@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 use url::Url;
 
 #[derive(Clone, Parser)]
@@ -61,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` names the
+    /// client; behind a load balancer, list it so failed attempts are counted per real client.
+    #[arg(long, env = "KEYGATE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<IpNet>,
+
     /// How often recorded secret usage (`last_used_at`) is written to the database, in milliseconds.
     #[arg(long, env = "KEYGATE_USAGE_FLUSH_MS", default_value_t = 5000)]
     pub usage_flush_ms: u64,
@@ -103,6 +109,7 @@ impl std::fmt::Debug for Config {
             .field("usage_flush_ms", &self.usage_flush_ms)
             .field("database_max_connections", &self.database_max_connections)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -115,6 +122,15 @@ fn redact_password(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// An IP address (a single host) or a CIDR range.
+fn parse_proxy(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is neither an IP address nor a CIDR range"))
 }
 
 /// Accepts `grpc://host[:port]` or `grpcs://host[:port]`; path, query and credentials are refused

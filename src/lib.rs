@@ -44,6 +44,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         operator_org_id: operator_org.id,
         verify_limiter: Arc::new(FailureLimiter::new(config.verify_failures_per_minute)),
         auth_limiter: Arc::new(FailureLimiter::new(config.auth_failures_per_minute)),
+        trusted_proxies: config.trusted_proxies.clone().into(),
     })
 }
 

@@ -1,9 +1,7 @@
 //! Extractors whose rejections are [`Error`]s, so they render in the route's dialect.
 
-use std::net::SocketAddr;
-
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -126,13 +124,8 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(
-                || "unknown".to_owned(),
-                |ConnectInfo(addr)| addr.ip().to_string(),
-            );
+        let client = super::client::client_address(parts, &state.trusted_proxies)
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         state.auth_limiter.check(&client)?;
         let token = parts
             .headers

@@ -1,6 +1,7 @@
 //! The HTTP layer, by API family: `native` (keygate's own routes) and `hoop` (hoop's gateway
 //! API, also served under `/api`). Each family renders errors in its own dialect.
 
+mod client;
 pub mod dialect;
 pub mod extract;
 mod hoop;
@@ -16,6 +17,7 @@ use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -47,6 +49,8 @@ pub struct AppState {
     pub verify_limiter: Arc<FailureLimiter>,
     /// Failed authentications, per client address.
     pub auth_limiter: Arc<FailureLimiter>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 #[derive(OpenApi)]

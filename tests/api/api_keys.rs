@@ -14,6 +14,7 @@ on_both_backends!(
     expired_keys_no_longer_authenticate,
     bad_input_is_4xx_in_the_native_dialect,
     failed_authentications_are_bounded_per_client,
+    behind_a_trusted_proxy_failures_count_per_forwarded_client,
     bootstrap_writes_a_token_file_when_none_is_configured,
     bootstrap_token_is_ignored_once_the_database_has_data,
 );
@@ -311,5 +312,30 @@ async fn rotation_replaces_the_key_with_an_optional_grace_period(backend: Backen
     assert_eq!(
         (status, err["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+async fn behind_a_trusted_proxy_failures_count_per_forwarded_client(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| {
+        config.auth_failures_per_minute = 3;
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let as_client = |client: &str, token: &str| {
+        app.request(reqwest::Method::GET, "/agents", Some(token))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    for _ in 0..3 {
+        let response = as_client("198.51.100.1", "wrong-token").await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = as_client("198.51.100.1", ADMIN).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let other = as_client("198.51.100.2", ADMIN).await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another client behind the same proxy is unaffected"
     );
 }
