@@ -106,6 +106,35 @@ mod tests {
         }
     }
 
+    /// The hand-written rule agrees with hoop's own regex (plus the 254-character bound its
+    /// message states) on every string of a large random sample.
+    #[test]
+    fn agrees_with_hoops_regex() {
+        use rand::{Rng, SeedableRng};
+        let hoop = regex::Regex::new(r"^[a-zA-Z0-9_]+(?:[-\.]?[a-zA-Z0-9_]+){2,253}$").unwrap();
+        let alphabet: Vec<char> = "aZ9_-. /é".chars().collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..50_000 {
+            let len = rng.random_range(0..10);
+            let name: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            assert_eq!(
+                AgentName::parse(&name).is_ok(),
+                hoop.is_match(&name),
+                "{name:?}"
+            );
+        }
+        for len in [253, 254, 255, 300] {
+            let name = "ab".repeat(len / 2) + &"c".repeat(len % 2);
+            assert_eq!(
+                AgentName::parse(&name).is_ok(),
+                hoop.is_match(&name) && len <= 254,
+                "{len}"
+            );
+        }
+    }
+
     #[test]
     fn mode_defaults_only_when_absent() {
         assert_eq!(AgentMode::parse(None).unwrap(), AgentMode::Standard);
