@@ -38,6 +38,12 @@ pub async fn connect(
             .await
             .map_err(|e| format!("cannot open Postgres: {e}"))?;
         Ok(Arc::new(store))
+    } else if url.contains(":memory:") || url.contains("mode=memory") {
+        // Each pooled connection would see its own empty database, and data would vanish with them.
+        Err(
+            "in-memory SQLite is not supported; give a file path (the default is in the data dir)"
+                .into(),
+        )
     } else if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(url, max_connections)
             .await

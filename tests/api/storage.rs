@@ -136,3 +136,15 @@ async fn usage_batches_set_last_used_at(backend: Backend) {
         "timestamps round-trip exactly on both backends"
     );
 }
+
+#[tokio::test]
+async fn unsupported_database_urls_are_refused_at_start_up() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://?mode=memory",
+        "mysql://root@localhost/keygate",
+    ] {
+        let refused = storage::connect(url, 1).await;
+        assert!(refused.is_err(), "{url}");
+    }
+}
