@@ -48,6 +48,30 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     })
 }
 
+/// The operator's way back into an organization that has lost its admin keys: mints a new
+/// admin API key for `org_name` straight in the database and returns it, to be printed once.
+pub async fn recover_admin_key(
+    config: &Config,
+    org_name: &str,
+) -> Result<secrets::PlainSecret, StartupError> {
+    let store = storage::connect(&config.database_url(), 1).await?;
+    let org = store
+        .find_org_by_name(org_name)
+        .await?
+        .ok_or_else(|| format!("there is no organization named {org_name:?}"))?;
+    let (record, plain) =
+        orgs::mint_api_key(org.id, "recovery".into(), orgs::Role::Admin, None);
+    store.create_api_key(&record).await?;
+    tracing::info!(
+        target: "keygate::audit",
+        action = "admin api key recovered",
+        resource_id = %record.id,
+        org_id = %org.id,
+        by = "operator on the server host",
+    );
+    Ok(plain)
+}
+
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish
 /// (up to [`http::SHUTDOWN_GRACE`]) and writes the usage still in memory.
 pub async fn run(
