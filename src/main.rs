@@ -1,10 +1,11 @@
 use clap::Parser;
 use keygate::config::Config;
+use keygate::telemetry::LogOutput;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    if let Err(err) = keygate::telemetry::init(&config) {
+    if let Err(err) = keygate::telemetry::init(&config, LogOutput::Stdout) {
         eprintln!("keygate: {err}");
         return std::process::ExitCode::FAILURE;
     }
