@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
@@ -23,7 +24,7 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Database URL: `sqlite://…` or `postgres://…`. Default: `<data dir>/keygate.db`.
-    #[arg(long, env = "KEYGATE_DATABASE_URL")]
+    #[arg(long, env = "KEYGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Public gRPC address of the gateway, used to build agent DSNs (`grpc://` or `grpcs://`).
@@ -154,7 +155,11 @@ pub fn parse_grpc_url(value: &str) -> Result<Url, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    const STRONG_TOKEN: &str = "operator-chosen-bootstrap-token-0123456789";
 
     #[test]
     fn defaults_are_the_documented_ones() {
@@ -163,6 +168,11 @@ mod tests {
         assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
         assert_eq!(config.grpc_url.as_str(), "grpc://127.0.0.1:8010");
         assert_eq!(config.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Config::command().debug_assert();
     }
 
     #[test]
@@ -192,14 +202,71 @@ mod tests {
         let config = Config::parse_from([
             "keygate",
             "--bootstrap-token",
-            "very-secret-token",
+            STRONG_TOKEN,
             "--database-url",
             "postgres://keygate:hunter2@db/keygate",
         ]);
         let debug = format!("{config:?}");
         assert!(
-            !debug.contains("very-secret-token") && !debug.contains("hunter2"),
+            !debug.contains(STRONG_TOKEN) && !debug.contains("hunter2"),
             "{debug}"
+        );
+    }
+
+    /// Help text is rendered by a child test process that starts with the secret variables set:
+    /// setting them here would race every other test reading the environment.
+    #[test]
+    fn help_never_shows_secret_environment_values() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "config::tests::help_child_process",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(HELP_CHILD, "1")
+            .env(
+                "KEYGATE_DATABASE_URL",
+                "postgres://keygate:hunter2@db/keygate?password=hunter2",
+            )
+            .env("KEYGATE_BOOTSTRAP_TOKEN", STRONG_TOKEN)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    const HELP_CHILD: &str = "KEYGATE_TEST_HELP_CHILD";
+
+    /// The child half of `help_never_shows_secret_environment_values`; a no-op in a normal run.
+    #[test]
+    fn help_child_process() {
+        if std::env::var_os(HELP_CHILD).is_none() {
+            return;
+        }
+        // The variables did reach clap, so the help below had them to leak.
+        let config = Config::parse_from(["keygate"]);
+        assert_eq!(config.bootstrap_token.as_deref(), Some(STRONG_TOKEN));
+        assert!(config.database_url.unwrap().contains("hunter2"));
+
+        for flag in ["--help", "-h"] {
+            let err = Config::try_parse_from(["keygate", flag]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp);
+            let help = err.render().to_string();
+            assert!(help.contains("KEYGATE_DATABASE_URL"), "{help}");
+            assert!(
+                !help.contains("hunter2") && !help.contains(STRONG_TOKEN),
+                "{flag} shows a secret:\n{help}"
+            );
+        }
+        let help = Config::command().render_long_help().to_string();
+        assert!(
+            !help.contains("hunter2") && !help.contains(STRONG_TOKEN),
+            "{help}"
         );
     }
 }
