@@ -94,7 +94,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &redact_password(&self.database_url()))
+            .field("database_url", &redact_database_url(&self.database_url()))
             .field("grpc_url", &self.grpc_url.as_str())
             .field(
                 "bootstrap_token",
@@ -115,14 +115,53 @@ impl std::fmt::Debug for Config {
     }
 }
 
-fn redact_password(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+/// The database URL with every secret replaced by `redacted`: the password in the user info,
+/// password-like query parameters (`password`, `sslpassword`, …) and inline PEM key material.
+/// A URL that does not parse is withheld whole, since where its secret sits is unknown.
+pub fn redact_database_url(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else {
+        return "<unparseable database URL redacted>".into();
+    };
+    let mut redacted = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
+        redacted = true;
     }
+    if let Some(query) = parsed.query() {
+        // Rebuilt by hand rather than with `query_pairs_mut`, which would re-encode the
+        // parameters that are shown as they were given.
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if is_secret_parameter(key, value) => {
+                    redacted = true;
+                    format!("{key}=redacted")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        parsed.set_query(Some(&pairs.join("&")));
+    }
+    // Reserialising normalises the URL (e.g. percent-encodes a SQLite path); only do it when
+    // there was a secret to hide.
+    if redacted {
+        parsed.to_string()
+    } else {
+        url.to_owned()
+    }
+}
+
+fn is_secret_parameter(key: &str, value: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(key)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+    // `sslkey`, `sslcert` and `sslrootcert` name files; their value is secret only when the key
+    // itself is pasted inline.
+    ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+        || value.contains("-----BEGIN")
 }
 
 /// An IP address (a single host) or a CIDR range.
@@ -211,6 +250,37 @@ mod tests {
             !debug.contains(STRONG_TOKEN) && !debug.contains("hunter2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn database_url_redaction_covers_query_parameters() {
+        for (url, shown) in [
+            (
+                "postgres://db/keygate?sslmode=require&password=hunter2",
+                "postgres://db/keygate?sslmode=require&password=redacted",
+            ),
+            (
+                "postgres://keygate:hunter2@db/keygate?sslpassword=hunter3&sslkey=/etc/keygate/client.key",
+                "postgres://keygate:redacted@db/keygate?sslpassword=redacted&sslkey=/etc/keygate/client.key",
+            ),
+            (
+                "postgres://db/keygate?PassWord=hunter2&application_name=keygate",
+                "postgres://db/keygate?PassWord=redacted&application_name=keygate",
+            ),
+            (
+                "postgres://db/keygate?sslkey=-----BEGIN%20PRIVATE%20KEY-----hunter2",
+                "postgres://db/keygate?sslkey=redacted",
+            ),
+            // Nothing secret: shown exactly as given, not normalised.
+            ("sqlite://./data/key gate.db", "sqlite://./data/key gate.db"),
+            (
+                "postgres://keygate@db/keygate?sslmode=require",
+                "postgres://keygate@db/keygate?sslmode=require",
+            ),
+        ] {
+            assert_eq!(redact_database_url(url), shown);
+        }
+        assert!(!redact_database_url("postgres://u:hunter2@[bad/db").contains("hunter2"));
     }
 
     /// Help text is rendered by a child test process that starts with the secret variables set:
