@@ -1,12 +1,16 @@
 //! Configuration: every setting has a flag, an environment variable and a documented default.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
+
+use crate::secrets::SecretKind;
 
 #[derive(Clone, Parser)]
 #[command(
@@ -35,8 +39,14 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
-    /// Admin API key of organization `default`, used only when the database is empty.
-    #[arg(long, env = "KEYGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    /// Admin API key of organization `default`, used only when the database is empty: at least
+    /// 32 characters, no whitespace, not starting with `kgk_`.
+    #[arg(
+        long,
+        env = "KEYGATE_BOOTSTRAP_TOKEN",
+        hide_env_values = true,
+        value_parser = BootstrapTokenParser
+    )]
     pub bootstrap_token: Option<String>,
 
     /// Log filter in `tracing` syntax, e.g. `info` or `keygate=debug,tower_http=info`.
@@ -164,6 +174,49 @@ fn is_secret_parameter(key: &str, value: &str) -> bool {
         || value.contains("-----BEGIN")
 }
 
+/// Refuses a weak or misleading operator-chosen bootstrap token, naming the rule broken.
+pub fn check_bootstrap_token(token: &str) -> Result<(), &'static str> {
+    if token.chars().count() < 32 {
+        return Err("must be at least 32 characters long");
+    }
+    if token.chars().any(char::is_whitespace) {
+        return Err("must not contain whitespace");
+    }
+    // A `kgk_` bearer is checked as a minted API key, so such a token could never authenticate.
+    if token.starts_with(SecretKind::ApiKey.prefix()) {
+        return Err("must not start with `kgk_`, the prefix of minted API keys");
+    }
+    Ok(())
+}
+
+/// Applies [`check_bootstrap_token`] at parse time; hand-written because clap's stock error for
+/// an invalid value quotes the value, and this one is a secret.
+#[derive(Clone)]
+struct BootstrapTokenParser;
+
+impl TypedValueParser for BootstrapTokenParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        let rule = match value.to_str() {
+            Some(token) => match check_bootstrap_token(token) {
+                Ok(()) => return Ok(token.to_owned()),
+                Err(rule) => rule,
+            },
+            None => "must be valid UTF-8",
+        };
+        Err(cmd.clone().error(
+            ErrorKind::ValueValidation,
+            format!("the bootstrap token (--bootstrap-token, KEYGATE_BOOTSTRAP_TOKEN) {rule}"),
+        ))
+    }
+}
+
 /// An IP address (a single host) or a CIDR range.
 fn parse_proxy(value: &str) -> Result<IpNet, String> {
     let value = value.trim();
@@ -281,6 +334,38 @@ mod tests {
             assert_eq!(redact_database_url(url), shown);
         }
         assert!(!redact_database_url("postgres://u:hunter2@[bad/db").contains("hunter2"));
+    }
+
+    #[test]
+    fn bootstrap_token_rules() {
+        assert_eq!(check_bootstrap_token(STRONG_TOKEN), Ok(()));
+        assert_eq!(check_bootstrap_token(&"é".repeat(32)), Ok(()));
+        for (token, rule) in [
+            ("x".repeat(31), "at least 32 characters"),
+            ("".into(), "at least 32 characters"),
+            (format!("{STRONG_TOKEN} with spaces"), "whitespace"),
+            (format!("{STRONG_TOKEN}\n"), "whitespace"),
+            (format!("\t{STRONG_TOKEN}"), "whitespace"),
+            (format!("kgk_{STRONG_TOKEN}"), "kgk_"),
+        ] {
+            let err = check_bootstrap_token(&token).unwrap_err();
+            assert!(err.contains(rule), "{token:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_weak_bootstrap_token_stops_start_up_without_echoing_it() {
+        for token in [
+            "short-secret-hunter2",
+            "kgk_hunter2-hunter2-hunter2-hunter2-hunter2",
+            "hunter2 hunter2 hunter2 hunter2 hunter2",
+        ] {
+            let err = Config::try_parse_from(["keygate", "--bootstrap-token", token]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation);
+            let shown = err.render().to_string();
+            assert!(shown.contains("bootstrap token"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
     }
 
     /// Help text is rendered by a child test process that starts with the secret variables set:
