@@ -1,4 +1,5 @@
-//! Configuration: every setting has a flag, an environment variable and a documented default.
+//! Command line and configuration: the subcommands of the `keygate` binary and the server's
+//! settings, each with a flag, an environment variable and a documented default.
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -6,18 +7,88 @@ use std::path::PathBuf;
 
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
 use crate::secrets::SecretKind;
 
-#[derive(Clone, Parser)]
+/// The `keygate` command line: a subcommand, or the server's flags alone to serve.
+#[derive(Debug, Parser)]
 #[command(
     name = "keygate",
     version,
-    about = "Mints and verifies the secrets of an access gateway"
+    about = "Mints and verifies the secrets of an access gateway",
+    // `keygate --listen …` without a subcommand serves; mixing those flags with a subcommand is
+    // refused rather than silently ignored.
+    args_conflicts_with_subcommands = true
 )]
+pub struct Cli {
+    /// `None`: serve with `config`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The server's settings from flags given without a subcommand, else from the environment
+    /// and defaults alone.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (what `keygate` does without a subcommand).
+    Serve(Config),
+    /// Mint a new admin API key for an organization straight in the database and print it once.
+    ///
+    /// The operator's way back in when an organization has lost its admin keys; run it on the
+    /// server's host with the server's database settings.
+    AdminKey(AdminKeyArgs),
+}
+
+#[derive(Clone, Args)]
+pub struct AdminKeyArgs {
+    /// Organization whose new admin API key is minted.
+    #[arg(long, default_value = "default")]
+    pub org: String,
+
+    /// Directory holding the embedded database (the server's `--data-dir`).
+    #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL (the server's `--database-url`). Default: `<data dir>/keygate.db`.
+    #[arg(long, env = "KEYGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl AdminKeyArgs {
+    /// The configuration `recover_admin_key` opens the database with: `base` (the server's
+    /// settings from the environment, e.g. logging) with this subcommand's database settings.
+    pub fn config(&self, base: Config) -> Config {
+        Config {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            ..base
+        }
+    }
+}
+
+// Hand-written so that a database password never reaches a terminal or a log line.
+impl std::fmt::Debug for AdminKeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminKeyArgs")
+            .field("org", &self.org)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_database_url),
+            )
+            .finish()
+    }
+}
+
+/// The server's settings: what `keygate::serve` and `keygate::run` take.
+#[derive(Clone, Parser)]
+#[command(name = "keygate")]
 pub struct Config {
     /// Address the HTTP API listens on.
     #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8009")]
@@ -95,6 +166,18 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("keygate.db").display()))
+    }
+
+    /// For commands that work on the server's existing data: an error naming the path when the
+    /// SQLite database file is missing, since opening it would create an empty one elsewhere.
+    pub fn check_database_exists(&self) -> Result<(), String> {
+        match sqlite_file(&self.database_url()) {
+            Some(path) if !path.is_file() => Err(format!(
+                "there is no database at {}; give the server's --data-dir or --database-url",
+                path.display()
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -217,6 +300,18 @@ impl TypedValueParser for BootstrapTokenParser {
     }
 }
 
+/// The file a `sqlite:` URL names, read the way sqlx reads it; `None` for other databases.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    Some(PathBuf::from(
+        percent_encoding::percent_decode_str(path)
+            .decode_utf8_lossy()
+            .as_ref(),
+    ))
+}
+
 /// An IP address (a single host) or a CIDR range.
 fn parse_proxy(value: &str) -> Result<IpNet, String> {
     let value = value.trim();
@@ -253,6 +348,12 @@ mod tests {
 
     const STRONG_TOKEN: &str = "operator-chosen-bootstrap-token-0123456789";
 
+    /// The command `main` runs, with `AdminKeyArgs` still to be applied to the base config.
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("keygate").chain(args.iter().copied()))?;
+        Ok(cli.command.unwrap_or(Command::Serve(cli.config)))
+    }
+
     #[test]
     fn defaults_are_the_documented_ones() {
         let config = Config::parse_from(["keygate"]);
@@ -264,7 +365,96 @@ mod tests {
 
     #[test]
     fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
         Config::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_serves_with_the_given_flags() {
+        for args in [
+            &["--listen", "127.0.0.1:9000", "--data-dir", "/srv/keygate"][..],
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:9000",
+                "--data-dir",
+                "/srv/keygate",
+            ][..],
+        ] {
+            let Ok(Command::Serve(config)) = parse(args) else {
+                panic!("{args:?} did not parse as serve");
+            };
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9000", "{args:?}");
+            assert_eq!(config.data_dir, PathBuf::from("/srv/keygate"), "{args:?}");
+        }
+        assert!(matches!(parse(&[]), Ok(Command::Serve(_))));
+    }
+
+    #[test]
+    fn server_flags_are_refused_next_to_a_subcommand() {
+        let err = parse(&["--listen", "127.0.0.1:9000", "admin-key"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
+        let err = parse(&["admin-key", "--listen", "127.0.0.1:9000"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument, "{err}");
+    }
+
+    #[test]
+    fn admin_key_takes_the_servers_database_settings() {
+        let Ok(Command::AdminKey(args)) = parse(&["admin-key"]) else {
+            panic!("admin-key did not parse");
+        };
+        assert_eq!(args.org, "default");
+        let config = args.config(Config::parse_from(["keygate"]));
+        assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
+
+        let Ok(Command::AdminKey(args)) = parse(&[
+            "admin-key",
+            "--org",
+            "acme",
+            "--data-dir",
+            "/srv/keygate",
+            "--database-url",
+            "postgres://keygate:hunter2@db/keygate",
+        ]) else {
+            panic!("admin-key with flags did not parse");
+        };
+        assert_eq!(args.org, "acme");
+        let config = args.config(Config::parse_from(["keygate"]));
+        assert_eq!(config.data_dir, PathBuf::from("/srv/keygate"));
+        assert_eq!(
+            config.database_url(),
+            "postgres://keygate:hunter2@db/keygate"
+        );
+        assert!(!format!("{args:?}").contains("hunter2"), "{args:?}");
+    }
+
+    #[test]
+    fn sqlite_file_is_read_like_sqlx_reads_it() {
+        for (url, file) in [
+            ("sqlite://./data/keygate.db", Some("./data/keygate.db")),
+            (
+                "sqlite:///var/lib/keygate/keygate.db?mode=rwc",
+                Some("/var/lib/keygate/keygate.db"),
+            ),
+            ("sqlite:keygate.db", Some("keygate.db")),
+            ("sqlite:///srv/key%3Fgate.db", Some("/srv/key?gate.db")),
+            ("postgres://db/keygate", None),
+        ] {
+            assert_eq!(sqlite_file(url), file.map(PathBuf::from), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_missing_sqlite_database_is_reported_not_created() {
+        let dir = std::env::temp_dir().join("keygate-config-test-no-such-dir");
+        let config = Config::parse_from(["keygate", "--data-dir", dir.to_str().unwrap()]);
+        let err = config.check_database_exists().unwrap_err();
+        assert!(
+            err.contains("keygate.db") && err.contains("--data-dir"),
+            "{err}"
+        );
+        let config = Config::parse_from(["keygate", "--database-url", "postgres://db/keygate"]);
+        assert_eq!(config.check_database_exists(), Ok(()));
     }
 
     #[test]
@@ -360,11 +550,18 @@ mod tests {
             "kgk_hunter2-hunter2-hunter2-hunter2-hunter2",
             "hunter2 hunter2 hunter2 hunter2 hunter2",
         ] {
+            for args in [
+                &["--bootstrap-token", token][..],
+                &["serve", "--bootstrap-token", token][..],
+            ] {
+                let err = parse(args).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::ValueValidation);
+                let shown = err.render().to_string();
+                assert!(shown.contains("bootstrap token"), "{shown}");
+                assert!(!shown.contains("hunter2"), "{shown}");
+            }
             let err = Config::try_parse_from(["keygate", "--bootstrap-token", token]).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::ValueValidation);
-            let shown = err.render().to_string();
-            assert!(shown.contains("bootstrap token"), "{shown}");
-            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!err.render().to_string().contains("hunter2"));
         }
     }
 
@@ -404,18 +601,25 @@ mod tests {
             return;
         }
         // The variables did reach clap, so the help below had them to leak.
-        let config = Config::parse_from(["keygate"]);
+        let Ok(Command::Serve(config)) = parse(&[]) else {
+            panic!("the environment did not parse");
+        };
         assert_eq!(config.bootstrap_token.as_deref(), Some(STRONG_TOKEN));
         assert!(config.database_url.unwrap().contains("hunter2"));
 
-        for flag in ["--help", "-h"] {
-            let err = Config::try_parse_from(["keygate", flag]).unwrap_err();
+        for args in [
+            &["--help"][..],
+            &["-h"][..],
+            &["serve", "--help"][..],
+            &["admin-key", "--help"][..],
+        ] {
+            let err = parse(args).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::DisplayHelp);
             let help = err.render().to_string();
             assert!(help.contains("KEYGATE_DATABASE_URL"), "{help}");
             assert!(
                 !help.contains("hunter2") && !help.contains(STRONG_TOKEN),
-                "{flag} shows a secret:\n{help}"
+                "{args:?} shows a secret:\n{help}"
             );
         }
         let help = Config::command().render_long_help().to_string();
