@@ -1,18 +1,94 @@
-//! Configuration: every setting has a flag, an environment variable and a documented default.
+//! Command line and configuration: the subcommands of the `keygate` binary and the server's
+//! settings, each with a flag, an environment variable and a documented default.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
-#[derive(Clone, Parser)]
+use crate::secrets::SecretKind;
+
+/// The `keygate` command line: a subcommand, or the server's flags alone to serve.
+#[derive(Debug, Parser)]
 #[command(
     name = "keygate",
     version,
-    about = "Mints and verifies the secrets of an access gateway"
+    about = "Mints and verifies the secrets of an access gateway",
+    // `keygate --listen …` without a subcommand serves; mixing those flags with a subcommand is
+    // refused rather than silently ignored.
+    args_conflicts_with_subcommands = true
 )]
+pub struct Cli {
+    /// `None`: serve with `config`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The server's settings from flags given without a subcommand, else from the environment
+    /// and defaults alone.
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (what `keygate` does without a subcommand).
+    Serve(Config),
+    /// Mint a new admin API key for an organization straight in the database and print it once.
+    ///
+    /// The operator's way back in when an organization has lost its admin keys; run it on the
+    /// server's host with the server's database settings.
+    AdminKey(AdminKeyArgs),
+}
+
+#[derive(Clone, Args)]
+pub struct AdminKeyArgs {
+    /// Organization whose new admin API key is minted.
+    #[arg(long, default_value = "default")]
+    pub org: String,
+
+    /// Directory holding the embedded database (the server's `--data-dir`).
+    #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL (the server's `--database-url`). Default: `<data dir>/keygate.db`.
+    #[arg(long, env = "KEYGATE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl AdminKeyArgs {
+    /// The configuration `recover_admin_key` opens the database with: `base` (the server's
+    /// settings from the environment, e.g. logging) with this subcommand's database settings.
+    pub fn config(&self, base: Config) -> Config {
+        Config {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            ..base
+        }
+    }
+}
+
+// Hand-written so that a database password never reaches a terminal or a log line.
+impl std::fmt::Debug for AdminKeyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminKeyArgs")
+            .field("org", &self.org)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_database_url),
+            )
+            .finish()
+    }
+}
+
+/// The server's settings: what `keygate::serve` and `keygate::run` take.
+#[derive(Clone, Parser)]
+#[command(name = "keygate")]
 pub struct Config {
     /// Address the HTTP API listens on.
     #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8009")]
@@ -23,7 +99,7 @@ pub struct Config {
     pub data_dir: PathBuf,
 
     /// Database URL: `sqlite://…` or `postgres://…`. Default: `<data dir>/keygate.db`.
-    #[arg(long, env = "KEYGATE_DATABASE_URL")]
+    #[arg(long, env = "KEYGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Public gRPC address of the gateway, used to build agent DSNs (`grpc://` or `grpcs://`).
@@ -34,8 +110,14 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 
-    /// Admin API key of organization `default`, used only when the database is empty.
-    #[arg(long, env = "KEYGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    /// Admin API key of organization `default`, used only when the database is empty: at least
+    /// 32 characters, no whitespace, not starting with `kgk_`.
+    #[arg(
+        long,
+        env = "KEYGATE_BOOTSTRAP_TOKEN",
+        hide_env_values = true,
+        value_parser = BootstrapTokenParser
+    )]
     pub bootstrap_token: Option<String>,
 
     /// Log filter in `tracing` syntax, e.g. `info` or `keygate=debug,tower_http=info`.
@@ -85,6 +167,18 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("keygate.db").display()))
     }
+
+    /// For commands that work on the server's existing data: an error naming the path when the
+    /// SQLite database file is missing, since opening it would create an empty one elsewhere.
+    pub fn check_database_exists(&self) -> Result<(), String> {
+        match sqlite_file(&self.database_url()) {
+            Some(path) if !path.is_file() => Err(format!(
+                "there is no database at {}; give the server's --data-dir or --database-url",
+                path.display()
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 // Hand-written so that neither the bootstrap token nor a database password reaches a log line.
@@ -93,7 +187,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &redact_password(&self.database_url()))
+            .field("database_url", &redact_database_url(&self.database_url()))
             .field("grpc_url", &self.grpc_url.as_str())
             .field(
                 "bootstrap_token",
@@ -114,14 +208,108 @@ impl std::fmt::Debug for Config {
     }
 }
 
-fn redact_password(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("redacted"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+/// The database URL with every secret replaced by `redacted`: the password in the user info,
+/// password-like query parameters (`password`, `sslpassword`, …) and inline PEM key material.
+/// A URL that does not parse is withheld whole, since where its secret sits is unknown.
+pub fn redact_database_url(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url) else {
+        return "<unparseable database URL redacted>".into();
+    };
+    let mut redacted = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("redacted"));
+        redacted = true;
     }
+    if let Some(query) = parsed.query() {
+        // Rebuilt by hand rather than with `query_pairs_mut`, which would re-encode the
+        // parameters that are shown as they were given.
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if is_secret_parameter(key, value) => {
+                    redacted = true;
+                    format!("{key}=redacted")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        parsed.set_query(Some(&pairs.join("&")));
+    }
+    // Reserialising normalises the URL (e.g. percent-encodes a SQLite path); only do it when
+    // there was a secret to hide.
+    if redacted {
+        parsed.to_string()
+    } else {
+        url.to_owned()
+    }
+}
+
+fn is_secret_parameter(key: &str, value: &str) -> bool {
+    let key = percent_encoding::percent_decode_str(key)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+    // `sslkey`, `sslcert` and `sslrootcert` name files; their value is secret only when the key
+    // itself is pasted inline.
+    ["password", "passwd", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+        || value.contains("-----BEGIN")
+}
+
+/// Refuses a weak or misleading operator-chosen bootstrap token, naming the rule broken.
+pub fn check_bootstrap_token(token: &str) -> Result<(), &'static str> {
+    if token.chars().count() < 32 {
+        return Err("must be at least 32 characters long");
+    }
+    if token.chars().any(char::is_whitespace) {
+        return Err("must not contain whitespace");
+    }
+    // A `kgk_` bearer is checked as a minted API key, so such a token could never authenticate.
+    if token.starts_with(SecretKind::ApiKey.prefix()) {
+        return Err("must not start with `kgk_`, the prefix of minted API keys");
+    }
+    Ok(())
+}
+
+/// Applies [`check_bootstrap_token`] at parse time; hand-written because clap's stock error for
+/// an invalid value quotes the value, and this one is a secret.
+#[derive(Clone)]
+struct BootstrapTokenParser;
+
+impl TypedValueParser for BootstrapTokenParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        let rule = match value.to_str() {
+            Some(token) => match check_bootstrap_token(token) {
+                Ok(()) => return Ok(token.to_owned()),
+                Err(rule) => rule,
+            },
+            None => "must be valid UTF-8",
+        };
+        Err(cmd.clone().error(
+            ErrorKind::ValueValidation,
+            format!("the bootstrap token (--bootstrap-token, KEYGATE_BOOTSTRAP_TOKEN) {rule}"),
+        ))
+    }
+}
+
+/// The file a `sqlite:` URL names, read the way sqlx reads it; `None` for other databases.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    Some(PathBuf::from(
+        percent_encoding::percent_decode_str(path)
+            .decode_utf8_lossy()
+            .as_ref(),
+    ))
 }
 
 /// An IP address (a single host) or a CIDR range.
@@ -154,7 +342,17 @@ pub fn parse_grpc_url(value: &str) -> Result<Url, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    const STRONG_TOKEN: &str = "operator-chosen-bootstrap-token-0123456789";
+
+    /// The command `main` runs, with `AdminKeyArgs` still to be applied to the base config.
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("keygate").chain(args.iter().copied()))?;
+        Ok(cli.command.unwrap_or(Command::Serve(cli.config)))
+    }
 
     #[test]
     fn defaults_are_the_documented_ones() {
@@ -163,6 +361,100 @@ mod tests {
         assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
         assert_eq!(config.grpc_url.as_str(), "grpc://127.0.0.1:8010");
         assert_eq!(config.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn no_subcommand_serves_with_the_given_flags() {
+        for args in [
+            &["--listen", "127.0.0.1:9000", "--data-dir", "/srv/keygate"][..],
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:9000",
+                "--data-dir",
+                "/srv/keygate",
+            ][..],
+        ] {
+            let Ok(Command::Serve(config)) = parse(args) else {
+                panic!("{args:?} did not parse as serve");
+            };
+            assert_eq!(config.listen.to_string(), "127.0.0.1:9000", "{args:?}");
+            assert_eq!(config.data_dir, PathBuf::from("/srv/keygate"), "{args:?}");
+        }
+        assert!(matches!(parse(&[]), Ok(Command::Serve(_))));
+    }
+
+    #[test]
+    fn server_flags_are_refused_next_to_a_subcommand() {
+        let err = parse(&["--listen", "127.0.0.1:9000", "admin-key"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
+        let err = parse(&["admin-key", "--listen", "127.0.0.1:9000"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument, "{err}");
+    }
+
+    #[test]
+    fn admin_key_takes_the_servers_database_settings() {
+        let Ok(Command::AdminKey(args)) = parse(&["admin-key"]) else {
+            panic!("admin-key did not parse");
+        };
+        assert_eq!(args.org, "default");
+        let config = args.config(Config::parse_from(["keygate"]));
+        assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
+
+        let Ok(Command::AdminKey(args)) = parse(&[
+            "admin-key",
+            "--org",
+            "acme",
+            "--data-dir",
+            "/srv/keygate",
+            "--database-url",
+            "postgres://keygate:hunter2@db/keygate",
+        ]) else {
+            panic!("admin-key with flags did not parse");
+        };
+        assert_eq!(args.org, "acme");
+        let config = args.config(Config::parse_from(["keygate"]));
+        assert_eq!(config.data_dir, PathBuf::from("/srv/keygate"));
+        assert_eq!(
+            config.database_url(),
+            "postgres://keygate:hunter2@db/keygate"
+        );
+        assert!(!format!("{args:?}").contains("hunter2"), "{args:?}");
+    }
+
+    #[test]
+    fn sqlite_file_is_read_like_sqlx_reads_it() {
+        for (url, file) in [
+            ("sqlite://./data/keygate.db", Some("./data/keygate.db")),
+            (
+                "sqlite:///var/lib/keygate/keygate.db?mode=rwc",
+                Some("/var/lib/keygate/keygate.db"),
+            ),
+            ("sqlite:keygate.db", Some("keygate.db")),
+            ("sqlite:///srv/key%3Fgate.db", Some("/srv/key?gate.db")),
+            ("postgres://db/keygate", None),
+        ] {
+            assert_eq!(sqlite_file(url), file.map(PathBuf::from), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_missing_sqlite_database_is_reported_not_created() {
+        let dir = std::env::temp_dir().join("keygate-config-test-no-such-dir");
+        let config = Config::parse_from(["keygate", "--data-dir", dir.to_str().unwrap()]);
+        let err = config.check_database_exists().unwrap_err();
+        assert!(
+            err.contains("keygate.db") && err.contains("--data-dir"),
+            "{err}"
+        );
+        let config = Config::parse_from(["keygate", "--database-url", "postgres://db/keygate"]);
+        assert_eq!(config.check_database_exists(), Ok(()));
     }
 
     #[test]
@@ -192,14 +484,148 @@ mod tests {
         let config = Config::parse_from([
             "keygate",
             "--bootstrap-token",
-            "very-secret-token",
+            STRONG_TOKEN,
             "--database-url",
             "postgres://keygate:hunter2@db/keygate",
         ]);
         let debug = format!("{config:?}");
         assert!(
-            !debug.contains("very-secret-token") && !debug.contains("hunter2"),
+            !debug.contains(STRONG_TOKEN) && !debug.contains("hunter2"),
             "{debug}"
+        );
+    }
+
+    #[test]
+    fn database_url_redaction_covers_query_parameters() {
+        for (url, shown) in [
+            (
+                "postgres://db/keygate?sslmode=require&password=hunter2",
+                "postgres://db/keygate?sslmode=require&password=redacted",
+            ),
+            (
+                "postgres://keygate:hunter2@db/keygate?sslpassword=hunter3&sslkey=/etc/keygate/client.key",
+                "postgres://keygate:redacted@db/keygate?sslpassword=redacted&sslkey=/etc/keygate/client.key",
+            ),
+            (
+                "postgres://db/keygate?PassWord=hunter2&application_name=keygate",
+                "postgres://db/keygate?PassWord=redacted&application_name=keygate",
+            ),
+            (
+                "postgres://db/keygate?sslkey=-----BEGIN%20PRIVATE%20KEY-----hunter2",
+                "postgres://db/keygate?sslkey=redacted",
+            ),
+            // Nothing secret: shown exactly as given, not normalised.
+            ("sqlite://./data/key gate.db", "sqlite://./data/key gate.db"),
+            (
+                "postgres://keygate@db/keygate?sslmode=require",
+                "postgres://keygate@db/keygate?sslmode=require",
+            ),
+        ] {
+            assert_eq!(redact_database_url(url), shown);
+        }
+        assert!(!redact_database_url("postgres://u:hunter2@[bad/db").contains("hunter2"));
+    }
+
+    #[test]
+    fn bootstrap_token_rules() {
+        assert_eq!(check_bootstrap_token(STRONG_TOKEN), Ok(()));
+        assert_eq!(check_bootstrap_token(&"é".repeat(32)), Ok(()));
+        for (token, rule) in [
+            ("x".repeat(31), "at least 32 characters"),
+            ("".into(), "at least 32 characters"),
+            (format!("{STRONG_TOKEN} with spaces"), "whitespace"),
+            (format!("{STRONG_TOKEN}\n"), "whitespace"),
+            (format!("\t{STRONG_TOKEN}"), "whitespace"),
+            (format!("kgk_{STRONG_TOKEN}"), "kgk_"),
+        ] {
+            let err = check_bootstrap_token(&token).unwrap_err();
+            assert!(err.contains(rule), "{token:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_weak_bootstrap_token_stops_start_up_without_echoing_it() {
+        for token in [
+            "short-secret-hunter2",
+            "kgk_hunter2-hunter2-hunter2-hunter2-hunter2",
+            "hunter2 hunter2 hunter2 hunter2 hunter2",
+        ] {
+            for args in [
+                &["--bootstrap-token", token][..],
+                &["serve", "--bootstrap-token", token][..],
+            ] {
+                let err = parse(args).unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::ValueValidation);
+                let shown = err.render().to_string();
+                assert!(shown.contains("bootstrap token"), "{shown}");
+                assert!(!shown.contains("hunter2"), "{shown}");
+            }
+            let err = Config::try_parse_from(["keygate", "--bootstrap-token", token]).unwrap_err();
+            assert!(!err.render().to_string().contains("hunter2"));
+        }
+    }
+
+    /// Help text is rendered by a child test process that starts with the secret variables set:
+    /// setting them here would race every other test reading the environment.
+    #[test]
+    fn help_never_shows_secret_environment_values() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "config::tests::help_child_process",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(HELP_CHILD, "1")
+            .env(
+                "KEYGATE_DATABASE_URL",
+                "postgres://keygate:hunter2@db/keygate?password=hunter2",
+            )
+            .env("KEYGATE_BOOTSTRAP_TOKEN", STRONG_TOKEN)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    const HELP_CHILD: &str = "KEYGATE_TEST_HELP_CHILD";
+
+    /// The child half of `help_never_shows_secret_environment_values`; a no-op in a normal run.
+    #[test]
+    fn help_child_process() {
+        if std::env::var_os(HELP_CHILD).is_none() {
+            return;
+        }
+        // The variables did reach clap, so the help below had them to leak.
+        let Ok(Command::Serve(config)) = parse(&[]) else {
+            panic!("the environment did not parse");
+        };
+        assert_eq!(config.bootstrap_token.as_deref(), Some(STRONG_TOKEN));
+        assert!(config.database_url.unwrap().contains("hunter2"));
+
+        for args in [
+            &["--help"][..],
+            &["-h"][..],
+            &["serve", "--help"][..],
+            &["admin-key", "--help"][..],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::DisplayHelp);
+            let help = err.render().to_string();
+            assert!(help.contains("KEYGATE_DATABASE_URL"), "{help}");
+            assert!(
+                !help.contains("hunter2") && !help.contains(STRONG_TOKEN),
+                "{args:?} shows a secret:\n{help}"
+            );
+        }
+        let help = Config::command().render_long_help().to_string();
+        assert!(
+            !help.contains("hunter2") && !help.contains(STRONG_TOKEN),
+            "{help}"
         );
     }
 }

@@ -1,26 +1,73 @@
+//! The `keygate` binary: parses the command line and runs the chosen subcommand.
+
+use std::error::Error;
+use std::process::ExitCode;
+
 use clap::Parser;
-use keygate::config::Config;
+use keygate::config::{Cli, Command, Config};
+use keygate::telemetry::{self, LogOutput};
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
-    if let Err(err) = keygate::telemetry::init(&config) {
+async fn main() -> ExitCode {
+    let Cli { command, config } = Cli::parse();
+    match command {
+        None => serve(config).await,
+        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::AdminKey(args)) => admin_key(args.config(config), &args.org).await,
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    if let Err(err) = telemetry::init(&config, LogOutput::Stdout) {
         eprintln!("keygate: {err}");
-        return std::process::ExitCode::FAILURE;
+        return ExitCode::FAILURE;
     }
     tracing::debug!(?config, "configuration");
     match keygate::serve(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let mut message = err.to_string();
-            let mut source = err.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
+            let message = with_causes(err.as_ref());
             tracing::error!("{message}");
             eprintln!("keygate: {message}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Prints only the key on stdout, so that `keygate admin-key > file` captures just the key;
+/// logs and explanations go to stderr.
+async fn admin_key(config: Config, org: &str) -> ExitCode {
+    if let Err(err) = telemetry::init(&config, LogOutput::Stderr) {
+        eprintln!("keygate admin-key: {err}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(err) = config.check_database_exists() {
+        eprintln!("keygate admin-key: {err}");
+        return ExitCode::FAILURE;
+    }
+    match keygate::recover_admin_key(&config, org).await {
+        Ok(key) => {
+            eprintln!(
+                "New admin API key for organization {org:?}, shown once (only its digest is \
+                 stored); the organization's other keys stay valid:"
+            );
+            println!("{}", key.expose());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("keygate admin-key: {}", with_causes(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its chain of causes on one line.
+fn with_causes(err: &(dyn Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }
