@@ -1,19 +1,19 @@
-//! The one error type of keygate. Handlers and extractors return it; each API family renders it
-//! in its own dialect (see `http::dialect`). Messages never carry a secret.
+//! The one error type of keygate. Handlers, extractors and storage return it; each API family
+//! renders it in its own dialect (`http::dialect`). Messages never carry a secret nor echo input.
+
+use std::borrow::Cow;
+use std::fmt;
 
 use axum::http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request cannot be read: malformed JSON, a missing field.
+    /// The body cannot be read at all: not JSON, not UTF-8.
     #[error("{0}")]
-    BadRequest(String),
-    /// A field was read but its value breaks a rule.
-    #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    MalformedBody(String),
+    /// Fields that are missing, of the wrong type, unknown, or that break a rule.
+    #[error("{}", .0.first().map(ToString::to_string).unwrap_or_default())]
+    Invalid(Vec<FieldError>),
     #[error("missing or invalid credentials")]
     Unauthenticated,
     #[error("the API key's role does not allow this")]
@@ -21,13 +21,22 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("resource already exists")]
-    Conflict,
+    AlreadyExists,
+    /// The resource is not in a state that allows the request (e.g. rotating a revoked key).
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("the method is not allowed on this route")]
+    MethodNotAllowed,
     #[error("the request took longer than {0} s")]
     Timeout(u64),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("too many failed attempts, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Concurrent changes kept colliding (deadlock, serialization failure, locked database)
+    /// after bounded retries.
+    #[error("the resource is busy with concurrent changes; retry")]
+    Busy,
     #[error("the database is unavailable")]
     Unavailable,
     /// Anything unexpected; its detail is logged with the request id, never shown.
@@ -35,35 +44,141 @@ pub enum Error {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl Error {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
-        Error::Invalid {
-            field,
-            message: message.into(),
+/// Where a field of the request lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location {
+    Body,
+    Path,
+    Query,
+}
+
+impl Location {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Location::Body => "body",
+            Location::Path => "path",
+            Location::Query => "query",
         }
     }
+}
 
-    /// A required field that is absent (or null): the request cannot be read, so 400.
+/// One step of a field's path: an object key or an array index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Key(Cow<'static, str>),
+    Index(usize),
+}
+
+/// Why a field was refused; each dialect maps it to its own vocabulary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// Absent or null where required.
+    Missing,
+    /// Present with the wrong JSON type.
+    WrongType,
+    /// A field the request does not have.
+    Unknown,
+    /// Present and well-typed, but breaking a rule (length, charset, enum value, time).
+    Rule,
+}
+
+/// A refused field: where, why, and a message in words that never repeats the input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub location: Location,
+    pub path: Vec<Segment>,
+    pub violation: Violation,
+    pub message: String,
+}
+
+impl FieldError {
+    /// The dotted path, e.g. `name` or `connection_names.2`; empty for the whole body.
+    pub fn dotted_path(&self) -> String {
+        let parts: Vec<String> = self
+            .path
+            .iter()
+            .map(|segment| match segment {
+                Segment::Key(key) => key.to_string(),
+                Segment::Index(index) => index.to_string(),
+            })
+            .collect();
+        parts.join(".")
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.dotted_path();
+        if path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{path}: {}", self.message)
+        }
+    }
+}
+
+impl Error {
+    fn field(
+        location: Location,
+        field: &'static str,
+        violation: Violation,
+        message: String,
+    ) -> Error {
+        Error::Invalid(vec![FieldError {
+            location,
+            path: vec![Segment::Key(Cow::Borrowed(field))],
+            violation,
+            message,
+        }])
+    }
+
+    /// A body field that breaks a rule.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+        Error::field(Location::Body, field, Violation::Rule, message.into())
+    }
+
+    /// A path parameter that cannot be what it names.
+    pub fn invalid_path(param: &'static str, message: impl Into<String>) -> Error {
+        Error::field(Location::Path, param, Violation::Rule, message.into())
+    }
+
+    /// A required body field that is absent (or null).
     pub fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
-        value.ok_or_else(|| Error::BadRequest(format!("{field}: missing required field")))
+        value.ok_or_else(|| {
+            Error::field(
+                Location::Body,
+                field,
+                Violation::Missing,
+                "missing required field".into(),
+            )
+        })
     }
 
     pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
         Error::Internal(source.into())
     }
 
+    /// keygate's own statuses: a request that cannot be read (missing or mistyped fields) is
+    /// 400; one that can be read but breaks a rule is 422.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Error::Invalid(errors) => {
+                if errors.iter().all(|e| e.violation == Violation::Rule) {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::BAD_REQUEST
+                }
+            }
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict => StatusCode::CONFLICT,
+            Error::AlreadyExists | Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Busy | Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,29 +186,80 @@ impl Error {
     /// A stable machine-readable code for the native dialect.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadRequest(_) => "bad_request",
-            Error::Invalid { .. } => "invalid",
+            Error::MalformedBody(_) => "malformed_body",
+            Error::Invalid(_) if self.status() == StatusCode::BAD_REQUEST => "bad_request",
+            Error::Invalid(_) => "invalid",
             Error::Unauthenticated => "unauthenticated",
             Error::Forbidden => "forbidden",
             Error::NotFound(_) => "not_found",
-            Error::Conflict => "conflict",
+            Error::AlreadyExists | Error::Conflict(_) => "conflict",
+            Error::MethodNotAllowed => "method_not_allowed",
             Error::Timeout(_) => "timeout",
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::RateLimited { .. } => "rate_limited",
+            Error::Busy => "busy",
             Error::Unavailable => "unavailable",
             Error::Internal(_) => "internal",
         }
+    }
+
+    /// Whether retrying the same transaction may succeed: a deadlock, a serialization failure
+    /// or a locked SQLite database.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Busy)
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Error {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::AlreadyExists,
+            sqlx::Error::Database(db) if is_contention(db.code().as_deref()) => Error::Busy,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Error::Unavailable
             }
             _ => Error::internal(err),
+        }
+    }
+}
+
+/// Postgres `40P01` deadlock and `40001` serialization failure; SQLite `SQLITE_BUSY` (5) and
+/// `SQLITE_LOCKED` (6) with their extended codes.
+fn is_contention(code: Option<&str>) -> bool {
+    match code {
+        Some("40P01" | "40001") => true,
+        Some(code) => code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fields_are_400_and_broken_rules_422() {
+        assert_eq!(
+            Error::required::<()>("name", None).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            Error::invalid("name", "too long").status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            Error::invalid("name", "too long").to_string(),
+            "name: too long"
+        );
+    }
+
+    #[test]
+    fn contention_codes_of_both_databases_are_transient() {
+        for code in ["40P01", "40001", "5", "517", "6", "262"] {
+            assert!(is_contention(Some(code)), "{code}");
+        }
+        for code in ["23505", "2067", "19", "42P01"] {
+            assert!(!is_contention(Some(code)), "{code}");
         }
     }
 }

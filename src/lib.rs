@@ -1,12 +1,12 @@
 //! keygate: the control plane of an access gateway. It mints the secrets that agents, CI jobs
 //! and services use, and answers the data plane's question "is this secret valid, and whose?".
 
-pub mod agents;
+pub mod bootstrap;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limiter;
-pub mod orgs;
 pub mod secrets;
 pub mod storage;
 pub mod telemetry;
@@ -31,7 +31,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
     let store = storage::connect(&config.database_url(), config.database_max_connections).await?;
-    let operator_org = orgs::bootstrap(
+    let operator_org = bootstrap::bootstrap(
         store.as_ref(),
         &config.data_dir,
         config.bootstrap_token.as_deref(),
@@ -60,7 +60,7 @@ pub async fn recover_admin_key(
         .await?
         .ok_or_else(|| format!("there is no organization named {org_name:?}"))?;
     let (record, plain) =
-        orgs::mint_api_key(org.id, "recovery".into(), orgs::Role::Admin, None);
+        domain::org::NewApiKey::mint(org.id, "recovery".into(), domain::org::Role::Admin, None);
     store.create_api_key(&record).await?;
     tracing::info!(
         target: "keygate::audit",
@@ -81,9 +81,11 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let state = prepare(config).await?;
     let verifier = state.verifier.clone();
-    let flusher = verifier
-        .clone()
-        .spawn_usage_flusher(Duration::from_millis(config.usage_flush_ms.max(10)));
+    let (stop_flusher, flusher_stopped) = tokio::sync::watch::channel(false);
+    let flusher = verifier.clone().spawn_usage_flusher(
+        Duration::from_millis(config.usage_flush_ms.max(10)),
+        flusher_stopped,
+    );
     tracing::info!(
         addr = %listener.local_addr()?,
         database = state.store.kind(),
@@ -103,14 +105,20 @@ pub async fn run(
         let _ = stopped.wait_for(|stop| *stop).await;
         tokio::time::sleep(http::SHUTDOWN_GRACE).await;
     };
-    tokio::select! {
-        result = server => result?,
-        () = grace_expired => tracing::warn!("in-flight requests did not finish within the shutdown grace period"),
-    }
-    flusher.abort();
+    let served = tokio::select! {
+        result = server => result,
+        () = grace_expired => {
+            tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+            Ok(())
+        }
+    };
+    // However serving ended, the usage still in memory is written: the periodic flusher
+    // finishes the flush it may be in, then one last flush takes what came after it.
+    let _ = stop_flusher.send(true);
+    let _ = flusher.await;
     verifier.flush_usage().await;
     tracing::info!("keygate stopped");
-    Ok(())
+    Ok(served?)
 }
 
 /// Binds the configured address and serves until SIGINT or SIGTERM.

@@ -11,11 +11,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::agent::Agent;
+use crate::domain::org::ApiKey;
+use crate::domain::secret::{SecretState, Standing, now};
 use crate::error::Error;
-use crate::orgs::Role;
 use crate::secrets::agent_key::parse_dsn;
 use crate::secrets::{PlainSecret, SecretKind};
-use crate::storage::{self, SecretOwner, SecretRecord, Store};
+use crate::storage::Store;
 
 /// Why a presented secret is or is not valid; the `code` of a `POST /verify` answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -32,22 +34,38 @@ pub enum Code {
     NameMismatch,
 }
 
+/// Whose a found secret is.
+#[derive(Clone, Debug)]
+pub enum Owner {
+    Agent(Agent),
+    ApiKey(ApiKey),
+}
+
+impl Owner {
+    pub fn org_id(&self) -> Uuid {
+        match self {
+            Owner::Agent(agent) => agent.org_id,
+            Owner::ApiKey(key) => key.org_id,
+        }
+    }
+}
+
 /// The result of checking a presented secret.
 #[derive(Debug)]
 pub struct Outcome {
     pub code: Code,
     pub kind: Option<SecretKind>,
     /// Set when the secret was found in the caller's organization.
-    pub record: Option<SecretRecord>,
+    pub found: Option<(SecretState, Owner)>,
 }
 
 impl Outcome {
-    fn owner(&self) -> Option<&SecretOwner> {
-        self.record.as_ref().map(|record| &record.owner)
-    }
-
-    fn new(code: Code, kind: Option<SecretKind>, record: Option<SecretRecord>) -> Outcome {
-        Outcome { code, kind, record }
+    fn new(code: Code, kind: Option<SecretKind>) -> Outcome {
+        Outcome {
+            code,
+            kind,
+            found: None,
+        }
     }
 }
 
@@ -69,46 +87,65 @@ impl Verifier {
         self.usage.flush(self.store.as_ref()).await;
     }
 
-    /// Flushes usage every `interval` for as long as the process runs.
-    pub fn spawn_usage_flusher(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// Flushes usage every `interval` until `stop` changes (or its sender is dropped). A flush
+    /// under way is finished, never cut short: the uses it took would be lost.
+    pub fn spawn_usage_flusher(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                self.flush_usage().await;
+                tokio::select! {
+                    _ = ticker.tick() => self.flush_usage().await,
+                    _ = stop.changed() => return,
+                }
             }
         })
     }
 
-    /// The one lookup behind every verification.
-    async fn lookup(&self, plain: &PlainSecret) -> Result<Option<SecretRecord>, Error> {
+    /// The one lookup behind every verification: by digest, in the table of the owner kind
+    /// the prefix names. Operator-chosen secrets (no prefix) can only be API keys.
+    async fn lookup(&self, plain: &PlainSecret) -> Result<Option<(SecretState, Owner)>, Error> {
         let hash = plain.hash();
-        let found = self.store.find_secret(&hash).await?;
+        let found = match plain.kind() {
+            Some(SecretKind::AgentKey) => self
+                .store
+                .find_agent_by_secret(&hash)
+                .await?
+                .map(|(state, agent)| (state, Owner::Agent(agent))),
+            Some(SecretKind::ApiKey) | None => self
+                .store
+                .find_api_key_by_secret(&hash)
+                .await?
+                .map(|(state, key)| (state, Owner::ApiKey(key))),
+        };
         // The index matched the digest already; the constant-time check keeps any later cache
         // or lookup change from turning into a byte-by-byte comparison of secrets.
-        Ok(found.filter(|record| record.hash.matches(&hash)))
+        Ok(found.filter(|(state, _)| state.hash.matches(&hash)))
     }
 
     /// Checks a secret's lifecycle; the caller records its use once every check has passed.
     async fn check(&self, plain: &PlainSecret, org_id: Option<Uuid>) -> Result<Outcome, Error> {
-        let kind = plain.kind();
-        let record = self
+        let found = self
             .lookup(plain)
             .await?
-            .filter(|record| org_id.is_none_or(|org| record.owner.org_id() == org));
-        let Some(record) = record else {
-            return Ok(Outcome::new(Code::NotFound, kind, None));
+            .filter(|(_, owner)| org_id.is_none_or(|org| owner.org_id() == org));
+        let Some((state, owner)) = found else {
+            return Ok(Outcome::new(Code::NotFound, plain.kind()));
         };
-        let now = storage::now();
-        let code = if record.revoked_at.is_some_and(|at| at <= now) {
-            Code::Revoked
-        } else if record.expires_at.is_some_and(|at| at <= now) {
-            Code::Expired
-        } else {
-            Code::Valid
+        let code = match state.standing(now()) {
+            Standing::Active => Code::Valid,
+            Standing::Revoked => Code::Revoked,
+            Standing::Expired => Code::Expired,
         };
-        Ok(Outcome::new(code, Some(record.kind), Some(record)))
+        Ok(Outcome {
+            code,
+            kind: Some(state.kind),
+            found: Some((state, owner)),
+        })
     }
 
     /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
@@ -118,14 +155,14 @@ impl Verifier {
         let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
         let plain = match PlainSecret::parse(key) {
             Ok(plain) if plain.kind() != Some(SecretKind::ApiKey) => plain,
-            Ok(plain) => return Ok(Outcome::new(Code::NotFound, plain.kind(), None)),
-            Err(_) => return Ok(Outcome::new(Code::Malformed, None, None)),
+            Ok(plain) => return Ok(Outcome::new(Code::NotFound, plain.kind())),
+            Err(_) => return Ok(Outcome::new(Code::Malformed, None)),
         };
         let mut outcome = self.check(&plain, Some(org_id)).await?;
         // Lifecycle answers (revoked, expired) take precedence over the name check.
-        if let (Some(dsn), Some(SecretOwner::Agent { name, .. })) = (&dsn, outcome.owner())
+        if let (Some(dsn), Some((_, Owner::Agent(agent)))) = (&dsn, &outcome.found)
             && outcome.code == Code::Valid
-            && dsn.name != *name
+            && dsn.name != agent.name
         {
             outcome.code = Code::NameMismatch;
         }
@@ -133,13 +170,10 @@ impl Verifier {
         Ok(outcome)
     }
 
-    /// Resolves a bearer credential of keygate's API to (organization, API key id, role).
+    /// Resolves a bearer credential of keygate's API to its API key, when it works.
     /// Minted API keys are checked for shape and checksum first; any other string can only be
     /// an operator-chosen bootstrap token, looked up by digest.
-    pub async fn authenticate_api_key(
-        &self,
-        token: &str,
-    ) -> Result<Option<(Uuid, Uuid, Role)>, Error> {
+    pub async fn authenticate_api_key(&self, token: &str) -> Result<Option<ApiKey>, Error> {
         let plain = match PlainSecret::parse(token) {
             Ok(plain) if plain.kind() == Some(SecretKind::ApiKey) => plain,
             Ok(_) => return Ok(None),
@@ -148,17 +182,15 @@ impl Verifier {
         };
         let outcome = self.check(&plain, None).await?;
         self.record_if_valid(&outcome);
-        Ok(match outcome.owner() {
-            Some(SecretOwner::ApiKey {
-                org_id, id, role, ..
-            }) if outcome.code == Code::Valid => Some((*org_id, *id, *role)),
+        Ok(match outcome.found {
+            Some((_, Owner::ApiKey(key))) if outcome.code == Code::Valid => Some(key),
             _ => None,
         })
     }
 
     fn record_if_valid(&self, outcome: &Outcome) {
-        if let (Code::Valid, Some(record)) = (outcome.code, &outcome.record) {
-            self.usage.record(record.id, storage::now());
+        if let (Code::Valid, Some((state, _))) = (outcome.code, &outcome.found) {
+            self.usage.record(state.id, now());
         }
     }
 }

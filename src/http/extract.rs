@@ -1,22 +1,25 @@
-//! Extractors whose rejections are [`Error`]s, so they render in the route's dialect.
+//! Extractors whose rejections are [`Error`]s with the refused fields named, so they render in
+//! the route's dialect. Text Postgres cannot store (a NUL character) is refused here, at the
+//! edge, so both databases see the same input.
+
+use std::borrow::Cow;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
+use serde_json::Value;
 
-use super::AppState;
-use crate::error::Error;
-use crate::orgs::Role;
+use crate::error::{Error, FieldError, Location, Segment, Violation};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+const NUL_MESSAGE: &str = "must not contain NUL characters";
+
 /// A JSON body. An empty body reads as `{}`, so a missing body is reported as missing fields.
-/// serde's messages are kept but quoted input is cut out of them: a secret pasted into the wrong
-/// field must not come back in an error.
+/// Every refused field is reported with its path and why; serde's wording is kept but quoted
+/// input is cut out of it: a secret pasted into the wrong field must not come back in an error.
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
@@ -29,21 +32,89 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     Error::PayloadTooLarge(BODY_LIMIT)
                 } else {
-                    Error::BadRequest("could not read the request body".into())
+                    Error::MalformedBody("could not read the request body".into())
                 }
             })?;
-        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(body).map(Json).map_err(|err| {
-            Error::BadRequest(format!(
-                "invalid JSON body: {}",
-                without_quoted_input(&err.to_string())
-            ))
-        })
+        parse_body(&bytes).map(Json)
     }
+}
+
+/// Reads `bytes` as JSON, then as `T`.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let value: Value = serde_json::from_slice(body).map_err(|err| {
+        Error::MalformedBody(format!(
+            "invalid JSON body: {}",
+            without_quoted_input(&err.to_string())
+        ))
+    })?;
+    if has_nul(&value) {
+        return Err(Error::Invalid(vec![FieldError {
+            location: Location::Body,
+            path: Vec::new(),
+            violation: Violation::Rule,
+            message: format!("text {NUL_MESSAGE}"),
+        }]));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| Error::Invalid(vec![field_error(&err)]))
+}
+
+/// Whether any text of the body, value or key, holds a NUL character. The refusal names no
+/// path: a path could repeat a key the client made up, which may be a pasted secret.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, item)| key.contains('\0') || has_nul(item)),
+        _ => false,
+    }
+}
+
+/// A serde error as a refused field: its path, and the kind of mistake read off serde's
+/// message (which names the expected field or type, never the input once cleaned).
+fn field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    let mut path: Vec<Segment> = err
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            serde_path_to_error::Segment::Map { key } => {
+                Some(Segment::Key(Cow::Owned(key.clone())))
+            }
+            serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+            _ => None,
+        })
+        .collect();
+    let message = err.inner().to_string();
+    let (violation, message) = if let Some(field) = backticked(&message, "missing field `") {
+        path.push(Segment::Key(Cow::Owned(field.to_owned())));
+        (Violation::Missing, "missing required field".to_owned())
+    } else if message.starts_with("unknown field") {
+        // The path ends with the unknown name, which is input and is not repeated.
+        path.pop();
+        (Violation::Unknown, without_quoted_input(&message))
+    } else if message.starts_with("invalid type") {
+        (Violation::WrongType, without_quoted_input(&message))
+    } else {
+        (Violation::Rule, without_quoted_input(&message))
+    };
+    FieldError {
+        location: Location::Body,
+        path,
+        violation,
+        message,
+    }
+}
+
+/// The text between `opening` and the next backtick.
+fn backticked<'a>(message: &'a str, opening: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(opening)?;
+    rest.split_once('`').map(|(inside, _)| inside)
 }
 
 /// Cuts client input out of a serde message: every `"…"` span, and the echoed name in
@@ -71,96 +142,45 @@ fn without_quoted_input(message: &str) -> String {
     out
 }
 
-/// The authenticated caller: an API key of an organization, with its role.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub org_id: Uuid,
-    pub api_key_id: Uuid,
-    pub role: Role,
-    /// An admin of the operator organization (`default`).
-    pub operator: bool,
-}
+/// Path parameters, percent-decoded. A parameter that is not UTF-8 or holds a NUL character is
+/// refused with its name, in the route's dialect, before any handler or query sees it.
+pub struct Path<T>(pub T);
 
-impl Caller {
-    pub fn require_admin(&self) -> Result<(), Error> {
-        if self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
-        }
-    }
-
-    /// Admins and members may use what they are granted; auditors only read.
-    pub fn require_user(&self) -> Result<(), Error> {
-        if self.role == Role::Auditor {
-            Err(Error::Forbidden)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Records a change made by this caller on the `keygate::audit` log target: who, what, on
-    /// which resource. Never a secret.
-    pub fn audit(&self, action: &'static str, resource_id: Uuid) {
-        tracing::info!(
-            target: "keygate::audit",
-            action,
-            resource_id = %resource_id,
-            org_id = %self.org_id,
-            by_api_key = %self.api_key_id,
-        );
-    }
-
-    pub fn require_operator(&self) -> Result<(), Error> {
-        if self.operator {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let client = super::client::client_address(parts, &state.trusted_proxies)
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        state.auth_limiter.check(&client)?;
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(Error::Unauthenticated)?;
-        let caller = authenticate(state, token).await?;
-        if caller.is_none() {
-            state.auth_limiter.failed(&client);
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let refused = |message: &str| {
+            Error::Invalid(vec![FieldError {
+                location: Location::Path,
+                path: Vec::new(),
+                violation: Violation::Rule,
+                message: message.to_owned(),
+            }])
+        };
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| refused("path parameters must be UTF-8"))?;
+        for (name, value) in &params {
+            if value.contains('\0') {
+                return Err(Error::Invalid(vec![FieldError {
+                    location: Location::Path,
+                    path: vec![Segment::Key(Cow::Owned(name.to_owned()))],
+                    violation: Violation::Rule,
+                    message: format!("it {NUL_MESSAGE}"),
+                }]));
+            }
         }
-        caller.ok_or(Error::Unauthenticated)
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|_| refused("the path parameters cannot be read"))
     }
-}
-
-/// Resolves a bearer token to a caller of its organization, with its role.
-async fn authenticate(state: &AppState, token: &str) -> Result<Option<Caller>, Error> {
-    let caller = state.verifier.authenticate_api_key(token).await?;
-    Ok(caller.map(|(org_id, api_key_id, role)| Caller {
-        org_id,
-        api_key_id,
-        role,
-        operator: org_id == state.operator_org_id && role == Role::Admin,
-    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::without_quoted_input;
+    use super::*;
 
     #[test]
     fn serde_messages_lose_the_input_they_echo() {
@@ -185,5 +205,66 @@ mod tests {
         for (message, expected) in cases {
             assert_eq!(without_quoted_input(message), expected);
         }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only through Debug
+    struct Body {
+        name: String,
+        tags: Option<Vec<String>>,
+        count: Option<u32>,
+    }
+
+    fn refused(body: &str) -> FieldError {
+        match parse_body::<Body>(body.as_bytes()) {
+            Err(Error::Invalid(mut fields)) => fields.remove(0),
+            other => panic!("expected a refused field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refused_fields_carry_their_path_and_reason() {
+        let missing = refused("{}");
+        assert_eq!(
+            (missing.dotted_path(), missing.violation),
+            ("name".into(), Violation::Missing)
+        );
+        let mistyped = refused(r#"{"name": "a", "count": "kgk_secret"}"#);
+        assert_eq!(
+            (mistyped.dotted_path(), mistyped.violation),
+            ("count".into(), Violation::WrongType)
+        );
+        assert!(!mistyped.message.contains("kgk_secret"));
+        let unknown = refused(r#"{"name": "a", "kgk_secret": 1}"#);
+        assert_eq!(unknown.violation, Violation::Unknown);
+        assert!(!unknown.to_string().contains("kgk_secret"), "{unknown}");
+        let nested = refused(r#"{"name": "a", "tags": ["ok", 5]}"#);
+        assert_eq!(nested.dotted_path(), "tags.1");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_wherever_they_are() {
+        for body in [
+            r#"{"name": "a\u0000b"}"#,
+            r#"{"name": "a", "tags": ["x", "\u0000"]}"#,
+            r#"{"name": "a", "kgk_made_up\u0000": 1}"#,
+        ] {
+            let nul = refused(body);
+            assert_eq!(
+                nul.dotted_path(),
+                "",
+                "no path, so no made-up key is repeated"
+            );
+            assert_eq!(nul.violation, Violation::Rule);
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_malformed() {
+        assert!(matches!(
+            parse_body::<Body>(b"{\"name\": "),
+            Err(Error::MalformedBody(_))
+        ));
     }
 }

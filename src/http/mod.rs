@@ -1,6 +1,8 @@
 //! The HTTP layer, by API family: `native` (keygate's own routes) and `hoop` (hoop's gateway
-//! API, also served under `/api`). Each family renders errors in its own dialect.
+//! API, also served under `/api`). A family picks its error dialect and its authentication
+//! scheme; everything it answers, the router's own 404 and 405 included, comes out in them.
 
+pub mod auth;
 mod client;
 pub mod dialect;
 pub mod extract;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +28,7 @@ use tracing::Level;
 use url::Url;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, Ref, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
@@ -34,7 +37,8 @@ use crate::error::Error;
 use crate::limiter::FailureLimiter;
 use crate::storage::Store;
 use crate::verify::Verifier;
-use dialect::{Dialect, render_errors};
+use auth::{AuthScheme, Bearer, FamilyAuth};
+use dialect::Dialect;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -83,11 +87,13 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// An API family: its routes, the dialect its errors are rendered in, and the base path its
-/// original clients use, where the routes are served as well.
+/// An API family: its routes, the dialect its errors are rendered in, how its clients
+/// authenticate, and the base path its original clients use, where the routes are served too.
+/// A new family is one more entry here and a module of its own.
 struct Family {
     routes: OpenApiRouter<AppState>,
     dialect: Dialect,
+    auth: Arc<dyn AuthScheme>,
     compat_base: Option<&'static str>,
 }
 
@@ -96,49 +102,137 @@ fn families() -> [Family; 2] {
         Family {
             routes: native::routes(),
             dialect: Dialect::Native,
+            auth: Arc::new(Bearer),
             compat_base: None,
         },
         Family {
             routes: hoop::routes(),
             dialect: Dialect::Hoop,
+            auth: Arc::new(Bearer),
             compat_base: Some("/api"),
         },
     ]
+}
+
+impl Family {
+    /// The family's routes with its documentation completed by the statuses every route of it
+    /// can answer.
+    fn split(self) -> (Router<AppState>, utoipa::openapi::OpenApi, FamilyContext) {
+        let (routes, mut api) = self.routes.split_for_parts();
+        document_common_statuses(&mut api, self.dialect.schema_name());
+        let context = FamilyContext {
+            dialect: self.dialect,
+            auth: self.auth,
+        };
+        (routes, api, context)
+    }
 }
 
 /// The OpenAPI document, generated from the handlers (canonical paths only).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     for family in families() {
-        api.merge(family.routes.into_openapi());
+        api.merge(family.split().1);
     }
     api
+}
+
+/// Statuses any route may answer besides its own: 408 (request timeout) and 503 (database
+/// unavailable or busy) everywhere but the database-free probes; 413 where there is a body;
+/// 401 and 429 (failed authentications from the address) where credentials are required.
+fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &str) {
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(error_schema))),
+            )
+            .build()
+    };
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut statuses = vec![("408", "The request took too long")];
+            if authenticated {
+                statuses.push(("401", "Missing or invalid credentials"));
+                statuses.push(("429", "Too many failed attempts; see Retry-After"));
+                statuses.push(("503", "The database is unavailable or busy; retry"));
+            }
+            if operation.request_body.is_some() {
+                statuses.push(("413", "The request body is too large"));
+            }
+            for (status, description) in statuses {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
+}
+
+/// What a family's middleware needs: how to render errors and how callers authenticate.
+#[derive(Clone)]
+struct FamilyContext {
+    dialect: Dialect,
+    auth: Arc<dyn AuthScheme>,
+}
+
+/// Middleware around each family's routes: gives extractors the family's authentication
+/// scheme, renders every error in its dialect, and challenges a 401 in its scheme.
+async fn in_family(
+    State(family): State<FamilyContext>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    request
+        .extensions_mut()
+        .insert(FamilyAuth(family.auth.clone()));
+    let mut response = family.dialect.rerender(next.run(request).await);
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, family.auth.challenge());
+    }
+    response
+}
+
+async fn no_such_route() -> Error {
+    Error::NotFound("route")
 }
 
 /// The complete application: routes, documentation, and the request pipeline.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let mut app = Router::new();
     let mut api = ApiDoc::openapi();
-    for Family {
-        routes,
-        dialect,
-        compat_base,
-    } in families()
-    {
-        let (routes, family_api) = routes.split_for_parts();
+    for family in families() {
+        let compat_base = family.compat_base;
+        let (routes, family_api, context) = family.split();
         api.merge(family_api);
-        // The timeout sits inside the dialect layer so that its 408 is rendered like any error.
-        let routes = routes
-            .layer(from_fn_with_state(request_timeout, enforce_timeout))
-            .layer(from_fn_with_state(dialect, render_errors));
+        // The timeout sits inside the family layer so that its 408 is rendered like any error.
+        let wrap = |routes: Router<AppState>| {
+            routes
+                .layer(from_fn_with_state(request_timeout, enforce_timeout))
+                .layer(from_fn_with_state(context.clone(), in_family))
+        };
+        // Under its own base path every unknown route is the family's too.
         if let Some(base) = compat_base {
-            app = app.nest(base, routes.clone());
+            app = app.nest(base, wrap(routes.clone().fallback(no_such_route)));
         }
-        app = app.merge(routes);
+        app = app.merge(wrap(routes));
     }
     let request_id = HeaderName::from_static("x-request-id");
     app.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
-        .fallback(|| async { Error::NotFound("route") })
+        .fallback(no_such_route)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(
             // Outermost first: assign the id, log with it, then echo it on the response.

@@ -2,10 +2,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+use uuid::Uuid;
 
+use crate::domain::secret::{NewSecret, OwnerRef, Rotation, future_expiry};
 use crate::error::Error;
-use crate::secrets::{PlainSecret, SecretKind, future_expiry};
-use crate::storage::{NewSecret, Predecessor, SecretMeta, Store};
+use crate::secrets::{PlainSecret, SecretKind};
+use crate::storage::Store;
 
 /// The longest grace period a rotated-away secret may keep working: 30 days.
 const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
@@ -13,32 +15,51 @@ const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
-    /// How long the old secret keeps working, in seconds (at most 30 days). 0 or absent: it
-    /// stops now.
+    /// How long the old secret keeps working, in seconds (at most 30 days, and never past the
+    /// old secret's own expiry). 0 or absent: it stops now.
     pub grace_period_seconds: Option<u64>,
-    /// When the new secret stops working (in the future); never when absent.
+    /// When the new secret stops working (in the future). Absent: the old secret's expiry
+    /// carries over (none if it had none).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A freshly rotated secret, to be shown once, and when it expires.
+pub struct Rotated {
+    pub plain: PlainSecret,
+    pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl RotateRequest {
-    /// Replaces `current` with a newly minted secret of `kind` for the same owner, in one
-    /// transaction; returns the new secret, to be shown once, and its stored form.
+    /// Replaces the owner's `current` secret with a newly minted one of `kind`, in one
+    /// transaction that locks the owner first.
     pub async fn rotate(
         self,
         store: &dyn Store,
         kind: SecretKind,
-        current: &SecretMeta,
-    ) -> Result<(PlainSecret, NewSecret), Error> {
+        owner: OwnerRef,
+        current: Uuid,
+    ) -> Result<Rotated, Error> {
         let grace = self.grace_period_seconds.unwrap_or(0);
         if grace > MAX_GRACE_SECONDS {
             let message = format!("it must be at most {MAX_GRACE_SECONDS}");
             return Err(Error::invalid("grace_period_seconds", message));
         }
-        let expires_at = future_expiry(self.expires_at)?;
-        let old = Predecessor::ending(current, Duration::seconds(grace as i64));
         let plain = PlainSecret::mint(kind);
-        let new = NewSecret::from_plain(kind, &plain, expires_at);
-        store.rotate_secret(&old, &new).await?;
-        Ok((plain, new))
+        let successor = NewSecret::from_plain(kind, &plain, future_expiry(self.expires_at)?);
+        let created_at = successor.created_at;
+        let rotation = Rotation {
+            owner,
+            slot: String::new(),
+            current,
+            grace: Duration::seconds(grace as i64),
+            successor,
+        };
+        let expires_at = store.rotate_secret(&rotation).await?;
+        Ok(Rotated {
+            plain,
+            created_at,
+            expires_at,
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! The secret machinery: mints, parses, hashes and displays every secret keygate issues (SPEC §2).
+//! The secret machinery: mints, parses, hashes and displays every secret keygate issues.
 //!
 //! A secret is `<prefix><body><checksum>`: the prefix names its kind, the body is 32 bytes from the
 //! OS CSPRNG in unpadded base64url (hoop's `xagt-` layout), and the checksum is the CRC32 of
@@ -12,14 +12,11 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
-
-use crate::error::Error;
 
 /// Random bytes in every minted secret (256 bits).
 const RANDOM_BYTES: usize = 32;
@@ -198,16 +195,6 @@ impl SecretHash {
 impl fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretHash(..)")
-    }
-}
-
-/// Refuses a requested expiry that is already past.
-pub fn future_expiry(expires_at: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, Error> {
-    match expires_at {
-        Some(at) if at <= crate::storage::now() => {
-            Err(Error::invalid("expires_at", "it must be in the future"))
-        }
-        other => Ok(other),
     }
 }
 

@@ -7,10 +7,16 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, impl_store};
-use super::*;
+use super::agents::impl_agent_store;
+use super::api_keys::impl_api_key_store;
+use super::orgs::impl_org_store;
+use super::secrets::impl_secret_store;
+use super::{Health, Result, write_transaction};
 
 type Tx = Transaction<'static, Postgres>;
+
+/// Lifecycle transactions lock the rows they change before reading them.
+const ROW_LOCK: &str = " FOR UPDATE";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -33,6 +39,36 @@ impl PostgresStore {
     async fn begin(&self) -> Result<Tx> {
         Ok(self.pool.begin().await?)
     }
+
+    /// The whole batch in one statement: one round trip however many secrets were used.
+    async fn write_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()> {
+        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = uses.iter().copied().unzip();
+        sqlx::query(
+            "UPDATE secrets SET last_used_at = u.at
+             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
+             WHERE secrets.id = u.id AND (secrets.last_used_at IS NULL OR secrets.last_used_at < u.at)",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
-impl_store!(PostgresStore, "postgres");
+#[async_trait::async_trait]
+impl Health for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl_secret_store!(PostgresStore);
+impl_org_store!(PostgresStore);
+impl_api_key_store!(PostgresStore);
+impl_agent_store!(PostgresStore);

@@ -8,10 +8,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::sql::{self, impl_store};
-use super::*;
+use super::agents::impl_agent_store;
+use super::api_keys::impl_api_key_store;
+use super::orgs::impl_org_store;
+use super::secrets::impl_secret_store;
+use super::{Health, Result, write_transaction};
 
 type Tx = Transaction<'static, Sqlite>;
+
+/// SQLite has no row locks: `BEGIN IMMEDIATE` holds the database's write lock for the whole
+/// transaction, which orders every writer.
+const ROW_LOCK: &str = "";
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -40,6 +47,39 @@ impl SqliteStore {
     async fn begin(&self) -> Result<Tx> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// One statement per use, in one transaction: SQLite is local, so there is no round trip
+    /// to save.
+    async fn write_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()> {
+        write_transaction!(self, |tx| {
+            for (id, at) in uses {
+                sqlx::query(
+                    "UPDATE secrets SET last_used_at = $1
+                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+                )
+                .bind(*at)
+                .bind(*id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        })
+    }
 }
 
-impl_store!(SqliteStore, "sqlite");
+#[async_trait::async_trait]
+impl Health for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+impl_secret_store!(SqliteStore);
+impl_org_store!(SqliteStore);
+impl_api_key_store!(SqliteStore);
+impl_agent_store!(SqliteStore);

@@ -51,7 +51,7 @@ async fn minted_secrets_never_reach_logs_errors_or_lists(backend: Backend) {
         json!({"name": "x", "role": "member", (api_key.clone()): 1}),
     ] {
         let (status, err) = app.post("/apikeys", ADMIN, body).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(status.is_client_error());
         error_bodies.push(err.to_string());
     }
     let (status, err) = app.post("/verify", &api_key, json!({"key": [dsn]})).await;

@@ -4,6 +4,8 @@ mod common;
 
 mod agents;
 mod api_keys;
+mod input;
+mod lifecycle;
 mod logs;
 mod orgs;
 mod server;

@@ -1,13 +1,15 @@
-//! The storage conformance suite: both backends keep the same constraints in the database and
-//! write multi-row changes atomically, whatever the HTTP layer above them checks first.
+//! The storage conformance suite: both backends keep the same constraints in the database,
+//! write multi-row changes atomically, and order lifecycle changes of one owner, whatever the
+//! HTTP layer above them checks first.
 
 use std::sync::Arc;
 
 use chrono::Duration;
-use keygate::agents::AgentMode;
+use keygate::domain::agent::{Agent, AgentMode, AgentName, NewAgent};
+use keygate::domain::secret::{NewSecret, OwnerRef, Rotation, SecretMeta, now};
 use keygate::error::Error;
 use keygate::secrets::{PlainSecret, SecretKind};
-use keygate::storage::{self, AgentRecord, NewAgent, NewSecret, Predecessor, Store};
+use keygate::storage::{self, Store};
 use uuid::Uuid;
 
 use crate::common::{Backend, TestApp, on_both_backends};
@@ -16,8 +18,10 @@ on_both_backends!(
     a_failed_secret_insert_leaves_no_agent_behind,
     agent_names_are_unique_per_organization_in_the_database,
     rotating_a_secret_that_is_no_longer_current_is_a_conflict,
+    a_rotation_keeps_the_expiry_and_caps_the_grace_at_it,
     deleting_an_agent_cascades_to_all_its_secrets,
     usage_batches_set_last_used_at,
+    last_used_at_only_moves_forward,
 );
 
 /// A store opened on a fresh test server's database, working in organization `default`.
@@ -42,30 +46,53 @@ impl Fixture {
     }
 
     async fn add_agent(&self, name: &str, key: &PlainSecret) -> Result<(), Error> {
+        self.add_expiring_agent(name, key, None).await
+    }
+
+    async fn add_expiring_agent(
+        &self,
+        name: &str,
+        key: &PlainSecret,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), Error> {
         let agent = NewAgent {
             id: Uuid::now_v7(),
             org_id: self.org,
-            name: name.into(),
+            name: AgentName::parse(name).unwrap(),
             mode: AgentMode::Standard,
-            secret: NewSecret::from_plain(SecretKind::AgentKey, key, None),
+            secret: NewSecret::from_plain(SecretKind::AgentKey, key, expires_at),
         };
         self.store.create_agent(&agent).await
     }
 
-    async fn agent(&self, name: &str) -> Option<AgentRecord> {
+    async fn agent(&self, name: &str) -> Option<(Agent, SecretMeta)> {
         self.store.find_agent_by_name(self.org, name).await.unwrap()
     }
 
-    /// Rotates `agent`'s current key to `key`, keeping the old one for `grace`.
+    /// Rotates the key `current` of `agent` to `key`, keeping the old one for `grace`.
     async fn rotate(
         &self,
-        agent: &AgentRecord,
+        agent: &Agent,
+        current: Uuid,
         key: &PlainSecret,
         grace: Duration,
-    ) -> Result<(), Error> {
-        let old = Predecessor::ending(&agent.key, grace);
-        let new = NewSecret::from_plain(SecretKind::AgentKey, key, None);
-        self.store.rotate_secret(&old, &new).await
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+        let rotation = Rotation {
+            owner: OwnerRef {
+                org_id: agent.org_id,
+                id: agent.id,
+            },
+            slot: String::new(),
+            current,
+            grace,
+            successor: NewSecret::from_plain(SecretKind::AgentKey, key, None),
+        };
+        self.store.rotate_secret(&rotation).await
+    }
+
+    async fn key_state(&self, key: &PlainSecret) -> Option<keygate::domain::secret::SecretState> {
+        let found = self.store.find_agent_by_secret(&key.hash()).await.unwrap();
+        found.map(|(state, _)| state)
     }
 }
 
@@ -78,7 +105,7 @@ async fn a_failed_secret_insert_leaves_no_agent_behind(backend: Backend) {
     let shared = PlainSecret::from_operator("the same digest twice".into());
     db.add_agent("first", &shared).await.unwrap();
     let second = db.add_agent("second", &shared).await;
-    assert!(matches!(second, Err(Error::Conflict)), "{second:?}");
+    assert!(matches!(second, Err(Error::AlreadyExists)), "{second:?}");
     assert!(db.agent("second").await.is_none(), "half-written agent");
 }
 
@@ -86,54 +113,102 @@ async fn agent_names_are_unique_per_organization_in_the_database(backend: Backen
     let db = Fixture::new(backend).await;
     db.add_agent("unique", &mint()).await.unwrap();
     let again = db.add_agent("unique", &mint()).await;
-    assert!(matches!(again, Err(Error::Conflict)), "{again:?}");
+    assert!(matches!(again, Err(Error::AlreadyExists)), "{again:?}");
 }
 
 async fn rotating_a_secret_that_is_no_longer_current_is_a_conflict(backend: Backend) {
     let db = Fixture::new(backend).await;
     db.add_agent("rotated", &mint()).await.unwrap();
-    let before = db.agent("rotated").await.unwrap();
-    db.rotate(&before, &mint(), Duration::zero()).await.unwrap();
-    let stale = db.rotate(&before, &mint(), Duration::zero()).await;
-    assert!(matches!(stale, Err(Error::Conflict)), "{stale:?}");
-    assert_ne!(db.agent("rotated").await.unwrap().key.id, before.key.id);
+    let (agent, before) = db.agent("rotated").await.unwrap();
+    db.rotate(&agent, before.id, &mint(), Duration::zero())
+        .await
+        .unwrap();
+    let stale = db
+        .rotate(&agent, before.id, &mint(), Duration::zero())
+        .await;
+    assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+    assert_ne!(db.agent("rotated").await.unwrap().1.id, before.id);
+}
+
+async fn a_rotation_keeps_the_expiry_and_caps_the_grace_at_it(backend: Backend) {
+    let db = Fixture::new(backend).await;
+    let (old, new) = (mint(), mint());
+    let expires_at = now() + Duration::minutes(10);
+    db.add_expiring_agent("expiring", &old, Some(expires_at))
+        .await
+        .unwrap();
+    let (agent, current) = db.agent("expiring").await.unwrap();
+    let inherited = db
+        .rotate(&agent, current.id, &new, Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        inherited,
+        Some(expires_at),
+        "the successor inherits the expiry"
+    );
+    assert_eq!(
+        db.key_state(&new).await.unwrap().expires_at,
+        Some(expires_at)
+    );
+    assert_eq!(
+        db.key_state(&old).await.unwrap().expires_at,
+        Some(expires_at),
+        "a one-hour grace period ends with the old key's ten-minute expiry"
+    );
 }
 
 async fn deleting_an_agent_cascades_to_all_its_secrets(backend: Backend) {
     let db = Fixture::new(backend).await;
     let (first, second) = (mint(), mint());
     db.add_agent("cascade", &first).await.unwrap();
-    let agent = db.agent("cascade").await.unwrap();
-    db.rotate(&agent, &second, Duration::hours(1))
+    let (agent, current) = db.agent("cascade").await.unwrap();
+    db.rotate(&agent, current.id, &second, Duration::hours(1))
         .await
         .unwrap();
-    assert!(
-        db.store.find_secret(&first.hash()).await.unwrap().is_some(),
-        "in its grace period"
-    );
+    assert!(db.key_state(&first).await.is_some(), "in its grace period");
 
     assert!(db.store.delete_agent(db.org, agent.id).await.unwrap());
     for key in [&first, &second] {
-        assert!(db.store.find_secret(&key.hash()).await.unwrap().is_none());
+        assert!(db.key_state(key).await.is_none());
     }
     assert!(!db.store.delete_agent(db.org, agent.id).await.unwrap());
+    let gone = db
+        .rotate(&agent, current.id, &mint(), Duration::zero())
+        .await;
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
 }
 
 async fn usage_batches_set_last_used_at(backend: Backend) {
     let db = Fixture::new(backend).await;
     db.add_agent("busy", &mint()).await.unwrap();
-    let key_id = db.agent("busy").await.unwrap().key.id;
-    let at = storage::now();
+    let key_id = db.agent("busy").await.unwrap().1.id;
+    let at = now();
     // A secret deleted since its use is simply skipped.
     db.store
         .record_usage(&[(key_id, at), (Uuid::now_v7(), at)])
         .await
         .unwrap();
-    let last_used_at = db.agent("busy").await.unwrap().key.last_used_at;
+    let last_used_at = db.agent("busy").await.unwrap().1.last_used_at;
     assert_eq!(
         last_used_at,
         Some(at),
         "timestamps round-trip exactly on both backends"
+    );
+}
+
+/// Several instances flush in any order: an older use never overwrites a newer one.
+async fn last_used_at_only_moves_forward(backend: Backend) {
+    let db = Fixture::new(backend).await;
+    db.add_agent("flushed", &mint()).await.unwrap();
+    let key_id = db.agent("flushed").await.unwrap().1.id;
+    let newer = now();
+    let older = newer - Duration::seconds(30);
+    db.store.record_usage(&[(key_id, newer)]).await.unwrap();
+    db.store.record_usage(&[(key_id, older)]).await.unwrap();
+    assert_eq!(
+        db.agent("flushed").await.unwrap().1.last_used_at,
+        Some(newer)
     );
 }
 

@@ -164,7 +164,11 @@ async fn a_missing_key_field_is_400(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         err,
-        json!({"code": "bad_request", "message": "key: missing required field"})
+        json!({
+            "code": "bad_request",
+            "message": "key: missing required field",
+            "errors": [{"location": "body", "field": "key", "reason": "missing", "message": "missing required field"}],
+        })
     );
 }
 

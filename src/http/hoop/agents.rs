@@ -1,21 +1,22 @@
-//! hoop agents (SPEC §1.1): `POST /agents` mints an agent key in DSN form; list, get, delete and
-//! rotate complete the family. Errors are hoop's `{"message": ...}`.
+//! hoop agents: `POST /agents` mints an agent key in DSN form; list, get, delete and rotate
+//! complete the family. Errors are hoop's `{"message": ...}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agents::{AgentMode, AgentName};
+use crate::domain::agent::{Agent, AgentMode, AgentName, NewAgent};
+use crate::domain::secret::{NewSecret, OwnerRef, SecretMeta, future_expiry};
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Caller, Json};
+use crate::http::extract::{Json, Path};
 use crate::http::rotation::RotateRequest;
 use crate::secrets::agent_key::build_dsn;
-use crate::secrets::{PlainSecret, SecretKind, future_expiry};
-use crate::storage::{AgentRecord, NewAgent, NewSecret};
+use crate::secrets::{PlainSecret, SecretKind};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct AgentRequest {
@@ -60,18 +61,18 @@ pub struct AgentKeyView {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-impl From<AgentRecord> for AgentView {
-    fn from(agent: AgentRecord) -> AgentView {
+impl From<(Agent, SecretMeta)> for AgentView {
+    fn from((agent, key): (Agent, SecretMeta)) -> AgentView {
         AgentView {
             id: agent.id,
             name: agent.name,
             mode: agent.mode,
             created_at: agent.created_at,
             key: AgentKeyView {
-                hint: agent.key.hint,
-                created_at: agent.key.created_at,
-                expires_at: agent.key.expires_at,
-                last_used_at: agent.key.last_used_at,
+                hint: key.hint,
+                created_at: key.created_at,
+                expires_at: key.expires_at,
+                last_used_at: key.last_used_at,
             },
         }
     }
@@ -96,10 +97,9 @@ impl From<AgentRecord> for AgentView {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Admin>,
     Json(body): Json<AgentRequest>,
 ) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
-    caller.require_admin()?;
     // hoop treats an empty name as a missing one (400), not as a rule violation (422).
     let name = Error::required("name", body.name.filter(|name| !name.is_empty()))?;
     let name = AgentName::parse(&name)?;
@@ -108,7 +108,7 @@ pub async fn create(
     let agent = NewAgent {
         id: Uuid::now_v7(),
         org_id: caller.org_id,
-        name: name.as_str().to_owned(),
+        name,
         mode,
         secret: NewSecret::from_plain(
             SecretKind::AgentKey,
@@ -118,7 +118,12 @@ pub async fn create(
     };
     state.store.create_agent(&agent).await?;
     caller.audit("agent created", agent.id);
-    let token = build_dsn(&state.grpc_url, &agent.name, plain.expose(), mode.as_str());
+    let token = build_dsn(
+        &state.grpc_url,
+        agent.name.as_str(),
+        plain.expose(),
+        mode.as_str(),
+    );
     Ok((
         StatusCode::CREATED,
         axum::Json(AgentCreateResponse { token }),
@@ -135,7 +140,7 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Anyone>,
 ) -> Result<axum::Json<Vec<AgentView>>, Error> {
     let agents = state.store.list_agents(caller.org_id).await?;
     Ok(axum::Json(
@@ -158,7 +163,7 @@ pub async fn list(
 )]
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Anyone>,
     Path(name_or_id): Path<String>,
 ) -> Result<axum::Json<AgentView>, Error> {
     Ok(axum::Json(find(&state, &caller, &name_or_id).await?.into()))
@@ -180,11 +185,10 @@ pub async fn get(
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Admin>,
     Path(name_or_id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    caller.require_admin()?;
-    let agent = find(&state, &caller, &name_or_id).await?;
+    let (agent, _) = find(&state, &caller, &name_or_id).await?;
     if state.store.delete_agent(caller.org_id, agent.id).await? {
         caller.audit("agent deleted", agent.id);
         Ok(StatusCode::NO_CONTENT)
@@ -193,7 +197,8 @@ pub async fn delete(
     }
 }
 
-/// Rotate Agent Key: a new DSN, shown once. The old key stops now, or after the grace period.
+/// Rotate Agent Key: a new DSN, shown once. The old key stops now, or after the grace period;
+/// the new one keeps the old one's expiry unless `expires_at` is given.
 #[utoipa::path(
     post,
     path = "/agents/{nameOrId}/rotate",
@@ -213,21 +218,28 @@ pub async fn delete(
 )]
 pub async fn rotate(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Admin>,
     Path(name_or_id): Path<String>,
     Json(body): Json<Option<RotateRequest>>,
 ) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
-    caller.require_admin()?;
-    let agent = find(&state, &caller, &name_or_id).await?;
-    let (plain, _) = body
+    let (agent, key) = find(&state, &caller, &name_or_id).await?;
+    let owner = OwnerRef {
+        org_id: agent.org_id,
+        id: agent.id,
+    };
+    let rotated = body
         .unwrap_or_default()
-        .rotate(state.store.as_ref(), SecretKind::AgentKey, &agent.key)
-        .await?;
+        .rotate(state.store.as_ref(), SecretKind::AgentKey, owner, key.id)
+        .await
+        .map_err(|err| match err {
+            Error::NotFound(_) => Error::NotFound("agent"),
+            err => err,
+        })?;
     caller.audit("agent key rotated", agent.id);
     let token = build_dsn(
         &state.grpc_url,
         &agent.name,
-        plain.expose(),
+        rotated.plain.expose(),
         agent.mode.as_str(),
     );
     Ok((
@@ -237,7 +249,11 @@ pub async fn rotate(
 }
 
 /// An agent of the caller's organization by id, else by name (a name may look like a UUID).
-async fn find(state: &AppState, caller: &Caller, name_or_id: &str) -> Result<AgentRecord, Error> {
+async fn find<R>(
+    state: &AppState,
+    caller: &Caller<R>,
+    name_or_id: &str,
+) -> Result<(Agent, SecretMeta), Error> {
     if let Ok(id) = Uuid::parse_str(name_or_id)
         && let Some(agent) = state.store.find_agent_by_id(caller.org_id, id).await?
     {

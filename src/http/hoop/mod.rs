@@ -1,4 +1,4 @@
-//! hoop's gateway API (seed 000): agents and server information, with `{"message": ...}` errors.
+//! hoop's gateway API: agents and server information, with `{"message": ...}` errors.
 //! Mounted at the root and under `/api`, where hoop's clients expect it.
 
 mod agents;

@@ -1,20 +1,20 @@
 //! `POST /apikeys`, `GET /apikeys`, `DELETE /apikeys/{id}`: the bearer credentials of this API.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::domain::org::{ApiKey, NewApiKey, Role, parse_label};
+use crate::domain::secret::{OwnerRef, SecretMeta, future_expiry, now};
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::NativeError;
-use crate::http::extract::{Caller, Json};
-use crate::http::rotation::RotateRequest;
-use crate::orgs::{Role, mint_api_key, parse_label};
-use crate::secrets::SecretKind;
-use crate::secrets::{PlainSecret, future_expiry};
-use crate::storage::{self, ApiKeyRecord, NewApiKey, NewSecret};
+use crate::http::extract::{Json, Path};
+use crate::http::rotation::{RotateRequest, Rotated};
+use crate::secrets::{PlainSecret, SecretKind};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,29 +43,24 @@ pub struct CreatedApiKey {
 
 impl CreatedApiKey {
     pub fn new(record: &NewApiKey, plain: &PlainSecret) -> CreatedApiKey {
-        CreatedApiKey::shown_once(
-            record.id,
-            record.name.clone(),
-            record.role,
-            &record.secret,
-            plain,
-        )
+        CreatedApiKey {
+            id: record.id,
+            name: record.name.clone(),
+            role: record.role,
+            created_at: record.secret.created_at,
+            expires_at: record.secret.expires_at,
+            key: plain.expose().to_owned(),
+        }
     }
 
-    fn shown_once(
-        id: Uuid,
-        name: String,
-        role: Role,
-        secret: &NewSecret,
-        plain: &PlainSecret,
-    ) -> CreatedApiKey {
+    fn rotated(key: ApiKey, rotated: &Rotated) -> CreatedApiKey {
         CreatedApiKey {
-            id,
-            name,
-            role,
-            created_at: secret.created_at,
-            expires_at: secret.expires_at,
-            key: plain.expose().to_owned(),
+            id: key.id,
+            name: key.name,
+            role: key.role,
+            created_at: rotated.created_at,
+            expires_at: rotated.expires_at,
+            key: rotated.plain.expose().to_owned(),
         }
     }
 }
@@ -84,17 +79,17 @@ pub struct ApiKeyView {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-impl From<ApiKeyRecord> for ApiKeyView {
-    fn from(record: ApiKeyRecord) -> ApiKeyView {
+impl From<(ApiKey, SecretMeta)> for ApiKeyView {
+    fn from((key, secret): (ApiKey, SecretMeta)) -> ApiKeyView {
         ApiKeyView {
-            id: record.id,
-            name: record.name,
-            role: record.role,
-            hint: record.key.hint,
-            created_at: record.key.created_at,
-            expires_at: record.key.expires_at,
-            revoked_at: record.key.revoked_at,
-            last_used_at: record.key.last_used_at,
+            id: key.id,
+            name: key.name,
+            role: key.role,
+            hint: secret.hint,
+            created_at: secret.created_at,
+            expires_at: secret.expires_at,
+            revoked_at: secret.revoked_at,
+            last_used_at: secret.last_used_at,
         }
     }
 }
@@ -114,13 +109,13 @@ impl From<ApiKeyRecord> for ApiKeyView {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Admin>,
     Json(body): Json<CreateApiKey>,
 ) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
-    caller.require_admin()?;
     let name = parse_label("name", Error::required("name", body.name)?)?;
     let role = Error::required("role", body.role)?;
-    let (record, plain) = mint_api_key(caller.org_id, name, role, future_expiry(body.expires_at)?);
+    let expires_at = future_expiry(body.expires_at)?;
+    let (record, plain) = NewApiKey::mint(caller.org_id, name, role, expires_at);
     state.store.create_api_key(&record).await?;
     caller.audit("api key created", record.id);
     Ok((
@@ -139,13 +134,15 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Anyone>,
 ) -> Result<axum::Json<Vec<ApiKeyView>>, Error> {
     let keys = state.store.list_api_keys(caller.org_id).await?;
     Ok(axum::Json(keys.into_iter().map(ApiKeyView::from).collect()))
 }
 
-/// Revokes an API key; it fails from the next request on (admins only).
+/// Revokes an API key and every secret it still has (a rotated-away one in its grace period
+/// too); it fails from the next request on (admins only). The organization's last working
+/// admin key cannot be revoked: 409.
 #[utoipa::path(
     delete,
     path = "/apikeys/{id}",
@@ -155,20 +152,16 @@ pub async fn list(
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, body = NativeError), (status = 403, body = NativeError), (status = 404, body = NativeError),
+        (status = 409, description = "The organization's last working admin key", body = NativeError),
     )
 )]
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Admin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    caller.require_admin()?;
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
-    if state
-        .store
-        .revoke_api_key(caller.org_id, id, storage::now())
-        .await?
-    {
+    if state.store.revoke_api_key(caller.org_id, id, now()).await? {
         caller.audit("api key revoked", id);
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -177,7 +170,8 @@ pub async fn revoke(
 }
 
 /// Replaces an API key's secret with a new one, shown once; the old one stops now or after
-/// `grace_period_seconds` (admins only). A revoked key cannot be rotated.
+/// `grace_period_seconds` (admins only). The new key keeps the old one's expiry unless
+/// `expires_at` is given. A revoked key cannot be rotated.
 #[utoipa::path(
     post,
     path = "/apikeys/{id}/rotate",
@@ -189,29 +183,37 @@ pub async fn revoke(
         (status = 201, body = CreatedApiKey),
         (status = 400, body = NativeError), (status = 401, body = NativeError),
         (status = 403, body = NativeError), (status = 404, body = NativeError),
-        (status = 409, description = "A concurrent rotation won", body = NativeError),
+        (status = 409, description = "The key is revoked, or a concurrent rotation won", body = NativeError),
         (status = 422, body = NativeError),
     )
 )]
 pub async fn rotate(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Admin>,
     Path(id): Path<String>,
     Json(body): Json<Option<RotateRequest>>,
 ) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
-    caller.require_admin()?;
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
-    let key = state
+    let (key, secret) = state
         .store
         .find_api_key(caller.org_id, id)
         .await?
-        .filter(|key| key.key.revoked_at.is_none())
         .ok_or(Error::NotFound("API key"))?;
-    let (plain, secret) = body
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    let rotated = body
         .unwrap_or_default()
-        .rotate(state.store.as_ref(), SecretKind::ApiKey, &key.key)
-        .await?;
+        .rotate(state.store.as_ref(), SecretKind::ApiKey, owner, secret.id)
+        .await
+        .map_err(|err| match err {
+            Error::NotFound(_) => Error::NotFound("API key"),
+            err => err,
+        })?;
     caller.audit("api key rotated", key.id);
-    let created = CreatedApiKey::shown_once(key.id, key.name, key.role, &secret, &plain);
-    Ok((StatusCode::CREATED, axum::Json(created)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedApiKey::rotated(key, &rotated)),
+    ))
 }

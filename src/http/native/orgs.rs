@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::api_keys::CreatedApiKey;
+use crate::domain::org::{NewApiKey, Org, Role, parse_label};
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::auth::{Caller, Operator};
 use crate::http::dialect::NativeError;
-use crate::http::extract::{Caller, Json};
-use crate::orgs::{Role, mint_api_key, new_org, parse_label};
-use crate::storage::Org;
+use crate::http::extract::Json;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,13 +62,12 @@ pub struct CreatedOrg {
 )]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<Operator>,
     Json(body): Json<CreateOrg>,
 ) -> Result<(StatusCode, axum::Json<CreatedOrg>), Error> {
-    caller.require_operator()?;
     let name = parse_label("name", Error::required("name", body.name)?)?;
-    let org = new_org(name);
-    let (admin, plain) = mint_api_key(org.id, "admin".into(), Role::Admin, None);
+    let org = Org::new(name);
+    let (admin, plain) = NewApiKey::mint(org.id, "admin".into(), Role::Admin, None);
     state.store.create_org(&org, &admin).await?;
     caller.audit("organization created", org.id);
     let api_key = CreatedApiKey::new(&admin, &plain);
@@ -91,9 +90,8 @@ pub async fn create(
 )]
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<Operator>,
 ) -> Result<axum::Json<Vec<OrgView>>, Error> {
-    caller.require_operator()?;
     let orgs = state.store.list_orgs().await?;
     Ok(axum::Json(orgs.into_iter().map(OrgView::from).collect()))
 }

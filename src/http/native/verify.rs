@@ -5,13 +5,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agents::AgentMode;
+use crate::domain::agent::AgentMode;
 use crate::error::Error;
 use crate::http::AppState;
+use crate::http::auth::{Caller, User};
 use crate::http::dialect::NativeError;
-use crate::http::extract::{Caller, Json};
-use crate::storage::SecretOwner;
-use crate::verify::{Code, Outcome};
+use crate::http::extract::Json;
+use crate::verify::{Code, Outcome, Owner};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyRequest {
@@ -49,12 +49,12 @@ impl From<Outcome> for VerifyResponse {
     /// Whose the secret is is told only when it is valid.
     fn from(outcome: Outcome) -> VerifyResponse {
         let valid = outcome.code == Code::Valid;
-        let found = outcome.record.filter(|_| valid);
-        let agent = match found.as_ref().map(|record| &record.owner) {
-            Some(SecretOwner::Agent { id, name, mode, .. }) => Some(VerifiedAgent {
-                id: *id,
-                name: name.clone(),
-                mode: *mode,
+        let found = outcome.found.filter(|_| valid);
+        let agent = match found.as_ref().map(|(_, owner)| owner) {
+            Some(Owner::Agent(agent)) => Some(VerifiedAgent {
+                id: agent.id,
+                name: agent.name.clone(),
+                mode: agent.mode,
             }),
             _ => None,
         };
@@ -62,9 +62,9 @@ impl From<Outcome> for VerifyResponse {
             valid,
             code: outcome.code,
             kind: outcome.kind.map(|kind| kind.as_str()),
-            secret_id: found.as_ref().map(|record| record.id),
-            org_id: found.as_ref().map(|record| record.owner.org_id()),
-            expires_at: found.as_ref().and_then(|record| record.expires_at),
+            secret_id: found.as_ref().map(|(state, _)| state.id),
+            org_id: found.as_ref().map(|(_, owner)| owner.org_id()),
+            expires_at: found.as_ref().and_then(|(state, _)| state.expires_at),
             agent,
         }
     }
@@ -86,10 +86,9 @@ impl From<Outcome> for VerifyResponse {
 )]
 pub async fn verify(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<User>,
     Json(body): Json<VerifyRequest>,
 ) -> Result<axum::Json<VerifyResponse>, Error> {
-    caller.require_user()?;
     let limiter_key = caller.api_key_id.to_string();
     state.verify_limiter.check(&limiter_key)?;
     let presented = Error::required("key", body.key)?;

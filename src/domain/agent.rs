@@ -1,5 +1,9 @@
-//! hoop agents: the name rule and the execution modes (SPEC §1.1).
+//! hoop agents: the name rule, the execution modes, and an agent as stored.
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::secret::NewSecret;
 use crate::error::Error;
 
 /// hoop's message for a name that breaks its rule, kept word for word for its clients.
@@ -36,6 +40,10 @@ impl AgentName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// How the agent runs: on its own (`standard`) or beside another process (`embedded`).
@@ -66,6 +74,26 @@ impl AgentMode {
             )),
         }
     }
+}
+
+/// An agent about to be stored, with its first key.
+#[derive(Clone, Debug)]
+pub struct NewAgent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: AgentName,
+    pub mode: AgentMode,
+    pub secret: NewSecret,
+}
+
+/// A stored agent: the owner of its keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub mode: AgentMode,
+    pub created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,7 @@
+//! The domain on the ground floor: what organizations, API keys, agents and stored secrets are,
+//! and the rules their names and lifecycles follow. Storage, verification and the HTTP layer
+//! build on these types; they depend only on the error type and the secret machinery.
+
+pub mod agent;
+pub mod org;
+pub mod secret;

@@ -1,0 +1,166 @@
+//! Who is calling, and may they: the authentication scheme an API family picks, and the
+//! [`Caller`] extractor whose type parameter declares the role a handler requires.
+//!
+//! A family's middleware puts its [`AuthScheme`] in the request; `Caller` asks it for the
+//! presented credential, and the family answers a 401 with that scheme's challenge. Failed
+//! authentications count against the client address, but a valid credential always passes:
+//! keygate's keys cannot be guessed, so the limit guards guessing, and a data plane sharing an
+//! address with a guesser behind a load balancer keeps working.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::FromRequestParts;
+use axum::http::HeaderValue;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::domain::org::{ApiKey, Role};
+use crate::error::Error;
+
+/// What a request's credentials came to.
+pub enum Authentication {
+    /// No credential in this scheme.
+    Absent,
+    /// A credential that does not work.
+    Refused,
+    Accepted(ApiKey),
+}
+
+/// How an API family's clients authenticate.
+#[async_trait]
+pub trait AuthScheme: Send + Sync + 'static {
+    async fn authenticate(&self, parts: &Parts, state: &AppState) -> Result<Authentication, Error>;
+    /// The `WWW-Authenticate` value of this scheme's 401.
+    fn challenge(&self) -> HeaderValue;
+}
+
+/// `Authorization: Bearer <API key>`.
+pub struct Bearer;
+
+#[async_trait]
+impl AuthScheme for Bearer {
+    async fn authenticate(&self, parts: &Parts, state: &AppState) -> Result<Authentication, Error> {
+        let Some(token) = bearer_token(parts) else {
+            return Ok(Authentication::Absent);
+        };
+        Ok(match state.verifier.authenticate_api_key(token).await? {
+            Some(key) => Authentication::Accepted(key),
+            None => Authentication::Refused,
+        })
+    }
+
+    fn challenge(&self) -> HeaderValue {
+        HeaderValue::from_static("Bearer realm=\"keygate\"")
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The scheme of the family serving the request, placed by its middleware.
+#[derive(Clone)]
+pub struct FamilyAuth(pub Arc<dyn AuthScheme>);
+
+/// What a handler requires of its caller, declared in its signature: `Caller<Admin>`.
+pub trait Requirement: Send + Sync + 'static {
+    fn allows(role: Role, operator: bool) -> bool;
+}
+
+/// Any authenticated API key.
+pub struct Anyone;
+/// Admins and members: those who may use what they are granted (auditors only read).
+pub struct User;
+/// Admins of the caller's organization.
+pub struct Admin;
+/// Admins of the operator organization (`default`).
+pub struct Operator;
+
+impl Requirement for Anyone {
+    fn allows(_: Role, _: bool) -> bool {
+        true
+    }
+}
+
+impl Requirement for User {
+    fn allows(role: Role, _: bool) -> bool {
+        role != Role::Auditor
+    }
+}
+
+impl Requirement for Admin {
+    fn allows(role: Role, _: bool) -> bool {
+        role == Role::Admin
+    }
+}
+
+impl Requirement for Operator {
+    fn allows(_: Role, operator: bool) -> bool {
+        operator
+    }
+}
+
+/// The authenticated caller: an API key of an organization, allowed what `R` requires.
+#[derive(Clone, Debug)]
+pub struct Caller<R = Anyone> {
+    pub org_id: Uuid,
+    pub api_key_id: Uuid,
+    pub role: Role,
+    /// An admin of the operator organization (`default`).
+    pub operator: bool,
+    requirement: PhantomData<fn() -> R>,
+}
+
+impl<R> Caller<R> {
+    /// Records a change made by this caller on the `keygate::audit` log target: who, what, on
+    /// which resource. Never a secret.
+    pub fn audit(&self, action: &'static str, resource_id: Uuid) {
+        tracing::info!(
+            target: "keygate::audit",
+            action,
+            resource_id = %resource_id,
+            org_id = %self.org_id,
+            by_api_key = %self.api_key_id,
+        );
+    }
+}
+
+impl<R: Requirement> FromRequestParts<AppState> for Caller<R> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let scheme = parts.extensions.get::<FamilyAuth>().map_or_else(
+            || Arc::new(Bearer) as Arc<dyn AuthScheme>,
+            |auth| auth.0.clone(),
+        );
+        let key = match scheme.authenticate(parts, state).await? {
+            Authentication::Accepted(key) => key,
+            Authentication::Absent => return Err(Error::Unauthenticated),
+            Authentication::Refused => {
+                let client = super::client::client_address(parts, &state.trusted_proxies)
+                    .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+                state.auth_limiter.check(&client)?;
+                state.auth_limiter.failed(&client);
+                return Err(Error::Unauthenticated);
+            }
+        };
+        let operator = key.org_id == state.operator_org_id && key.role == Role::Admin;
+        if !R::allows(key.role, operator) {
+            return Err(Error::Forbidden);
+        }
+        Ok(Caller {
+            org_id: key.org_id,
+            api_key_id: key.id,
+            role: key.role,
+            operator,
+            requirement: PhantomData,
+        })
+    }
+}

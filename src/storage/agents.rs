@@ -1,0 +1,231 @@
+//! hoop agents: each an owner of its keys.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Result;
+use super::rows::{KeyColumns, SecretColumns, corrupt};
+use crate::domain::agent::{Agent, AgentMode, NewAgent};
+use crate::domain::secret::{SecretMeta, SecretState};
+use crate::error::Error;
+use crate::secrets::SecretHash;
+
+#[async_trait]
+pub trait AgentStore: Send + Sync + 'static {
+    /// Creates the agent and its first key in one transaction.
+    async fn create_agent(&self, agent: &NewAgent) -> Result<()>;
+    /// The organization's agents by name, each with its current key.
+    async fn list_agents(&self, org_id: Uuid) -> Result<Vec<(Agent, SecretMeta)>>;
+    async fn find_agent_by_id(&self, org_id: Uuid, id: Uuid)
+    -> Result<Option<(Agent, SecretMeta)>>;
+    async fn find_agent_by_name(
+        &self,
+        org_id: Uuid,
+        name: &str,
+    ) -> Result<Option<(Agent, SecretMeta)>>;
+    /// The agent a presented key (by digest) belongs to: the verification lookup.
+    async fn find_agent_by_secret(&self, hash: &SecretHash)
+    -> Result<Option<(SecretState, Agent)>>;
+    /// Deletes the agent and, by cascade, all its keys; `false` when there is no such agent.
+    async fn delete_agent(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
+}
+
+pub const INSERT_AGENT: &str =
+    "INSERT INTO agents (id, org_id, name, mode, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+const AGENT_COLUMNS: &str = "a.id, a.org_id, a.name, a.mode, a.created_at";
+
+/// An agent with its current key.
+pub fn select_agent(filter: &str) -> String {
+    format!(
+        "SELECT {AGENT_COLUMNS}, {}
+         FROM agents a
+         JOIN secrets s ON s.owner_id = a.id AND s.rotated_at IS NULL
+         {filter}",
+        super::rows::KEY_COLUMNS
+    )
+}
+
+/// An agent by one of its keys, current or rotated away.
+pub fn select_agent_by_secret() -> String {
+    format!(
+        "SELECT {AGENT_COLUMNS}, {}
+         FROM secrets s
+         JOIN agents a ON a.id = s.owner_id
+         WHERE s.hash = $1",
+        super::rows::SECRET_COLUMNS
+    )
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AgentColumns {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub mode: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<AgentColumns> for Agent {
+    type Error = Error;
+    fn try_from(row: AgentColumns) -> Result<Agent> {
+        Ok(Agent {
+            id: row.id,
+            org_id: row.org_id,
+            mode: AgentMode::parse(Some(&row.mode))
+                .map_err(|_| corrupt("agent mode", &row.mode))?,
+            name: row.name,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AgentRow {
+    #[sqlx(flatten)]
+    pub agent: AgentColumns,
+    #[sqlx(flatten)]
+    pub key: KeyColumns,
+}
+
+impl TryFrom<AgentRow> for (Agent, SecretMeta) {
+    type Error = Error;
+    fn try_from(row: AgentRow) -> Result<(Agent, SecretMeta)> {
+        Ok((row.agent.try_into()?, row.key.into()))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub struct AgentBySecretRow {
+    #[sqlx(flatten)]
+    pub agent: AgentColumns,
+    #[sqlx(flatten)]
+    pub secret: SecretColumns,
+}
+
+impl TryFrom<AgentBySecretRow> for (SecretState, Agent) {
+    type Error = Error;
+    fn try_from(row: AgentBySecretRow) -> Result<(SecretState, Agent)> {
+        Ok((row.secret.try_into()?, row.agent.try_into()?))
+    }
+}
+
+macro_rules! impl_agent_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::AgentStore for $store {
+            async fn create_agent(
+                &self,
+                agent: &$crate::domain::agent::NewAgent,
+            ) -> $crate::storage::Result<()> {
+                let owner = $crate::domain::secret::OwnerRef {
+                    org_id: agent.org_id,
+                    id: agent.id,
+                };
+                write_transaction!(self, |tx| {
+                    insert_owner(tx, owner).await?;
+                    sqlx::query($crate::storage::agents::INSERT_AGENT)
+                        .bind(agent.id)
+                        .bind(agent.org_id)
+                        .bind(agent.name.as_str())
+                        .bind(agent.mode.as_str())
+                        .bind(agent.secret.created_at)
+                        .execute(&mut **tx)
+                        .await?;
+                    insert_secret(tx, &agent.secret, agent.id, "").await
+                })
+            }
+
+            async fn list_agents(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::storage::Result<
+                Vec<(
+                    $crate::domain::agent::Agent,
+                    $crate::domain::secret::SecretMeta,
+                )>,
+            > {
+                let sql =
+                    $crate::storage::agents::select_agent("WHERE a.org_id = $1 ORDER BY a.name");
+                let rows: Vec<$crate::storage::agents::AgentRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(org_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn find_agent_by_id(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::storage::Result<
+                Option<(
+                    $crate::domain::agent::Agent,
+                    $crate::domain::secret::SecretMeta,
+                )>,
+            > {
+                let sql =
+                    $crate::storage::agents::select_agent("WHERE a.org_id = $1 AND a.id = $2");
+                let row: Option<$crate::storage::agents::AgentRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(org_id)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn find_agent_by_name(
+                &self,
+                org_id: uuid::Uuid,
+                name: &str,
+            ) -> $crate::storage::Result<
+                Option<(
+                    $crate::domain::agent::Agent,
+                    $crate::domain::secret::SecretMeta,
+                )>,
+            > {
+                let sql =
+                    $crate::storage::agents::select_agent("WHERE a.org_id = $1 AND a.name = $2");
+                let row: Option<$crate::storage::agents::AgentRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(org_id)
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn find_agent_by_secret(
+                &self,
+                hash: &$crate::secrets::SecretHash,
+            ) -> $crate::storage::Result<
+                Option<(
+                    $crate::domain::secret::SecretState,
+                    $crate::domain::agent::Agent,
+                )>,
+            > {
+                let sql = $crate::storage::agents::select_agent_by_secret();
+                let row: Option<$crate::storage::agents::AgentBySecretRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(hash.as_bytes())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn delete_agent(
+                &self,
+                org_id: uuid::Uuid,
+                id: uuid::Uuid,
+            ) -> $crate::storage::Result<bool> {
+                let owner = $crate::domain::secret::OwnerRef { org_id, id };
+                write_transaction!(self, |tx| delete_owner(tx, owner).await)
+            }
+        }
+    };
+}
+
+pub(super) use impl_agent_store;

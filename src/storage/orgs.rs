@@ -1,0 +1,106 @@
+//! Organizations: the tenants everything else belongs to.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Result;
+use crate::domain::org::{NewApiKey, Org};
+
+#[async_trait]
+pub trait OrgStore: Send + Sync + 'static {
+    async fn count_orgs(&self) -> Result<i64>;
+    /// Creates an organization and its first admin API key in one transaction.
+    async fn create_org(&self, org: &Org, admin: &NewApiKey) -> Result<()>;
+    async fn list_orgs(&self) -> Result<Vec<Org>>;
+    async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>>;
+}
+
+pub const INSERT_ORG: &str = "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)";
+pub const SELECT_ORG: &str = "SELECT id, name, created_at FROM orgs";
+/// Locks the organization row (with the backend's row-lock suffix appended); taken before any
+/// owner lock by operations that need both.
+pub const LOCK_ORG: &str = "SELECT id FROM orgs WHERE id = $1";
+
+#[derive(sqlx::FromRow)]
+pub struct OrgRow {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<OrgRow> for Org {
+    fn from(row: OrgRow) -> Org {
+        Org {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
+}
+
+macro_rules! impl_org_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::OrgStore for $store {
+            async fn count_orgs(&self) -> $crate::storage::Result<i64> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn create_org(
+                &self,
+                org: &$crate::domain::org::Org,
+                admin: &$crate::domain::org::NewApiKey,
+            ) -> $crate::storage::Result<()> {
+                write_transaction!(self, |tx| {
+                    sqlx::query($crate::storage::orgs::INSERT_ORG)
+                        .bind(org.id)
+                        .bind(&org.name)
+                        .bind(org.created_at)
+                        .execute(&mut **tx)
+                        .await?;
+                    insert_api_key(tx, admin).await
+                })
+            }
+
+            async fn list_orgs(&self) -> $crate::storage::Result<Vec<$crate::domain::org::Org>> {
+                let sql = format!(
+                    "{} ORDER BY created_at, name",
+                    $crate::storage::orgs::SELECT_ORG
+                );
+                let rows: Vec<$crate::storage::orgs::OrgRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn find_org_by_name(
+                &self,
+                name: &str,
+            ) -> $crate::storage::Result<Option<$crate::domain::org::Org>> {
+                let sql = format!("{} WHERE name = $1", $crate::storage::orgs::SELECT_ORG);
+                let row: Option<$crate::storage::orgs::OrgRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.map(Into::into))
+            }
+        }
+
+        /// Locks the organization row for the rest of the transaction.
+        async fn lock_org(tx: &mut Tx, org_id: uuid::Uuid) -> $crate::storage::Result<bool> {
+            let sql = format!("{}{ROW_LOCK}", $crate::storage::orgs::LOCK_ORG);
+            let found: Option<(uuid::Uuid,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(org_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            Ok(found.is_some())
+        }
+    };
+}
+
+pub(super) use impl_org_store;

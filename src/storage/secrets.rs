@@ -1,0 +1,189 @@
+//! The secrets every owner holds: rotation, revocation and usage, whatever the owner's kind.
+//!
+//! [`impl_secret_store!`] also gives each backend the helpers the other aggregates share:
+//! `insert_owner`, `insert_secret`, `lock_owner` (the first statement of every lifecycle
+//! transaction), `revoke_owner_secrets` and `delete_owner`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Result;
+use crate::domain::secret::Rotation;
+
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    /// Replaces the owner's current secret as `rotation` says, in one transaction that locks
+    /// the owner first; returns the successor's expiry. `NotFound` when the owner is not in the
+    /// organization; `Conflict` when its secret is revoked or another rotation won.
+    async fn rotate_secret(&self, rotation: &Rotation) -> Result<Option<DateTime<Utc>>>;
+
+    /// Writes `last_used_at` for a batch of secrets; it only ever moves forward, so instances
+    /// flushing in any order keep the latest use.
+    async fn record_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()>;
+}
+
+pub const INSERT_OWNER: &str = "INSERT INTO owners (id, org_id) VALUES ($1, $2)";
+
+pub const INSERT_SECRET: &str = "
+    INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Locks the owner row (with the backend's row-lock suffix appended).
+pub const LOCK_OWNER: &str = "SELECT id FROM owners WHERE id = $1 AND org_id = $2";
+
+pub const CURRENT_SECRET: &str = "
+    SELECT id, expires_at, revoked_at FROM secrets
+    WHERE owner_id = $1 AND slot = $2 AND rotated_at IS NULL";
+
+/// Ends the current secret. `revoked_at` keeps an earlier revocation: a rotation never undoes one.
+pub const END_SECRET: &str = "
+    UPDATE secrets SET rotated_at = $1, expires_at = $2, revoked_at = COALESCE(revoked_at, $3)
+    WHERE id = $4";
+
+/// Revokes every secret of an owner, grace-period predecessors included; the first revocation
+/// time stands.
+pub const REVOKE_OWNER_SECRETS: &str =
+    "UPDATE secrets SET revoked_at = COALESCE(revoked_at, $1) WHERE owner_id = $2";
+
+/// Deletes the owner; its kind's row and all its secrets go with it by cascade.
+pub const DELETE_OWNER: &str = "DELETE FROM owners WHERE id = $1 AND org_id = $2";
+
+macro_rules! impl_secret_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::SecretStore for $store {
+            async fn rotate_secret(
+                &self,
+                rotation: &$crate::domain::secret::Rotation,
+            ) -> $crate::storage::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                use $crate::error::Error;
+                write_transaction!(self, |tx| {
+                    if !lock_owner(tx, rotation.owner).await? {
+                        return Err(Error::NotFound("owner"));
+                    }
+                    let current: Option<(
+                        uuid::Uuid,
+                        Option<chrono::DateTime<chrono::Utc>>,
+                        Option<chrono::DateTime<chrono::Utc>>,
+                    )> = sqlx::query_as($crate::storage::secrets::CURRENT_SECRET)
+                        .bind(rotation.owner.id)
+                        .bind(&rotation.slot)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    let Some((current_id, expires_at, revoked_at)) = current else {
+                        return Err(Error::NotFound("owner"));
+                    };
+                    if revoked_at.is_some() {
+                        return Err(Error::Conflict("the key is revoked and cannot be rotated"));
+                    }
+                    if current_id != rotation.current {
+                        return Err(Error::Conflict(
+                            "a concurrent rotation replaced this key first",
+                        ));
+                    }
+                    let at = $crate::domain::secret::now();
+                    let successor_expiry = rotation.successor_expiry(expires_at, at)?;
+                    let (old_expiry, old_revoked) = rotation.predecessor_end(expires_at, at);
+                    sqlx::query($crate::storage::secrets::END_SECRET)
+                        .bind(at)
+                        .bind(old_expiry)
+                        .bind(old_revoked)
+                        .bind(current_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    let mut successor = rotation.successor.clone();
+                    successor.expires_at = successor_expiry;
+                    insert_secret(tx, &successor, rotation.owner.id, &rotation.slot).await?;
+                    Ok(successor_expiry)
+                })
+            }
+
+            async fn record_usage(
+                &self,
+                uses: &[(uuid::Uuid, chrono::DateTime<chrono::Utc>)],
+            ) -> $crate::storage::Result<()> {
+                self.write_usage(uses).await
+            }
+        }
+
+        async fn insert_owner(
+            tx: &mut Tx,
+            owner: $crate::domain::secret::OwnerRef,
+        ) -> $crate::storage::Result<()> {
+            sqlx::query($crate::storage::secrets::INSERT_OWNER)
+                .bind(owner.id)
+                .bind(owner.org_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        async fn insert_secret(
+            tx: &mut Tx,
+            secret: &$crate::domain::secret::NewSecret,
+            owner_id: uuid::Uuid,
+            slot: &str,
+        ) -> $crate::storage::Result<()> {
+            sqlx::query($crate::storage::secrets::INSERT_SECRET)
+                .bind(secret.id)
+                .bind(secret.kind.as_str())
+                .bind(secret.hash.as_bytes())
+                .bind(&secret.hint)
+                .bind(owner_id)
+                .bind(slot)
+                .bind(secret.created_at)
+                .bind(secret.expires_at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        /// Locks the owner row for the rest of the transaction; `false` when the organization
+        /// has no such owner. Every lifecycle operation starts here, so concurrent ones on one
+        /// owner queue up instead of deadlocking.
+        async fn lock_owner(
+            tx: &mut Tx,
+            owner: $crate::domain::secret::OwnerRef,
+        ) -> $crate::storage::Result<bool> {
+            let sql = format!("{}{ROW_LOCK}", $crate::storage::secrets::LOCK_OWNER);
+            let found: Option<(uuid::Uuid,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(owner.id)
+                .bind(owner.org_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            Ok(found.is_some())
+        }
+
+        async fn revoke_owner_secrets(
+            tx: &mut Tx,
+            owner: $crate::domain::secret::OwnerRef,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::storage::Result<()> {
+            sqlx::query($crate::storage::secrets::REVOKE_OWNER_SECRETS)
+                .bind(at)
+                .bind(owner.id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+
+        /// Locks and deletes the owner; `false` when the organization has no such owner.
+        async fn delete_owner(
+            tx: &mut Tx,
+            owner: $crate::domain::secret::OwnerRef,
+        ) -> $crate::storage::Result<bool> {
+            if !lock_owner(tx, owner).await? {
+                return Ok(false);
+            }
+            sqlx::query($crate::storage::secrets::DELETE_OWNER)
+                .bind(owner.id)
+                .bind(owner.org_id)
+                .execute(&mut **tx)
+                .await?;
+            Ok(true)
+        }
+    };
+}
+
+pub(super) use impl_secret_store;

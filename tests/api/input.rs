@@ -1,0 +1,202 @@
+//! The edge: input one database would refuse is refused for both, every answer of a family is
+//! in its dialect (the router's own included), and the OpenAPI document lists what the server
+//! can answer.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, read};
+
+on_both_backends!(
+    nul_characters_are_refused_on_every_route,
+    the_routers_own_answers_are_in_the_familys_dialect,
+    every_operation_documents_the_statuses_it_can_answer,
+    the_recovery_subcommand_prints_a_working_admin_key,
+);
+
+/// Every operation of the served document, as (method, path template, has a body).
+async fn operations(app: &TestApp) -> Vec<(Method, String, Value)> {
+    let (_, doc) = app.get_anonymous("/openapi.json").await;
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            found.push((method, path.clone(), operation.clone()));
+        }
+    }
+    assert!(found.len() >= 10, "the document lists the routes");
+    found
+}
+
+async fn nul_characters_are_refused_on_every_route(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.create_agent("existing").await;
+    let nul_body = json!({
+        "name": "a\u{0}bc", "key": "xagt-\u{0}", "role": "member", "mode": "standard",
+    });
+    for (method, template, operation) in operations(&app).await {
+        let has_params = template.contains('{');
+        let has_body = operation.get("requestBody").is_some();
+        let path = template
+            .split('/')
+            .map(|part| {
+                if part.starts_with('{') {
+                    "a%00bc"
+                } else {
+                    part
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for base in ["", "/api"] {
+            let request = app.request(method.clone(), &format!("{base}{path}"), Some(ADMIN));
+            let request = if has_body {
+                request.json(&nul_body)
+            } else {
+                request
+            };
+            let (status, body) = read(request.send().await.unwrap()).await;
+            assert!(
+                !status.is_server_error(),
+                "{method} {base}{path}: {status} {body}"
+            );
+            if (has_params || has_body) && !(base == "/api" && status == StatusCode::NOT_FOUND) {
+                assert!(
+                    status.is_client_error(),
+                    "{method} {base}{path}: {status} {body}"
+                );
+                assert!(
+                    body.to_string().contains("NUL"),
+                    "{method} {base}{path}: the refusal says why: {body}"
+                );
+            }
+        }
+    }
+    let (_, agents) = app.get("/agents", ADMIN).await;
+    assert_eq!(agents.as_array().unwrap().len(), 1, "nothing was written");
+}
+
+async fn the_routers_own_answers_are_in_the_familys_dialect(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let send = |method: Method, path: &str| app.request(method, path, Some(ADMIN)).send();
+
+    for path in ["/agents", "/api/agents"] {
+        let response = send(Method::PUT, path).await.unwrap();
+        assert!(
+            response.headers().contains_key("allow"),
+            "405 names the allowed methods"
+        );
+        let (status, body) = read(response).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(
+            body,
+            json!({"message": "the method is not allowed on this route"})
+        );
+    }
+    let (status, body) = read(send(Method::PATCH, "/apikeys").await.unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["code"], "method_not_allowed");
+
+    let (status, body) = read(send(Method::GET, "/agents/%FF%FE").await.unwrap()).await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(body.as_object().unwrap().len(), 1, "hoop's shape: {body}");
+
+    let (status, body) = read(send(Method::GET, "/api/no-such-route").await.unwrap()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"message": "route not found"})),
+        "unknown routes under hoop's base path answer in hoop's dialect"
+    );
+    let (status, body) = read(send(Method::GET, "/no-such-route").await.unwrap()).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found"))
+    );
+
+    let response = app
+        .request(Method::GET, "/api/agents", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"keygate\"",
+        "a 401 carries the family's challenge"
+    );
+}
+
+async fn every_operation_documents_the_statuses_it_can_answer(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for (method, path, operation) in operations(&app).await {
+        let responses = operation["responses"].as_object().unwrap();
+        let mut expected = vec!["408"];
+        if operation.get("security").is_some() {
+            expected.extend(["401", "429", "503"]);
+        }
+        if operation.get("requestBody").is_some() {
+            expected.push("413");
+        }
+        for status in expected {
+            assert!(
+                responses.contains_key(status),
+                "{method} {path} lacks {status}"
+            );
+        }
+    }
+}
+
+/// `keygate admin-key` on the server's host mints an admin key straight in the database and
+/// prints it once, alone on stdout.
+async fn the_recovery_subcommand_prints_a_working_admin_key(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+    command
+        .args(["admin-key", "--org", "default", "--data-dir"])
+        .arg(&app.config.data_dir)
+        .env_remove("KEYGATE_DATABASE_URL")
+        .env_remove("KEYGATE_BOOTSTRAP_TOKEN");
+    if let Some(url) = &app.config.database_url {
+        command.args(["--database-url", url]);
+    }
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let key = stdout.trim_end();
+    assert!(
+        key.starts_with("kgk_") && !key.contains(char::is_whitespace),
+        "{stdout:?}"
+    );
+    let (status, _) = app
+        .post(
+            "/apikeys",
+            key,
+            json!({"name": "after recovery", "role": "member"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the recovered key is an admin key"
+    );
+
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["admin-key", "--org", "no-such-org", "--data-dir"])
+        .arg(&app.config.data_dir)
+        .args(
+            app.config
+                .database_url
+                .iter()
+                .flat_map(|url| ["--database-url", url.as_str()]),
+        )
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(
+        unknown.stdout.is_empty(),
+        "nothing on stdout when nothing was minted"
+    );
+}
