@@ -352,7 +352,7 @@ pub async fn admin_connection() -> sqlx::PgConnection {
 }
 
 /// A fresh database on the test Postgres server: (name, URL).
-async fn create_postgres_database() -> (String, String) {
+pub async fn create_postgres_database() -> (String, String) {
     let name = format!("keygate_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = admin_connection().await;
     sqlx::Executor::execute(

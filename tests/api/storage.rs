@@ -22,6 +22,7 @@ on_both_backends!(
     deleting_an_agent_cascades_to_all_its_secrets,
     usage_batches_set_last_used_at,
     last_used_at_only_moves_forward,
+    a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration,
 );
 
 /// A store opened on a fresh test server's database, working in organization `default`.
@@ -221,5 +222,125 @@ async fn unsupported_database_urls_are_refused_at_start_up() {
     ] {
         let refused = storage::connect(url, 1).await;
         assert!(refused.is_err(), "{url}");
+    }
+}
+
+/// A database created before secrets had owners rows is migrated with every key intact: the
+/// same digests verify for the same agents and API keys, and their lifecycle works.
+async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (postgres_db, url) = match backend {
+        Backend::Sqlite => (
+            None,
+            format!("sqlite://{}", dir.path().join("old.db").display()),
+        ),
+        Backend::Postgres => {
+            let (name, url) = crate::common::create_postgres_database().await;
+            (Some(name), url)
+        }
+    };
+    let (agent_key, api_key, grace_key) = (mint(), PlainSecret::mint(SecretKind::ApiKey), mint());
+    let (org, agent, key) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let rows = [
+        "INSERT INTO orgs (id, name, created_at) VALUES ($1, 'default', $4)",
+        "INSERT INTO agents (id, org_id, name, mode, created_at) VALUES ($2, $1, 'old-agent', 'embedded', $4)",
+        "INSERT INTO api_keys (id, org_id, name, role, created_at) VALUES ($3, $1, 'old-key', 'admin', $4)",
+    ];
+    let secrets = [
+        (&agent_key, "agent_key", Some(agent), None, None),
+        (&grace_key, "agent_key", Some(agent), None, Some(now())),
+        (&api_key, "api_key", None, Some(key), None),
+    ];
+    macro_rules! seed_first_schema {
+        ($pool:expr, $migrations:literal) => {{
+            let pool = $pool;
+            let mut first = sqlx::migrate!($migrations);
+            first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+            first.run(&pool).await.unwrap();
+            for sql in rows {
+                sqlx::query(sql).bind(org).bind(agent).bind(key).bind(now()).execute(&pool).await.unwrap();
+            }
+            for (plain, kind, agent_id, api_key_id, rotated_at) in secrets {
+                sqlx::query(
+                    "INSERT INTO secrets (id, kind, hash, hint, agent_id, api_key_id, created_at, rotated_at)
+                     VALUES ($1, $2, $3, 'hint', $4, $5, $6, $7)",
+                )
+                .bind(Uuid::now_v7()).bind(kind).bind(plain.hash().as_bytes().to_vec())
+                .bind(agent_id).bind(api_key_id).bind(now()).bind(rotated_at)
+                .execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }};
+    }
+    match backend {
+        Backend::Sqlite => seed_first_schema!(
+            sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap(),
+            "migrations/sqlite"
+        ),
+        Backend::Postgres => seed_first_schema!(
+            sqlx::PgPool::connect(&url).await.unwrap(),
+            "migrations/postgres"
+        ),
+    }
+
+    let store = storage::connect(&url, 2).await.unwrap();
+    let (state, found) = store
+        .find_agent_by_secret(&agent_key.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id, found.org_id, found.mode),
+        (agent, org, AgentMode::Embedded)
+    );
+    assert!(state.revoked_at.is_none());
+    assert!(
+        store
+            .find_agent_by_secret(&grace_key.hash())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (_, admin) = store
+        .find_api_key_by_secret(&api_key.hash())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((admin.id, admin.org_id), (key, org));
+    let (_, current) = store
+        .find_agent_by_name(org, "old-agent")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        current.id, state.id,
+        "the current key is the one not rotated away"
+    );
+    assert!(store.delete_agent(org, agent).await.unwrap());
+    assert!(
+        store
+            .find_agent_by_secret(&agent_key.hash())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_agent_by_secret(&grace_key.hash())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(store);
+    if let Some(name) = postgres_db {
+        let mut admin = crate::common::admin_connection().await;
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql))
+            .await
+            .unwrap();
     }
 }
