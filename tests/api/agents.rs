@@ -1,4 +1,4 @@
-//! hoop agents (SPEC §1.1, seed 000): `POST /agents` and its family, also under `/api`.
+//! hoop agents: `POST /agents` and its family, also under `/api`.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
