@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Result;
-use super::rows::{KeyColumns, SecretColumns, corrupt};
+use super::rows::corrupt;
 use crate::domain::agent::{Agent, AgentMode, NewAgent};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
@@ -81,35 +81,10 @@ impl TryFrom<AgentColumns> for Agent {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub struct AgentRow {
-    #[sqlx(flatten)]
-    pub agent: AgentColumns,
-    #[sqlx(flatten)]
-    pub key: KeyColumns,
-}
-
-impl TryFrom<AgentRow> for (Agent, SecretMeta) {
-    type Error = Error;
-    fn try_from(row: AgentRow) -> Result<(Agent, SecretMeta)> {
-        Ok((row.agent.try_into()?, row.key.into()))
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub struct AgentBySecretRow {
-    #[sqlx(flatten)]
-    pub agent: AgentColumns,
-    #[sqlx(flatten)]
-    pub secret: SecretColumns,
-}
-
-impl TryFrom<AgentBySecretRow> for (SecretState, Agent) {
-    type Error = Error;
-    fn try_from(row: AgentBySecretRow) -> Result<(SecretState, Agent)> {
-        Ok((row.secret.try_into()?, row.agent.try_into()?))
-    }
-}
+/// An agent with its current secret.
+pub type AgentRow = super::rows::WithKey<AgentColumns>;
+/// An agent with the secret it was found by.
+pub type AgentBySecretRow = super::rows::BySecret<AgentColumns>;
 
 macro_rules! impl_agent_store {
     ($store:ty) => {

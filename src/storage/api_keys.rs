@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Result;
-use super::rows::{KeyColumns, SecretColumns, corrupt};
+use super::rows::corrupt;
 use crate::domain::org::{ApiKey, NewApiKey};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
@@ -80,36 +80,9 @@ impl TryFrom<ApiKeyColumns> for ApiKey {
 }
 
 /// An API key with its current secret.
-#[derive(sqlx::FromRow)]
-pub struct ApiKeyRow {
-    #[sqlx(flatten)]
-    pub api_key: ApiKeyColumns,
-    #[sqlx(flatten)]
-    pub key: KeyColumns,
-}
-
-impl TryFrom<ApiKeyRow> for (ApiKey, SecretMeta) {
-    type Error = Error;
-    fn try_from(row: ApiKeyRow) -> Result<(ApiKey, SecretMeta)> {
-        Ok((row.api_key.try_into()?, row.key.into()))
-    }
-}
-
+pub type ApiKeyRow = super::rows::WithKey<ApiKeyColumns>;
 /// An API key with the secret it was found by.
-#[derive(sqlx::FromRow)]
-pub struct ApiKeyBySecretRow {
-    #[sqlx(flatten)]
-    pub api_key: ApiKeyColumns,
-    #[sqlx(flatten)]
-    pub secret: SecretColumns,
-}
-
-impl TryFrom<ApiKeyBySecretRow> for (SecretState, ApiKey) {
-    type Error = Error;
-    fn try_from(row: ApiKeyBySecretRow) -> Result<(SecretState, ApiKey)> {
-        Ok((row.secret.try_into()?, row.api_key.try_into()?))
-    }
-}
+pub type ApiKeyBySecretRow = super::rows::BySecret<ApiKeyColumns>;
 
 macro_rules! impl_api_key_store {
     ($store:ty) => {

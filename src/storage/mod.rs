@@ -112,7 +112,7 @@ macro_rules! write_transaction {
 pub(crate) use write_transaction;
 
 /// Row shapes shared by the aggregates; `FromRow` derives work for any database.
-mod rows {
+pub(crate) mod rows {
     use chrono::{DateTime, Utc};
     use uuid::Uuid;
 
@@ -162,6 +162,38 @@ mod rows {
         pub secret_hash: Vec<u8>,
         pub secret_expires_at: Option<DateTime<Utc>>,
         pub secret_revoked_at: Option<DateTime<Utc>>,
+    }
+
+    /// An owner's columns beside those of its current secret.
+    #[derive(sqlx::FromRow)]
+    pub struct WithKey<O> {
+        #[sqlx(flatten)]
+        pub owner: O,
+        #[sqlx(flatten)]
+        pub key: KeyColumns,
+    }
+
+    impl<O, T: TryFrom<O, Error = Error>> TryFrom<WithKey<O>> for (T, SecretMeta) {
+        type Error = Error;
+        fn try_from(row: WithKey<O>) -> Result<(T, SecretMeta), Error> {
+            Ok((row.owner.try_into()?, row.key.into()))
+        }
+    }
+
+    /// An owner's columns beside those of the secret it was found by.
+    #[derive(sqlx::FromRow)]
+    pub struct BySecret<O> {
+        #[sqlx(flatten)]
+        pub owner: O,
+        #[sqlx(flatten)]
+        pub secret: SecretColumns,
+    }
+
+    impl<O, T: TryFrom<O, Error = Error>> TryFrom<BySecret<O>> for (SecretState, T) {
+        type Error = Error;
+        fn try_from(row: BySecret<O>) -> Result<(SecretState, T), Error> {
+            Ok((row.secret.try_into()?, row.owner.try_into()?))
+        }
     }
 
     /// Selects [`SecretColumns`] from a secrets table aliased `s`.
