@@ -123,12 +123,13 @@ macro_rules! impl_agent_store {
             > {
                 let sql =
                     $crate::storage::agents::select_agent("WHERE a.org_id = $1 ORDER BY a.name");
-                let rows: Vec<$crate::storage::agents::AgentRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(org_id)
-                        .fetch_all(&self.pool)
-                        .await?;
-                rows.into_iter().map(TryInto::try_into).collect()
+                $crate::storage::fetch_rows!(
+                    all,
+                    &self.pool,
+                    $crate::storage::agents::AgentRow,
+                    sql,
+                    org_id
+                )
             }
 
             async fn find_agent_by_id(
@@ -143,13 +144,14 @@ macro_rules! impl_agent_store {
             > {
                 let sql =
                     $crate::storage::agents::select_agent("WHERE a.org_id = $1 AND a.id = $2");
-                let row: Option<$crate::storage::agents::AgentRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(org_id)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::storage::fetch_rows!(
+                    optional,
+                    &self.pool,
+                    $crate::storage::agents::AgentRow,
+                    sql,
+                    org_id,
+                    id
+                )
             }
 
             async fn find_agent_by_name(
@@ -164,13 +166,14 @@ macro_rules! impl_agent_store {
             > {
                 let sql =
                     $crate::storage::agents::select_agent("WHERE a.org_id = $1 AND a.name = $2");
-                let row: Option<$crate::storage::agents::AgentRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(org_id)
-                        .bind(name)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::storage::fetch_rows!(
+                    optional,
+                    &self.pool,
+                    $crate::storage::agents::AgentRow,
+                    sql,
+                    org_id,
+                    name
+                )
             }
 
             async fn find_agent_by_secret(
@@ -183,12 +186,13 @@ macro_rules! impl_agent_store {
                 )>,
             > {
                 let sql = $crate::storage::agents::select_agent_by_secret();
-                let row: Option<$crate::storage::agents::AgentBySecretRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(hash.as_bytes())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::storage::fetch_rows!(
+                    optional,
+                    &self.pool,
+                    $crate::storage::agents::AgentBySecretRow,
+                    sql,
+                    hash.as_bytes()
+                )
             }
 
             async fn delete_agent(

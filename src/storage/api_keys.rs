@@ -102,12 +102,7 @@ macro_rules! impl_api_key_store {
                 let sql = $crate::storage::api_keys::select_api_key(
                     "WHERE k.org_id = $1 ORDER BY s.created_at, k.name",
                 );
-                let rows: Vec<$crate::storage::api_keys::ApiKeyRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(org_id)
-                        .fetch_all(&self.pool)
-                        .await?;
-                rows.into_iter().map(TryInto::try_into).collect()
+                $crate::storage::fetch_rows!(all, &self.pool, $crate::storage::api_keys::ApiKeyRow, sql, org_id)
             }
 
             async fn find_api_key(
@@ -118,13 +113,7 @@ macro_rules! impl_api_key_store {
                 let sql = $crate::storage::api_keys::select_api_key(
                     "WHERE k.org_id = $1 AND k.id = $2",
                 );
-                let row: Option<$crate::storage::api_keys::ApiKeyRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(org_id)
-                        .bind(id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::storage::fetch_rows!(optional, &self.pool, $crate::storage::api_keys::ApiKeyRow, sql, org_id, id)
             }
 
             async fn find_api_key_by_secret(
@@ -134,12 +123,7 @@ macro_rules! impl_api_key_store {
                 Option<($crate::domain::secret::SecretState, $crate::domain::org::ApiKey)>,
             > {
                 let sql = $crate::storage::api_keys::select_api_key_by_secret();
-                let row: Option<$crate::storage::api_keys::ApiKeyBySecretRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(hash.as_bytes())
-                        .fetch_optional(&self.pool)
-                        .await?;
-                row.map(TryInto::try_into).transpose()
+                $crate::storage::fetch_rows!(optional, &self.pool, $crate::storage::api_keys::ApiKeyBySecretRow, sql, hash.as_bytes())
             }
 
             async fn revoke_api_key(
@@ -156,15 +140,10 @@ macro_rules! impl_api_key_store {
                         return Ok(false);
                     }
                     let sql = $crate::storage::api_keys::select_api_key("WHERE k.org_id = $1 AND k.id = $2");
-                    let key: Option<$crate::storage::api_keys::ApiKeyRow> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                            .bind(org_id)
-                            .bind(id)
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                    let (key, secret): ($crate::domain::org::ApiKey, $crate::domain::secret::SecretMeta) = match key {
-                        Some(row) => row.try_into()?,
-                        None => return Ok(false),
+                    let found: Option<($crate::domain::org::ApiKey, $crate::domain::secret::SecretMeta)> =
+                        $crate::storage::fetch_rows!(optional, &mut **tx, $crate::storage::api_keys::ApiKeyRow, sql, org_id, id)?;
+                    let Some((key, secret)) = found else {
+                        return Ok(false);
                     };
                     let working = secret.revoked_at.is_none()
                         && secret.expires_at.is_none_or(|expires| expires > at);

@@ -111,6 +111,28 @@ macro_rules! write_transaction {
 
 pub(crate) use write_transaction;
 
+/// Runs `$sql` with the binds on `$executor` and converts each row of type `$row` with
+/// `TryInto`: `fetch_rows!(optional, …)` gives `Result<Option<T>>`, `fetch_rows!(all, …)`
+/// gives `Result<Vec<T>>`.
+macro_rules! fetch_rows {
+    (optional, $executor:expr, $row:ty, $sql:expr $(, $bind:expr)* $(,)?) => {{
+        let row: Option<$row> = sqlx::query_as(sqlx::AssertSqlSafe($sql))
+            $(.bind($bind))*
+            .fetch_optional($executor)
+            .await?;
+        row.map(TryInto::try_into).transpose()
+    }};
+    (all, $executor:expr, $row:ty, $sql:expr $(, $bind:expr)* $(,)?) => {{
+        let rows: Vec<$row> = sqlx::query_as(sqlx::AssertSqlSafe($sql))
+            $(.bind($bind))*
+            .fetch_all($executor)
+            .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }};
+}
+
+pub(crate) use fetch_rows;
+
 /// Row shapes shared by the aggregates; `FromRow` derives work for any database.
 pub(crate) mod rows {
     use chrono::{DateTime, Utc};

@@ -29,13 +29,14 @@ pub struct OrgRow {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<OrgRow> for Org {
-    fn from(row: OrgRow) -> Org {
-        Org {
+impl TryFrom<OrgRow> for Org {
+    type Error = crate::error::Error;
+    fn try_from(row: OrgRow) -> Result<Org> {
+        Ok(Org {
             id: row.id,
             name: row.name,
             created_at: row.created_at,
-        }
+        })
     }
 }
 
@@ -70,11 +71,7 @@ macro_rules! impl_org_store {
                     "{} ORDER BY created_at, name",
                     $crate::storage::orgs::SELECT_ORG
                 );
-                let rows: Vec<$crate::storage::orgs::OrgRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .fetch_all(&self.pool)
-                        .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                $crate::storage::fetch_rows!(all, &self.pool, $crate::storage::orgs::OrgRow, sql)
             }
 
             async fn find_org_by_name(
@@ -82,12 +79,13 @@ macro_rules! impl_org_store {
                 name: &str,
             ) -> $crate::storage::Result<Option<$crate::domain::org::Org>> {
                 let sql = format!("{} WHERE name = $1", $crate::storage::orgs::SELECT_ORG);
-                let row: Option<$crate::storage::orgs::OrgRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(name)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(row.map(Into::into))
+                $crate::storage::fetch_rows!(
+                    optional,
+                    &self.pool,
+                    $crate::storage::orgs::OrgRow,
+                    sql,
+                    name
+                )
             }
         }
 
