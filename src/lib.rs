@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::limiter::FailureLimiter;
+use crate::secrets::server_key::ServerKey;
 use crate::verify::Verifier;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,8 +38,10 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         config.bootstrap_token.as_deref(),
     )
     .await?;
+    let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     Ok(AppState {
         verifier: Arc::new(Verifier::new(store.clone())),
+        server_key: Arc::new(server_key),
         store,
         grpc_url: Arc::new(config.grpc_url.clone()),
         operator_org_id: operator_org.id,

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     let Cli { command, config } = Cli::parse();
     match command {
         None => serve(config).await,
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::AdminKey(args)) => admin_key(args.config(config), &args.org).await,
     }
 }

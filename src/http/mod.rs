@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::limiter::FailureLimiter;
+use crate::secrets::server_key::ServerKey;
 use crate::storage::Store;
 use crate::verify::Verifier;
 use auth::{AuthScheme, Bearer, FamilyAuth};
@@ -45,6 +46,8 @@ use dialect::Dialect;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub verifier: Arc<Verifier>,
+    /// Seals what cannot be stored as a digest; authenticates server-issued nonces.
+    pub server_key: Arc<ServerKey>,
     /// The gateway's public gRPC address, from which agent DSNs are built.
     pub grpc_url: Arc<Url>,
     /// Organization `default`: its admins are the operators.

@@ -207,3 +207,41 @@ async fn swagger_ui_is_served_from_the_binary(backend: Backend) {
         "the Swagger UI page"
     );
 }
+
+/// `keygate --help` (and each subcommand's) started with secret settings in the environment
+/// names the variables but never shows their values.
+#[test]
+fn help_never_shows_secret_environment_values() {
+    let secrets = [
+        (
+            "KEYGATE_DATABASE_URL",
+            "postgres://keygate:hunter2@db/keygate?password=hunter2",
+        ),
+        (
+            "KEYGATE_BOOTSTRAP_TOKEN",
+            "bootstrap-token-hunter3-0123456789abcdef",
+        ),
+        (
+            "KEYGATE_SECRET_KEY",
+            "aHVudGVyNC1odW50ZXI0LWh1bnRlcjQtaHVudGVyNDQ=",
+        ),
+    ];
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["serve", "--help"],
+        &["admin-key", "--help"],
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(args)
+            .envs(secrets)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(help.contains("KEYGATE_DATABASE_URL"), "{args:?}: {help}");
+        for needle in ["hunter2", "hunter3", secrets[2].1] {
+            assert!(!help.contains(needle), "{args:?} shows a secret:\n{help}");
+        }
+    }
+}
