@@ -25,7 +25,9 @@ pub fn client_address(parts: &Parts, trusted_proxies: &[IpNet]) -> Option<IpAddr
         .iter()
         .rev()
         .flat_map(|value| value.as_bytes().rsplit(|&byte| byte == b','));
-    let mut client = peer.ip();
+    // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`; canonical form makes them
+    // match IPv4 trusted ranges and count as one client with their plain IPv4 form.
+    let mut client = peer.ip().to_canonical();
     for hop in hops {
         if !trusted(&client) {
             break;
@@ -44,6 +46,7 @@ fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
     hop.parse::<IpAddr>()
         .or_else(|_| hop.parse::<SocketAddr>().map(|address| address.ip()))
         .ok()
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -65,6 +68,16 @@ mod tests {
 
     fn proxies(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|net| net.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_form() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let got = client_address(
+            &parts("::ffff:10.0.0.2", &["::ffff:198.51.100.7"]),
+            &trusted,
+        );
+        assert_eq!(got, Some("198.51.100.7".parse().unwrap()));
     }
 
     #[test]
