@@ -28,7 +28,7 @@ const PUBLIC_KEY_ATTEMPTS: usize = 3;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateApiKey {
+pub struct CreateProgrammaticKey {
     /// What the key is for, 1 to 250 characters.
     #[schema(value_type = String, required = true, example = "automation")]
     pub desc: Option<String>,
@@ -39,7 +39,7 @@ pub struct CreateApiKey {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateApiKey {
+pub struct UpdateProgrammaticKey {
     #[schema(value_type = Option<String>)]
     pub desc: Option<String>,
     /// Replaces the organization roles.
@@ -49,7 +49,7 @@ pub struct UpdateApiKey {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AssignApiKey {
+pub struct AssignProgrammaticKey {
     /// Project roles: `GROUP_OWNER`, `GROUP_READ_ONLY`; at least one. They replace the key's
     /// roles in the project.
     #[schema(value_type = Vec<String>, required = true, example = json!(["GROUP_OWNER"]))]
@@ -72,7 +72,7 @@ pub struct RoleView {
 
 /// A programmatic API key pair as Ops Manager shows it.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ApiKeyView {
+pub struct ProgrammaticKeyView {
     #[schema(value_type = String, example = "5d1d12c087d9d63e6d682438")]
     pub id: ObjectId,
     pub desc: String,
@@ -89,8 +89,8 @@ pub struct ApiKeyView {
     pub links: [(); 0],
 }
 
-impl ApiKeyView {
-    fn new(key: ProgrammaticKey, private_key: String) -> ApiKeyView {
+impl ProgrammaticKeyView {
+    fn new(key: ProgrammaticKey, private_key: String) -> ProgrammaticKeyView {
         let org_id = ObjectId::of_org(key.org_id);
         let org_roles = key.roles.org_roles.iter().map(|role| RoleView {
             org_id: Some(org_id),
@@ -107,7 +107,7 @@ impl ApiKeyView {
                 role_name: role.as_str(),
             });
         let roles = org_roles.chain(project_roles).collect();
-        ApiKeyView {
+        ProgrammaticKeyView {
             id: key.object_id,
             desc: key.desc,
             public_key: key.public_key,
@@ -118,9 +118,9 @@ impl ApiKeyView {
     }
 }
 
-impl From<(ProgrammaticKey, SecretMeta)> for ApiKeyView {
-    fn from((key, secret): (ProgrammaticKey, SecretMeta)) -> ApiKeyView {
-        ApiKeyView::new(key, masked(SecretKind::ProgrammaticKey, &secret.hint))
+impl From<(ProgrammaticKey, SecretMeta)> for ProgrammaticKeyView {
+    fn from((key, secret): (ProgrammaticKey, SecretMeta)) -> ProgrammaticKeyView {
+        ProgrammaticKeyView::new(key, masked(SecretKind::ProgrammaticKey, &secret.hint))
     }
 }
 
@@ -185,10 +185,10 @@ impl ApiKeyPath {
     path = "/orgs/{ORG-ID}/apiKeys",
     tag = "Ops Manager",
     params(("ORG-ID" = String, Path, description = "The caller's organization, as `GET /api/public/v1.0/orgs` shows it")),
-    request_body = CreateApiKey,
+    request_body = CreateProgrammaticKey,
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 201, body = ApiKeyView),
+        (status = 201, body = ProgrammaticKeyView),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -196,8 +196,8 @@ impl ApiKeyPath {
 pub async fn create(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
-    Json(body): Json<CreateApiKey>,
-) -> Result<(StatusCode, axum::Json<ApiKeyView>), Error> {
+    Json(body): Json<CreateProgrammaticKey>,
+) -> Result<(StatusCode, axum::Json<ProgrammaticKeyView>), Error> {
     let caller = access.caller;
     let desc = parse_desc(Error::required("desc", body.desc)?)?;
     let roles = Grants {
@@ -216,7 +216,7 @@ pub async fn create(
         }
     };
     caller.audit("programmatic api key created", &new.key.object_id);
-    let view = ApiKeyView::new(new.key, private.expose().to_owned());
+    let view = ProgrammaticKeyView::new(new.key, private.expose().to_owned());
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
@@ -228,7 +228,7 @@ pub async fn create(
     params(("ORG-ID" = String, Path, description = "The caller's organization")),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = Results<ApiKeyView>),
+        (status = 200, body = Results<ProgrammaticKeyView>),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -236,12 +236,12 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
-) -> Result<axum::Json<Results<ApiKeyView>>, Error> {
+) -> Result<axum::Json<Results<ProgrammaticKeyView>>, Error> {
     let keys = state
         .store
         .list_programmatic_keys(access.caller.org_id)
         .await?;
-    let views: Vec<ApiKeyView> = keys.into_iter().map(ApiKeyView::from).collect();
+    let views: Vec<ProgrammaticKeyView> = keys.into_iter().map(ProgrammaticKeyView::from).collect();
     Ok(axum::Json(views.into()))
 }
 
@@ -256,7 +256,7 @@ pub async fn list(
     ),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = ApiKeyView),
+        (status = 200, body = ProgrammaticKeyView),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -265,7 +265,7 @@ pub async fn get(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
     Path(path): Path<ApiKeyPath>,
-) -> Result<axum::Json<ApiKeyView>, Error> {
+) -> Result<axum::Json<ProgrammaticKeyView>, Error> {
     let found = state
         .store
         .find_programmatic_key(access.caller.org_id, path.id()?)
@@ -283,10 +283,10 @@ pub async fn get(
         ("ORG-ID" = String, Path, description = "The caller's organization"),
         ("API-KEY-ID" = String, Path, description = "The key pair's id"),
     ),
-    request_body = UpdateApiKey,
+    request_body = UpdateProgrammaticKey,
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = ApiKeyView),
+        (status = 200, body = ProgrammaticKeyView),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -295,8 +295,8 @@ pub async fn update(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
     Path(path): Path<ApiKeyPath>,
-    Json(body): Json<UpdateApiKey>,
-) -> Result<axum::Json<ApiKeyView>, Error> {
+    Json(body): Json<UpdateProgrammaticKey>,
+) -> Result<axum::Json<ProgrammaticKeyView>, Error> {
     let caller = access.caller;
     let id = path.id()?;
     let desc = body.desc.map(parse_desc).transpose()?;
@@ -355,7 +355,7 @@ pub async fn delete(
     params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters")),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = Results<ApiKeyView>),
+        (status = 200, body = Results<ProgrammaticKeyView>),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -363,16 +363,16 @@ pub async fn delete(
 pub async fn list_in_project(
     State(state): State<AppState>,
     access: InProject<ProjectReader>,
-) -> Result<axum::Json<Results<ApiKeyView>>, Error> {
+) -> Result<axum::Json<Results<ProgrammaticKeyView>>, Error> {
     let project = access.project.id;
     let keys = state
         .store
         .list_programmatic_keys(access.caller.org_id)
         .await?;
-    let views: Vec<ApiKeyView> = keys
+    let views: Vec<ProgrammaticKeyView> = keys
         .into_iter()
         .filter(|(key, _)| key.roles.project_roles.iter().any(|(id, _)| *id == project))
-        .map(ApiKeyView::from)
+        .map(ProgrammaticKeyView::from)
         .collect();
     Ok(axum::Json(views.into()))
 }
@@ -387,10 +387,10 @@ pub async fn list_in_project(
         ("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters"),
         ("API-KEY-ID" = String, Path, description = "The key pair's id"),
     ),
-    request_body = AssignApiKey,
+    request_body = AssignProgrammaticKey,
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = ApiKeyView),
+        (status = 200, body = ProgrammaticKeyView),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -399,8 +399,8 @@ pub async fn assign(
     State(state): State<AppState>,
     access: InProject<ProjectOwner>,
     Path(path): Path<ApiKeyPath>,
-    Json(body): Json<AssignApiKey>,
-) -> Result<axum::Json<ApiKeyView>, Error> {
+    Json(body): Json<AssignProgrammaticKey>,
+) -> Result<axum::Json<ProgrammaticKeyView>, Error> {
     let roles = parse_roles(
         Error::required("roles", body.roles)?,
         ProjectRole::parse,

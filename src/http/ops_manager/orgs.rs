@@ -11,7 +11,7 @@ use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct OrgView {
+pub struct OpsManagerOrg {
     /// The organization's id in Ops Manager's form (24 hex characters).
     #[schema(value_type = String, example = "5a0a1e7e0f2912c554080ab1")]
     pub id: ObjectId,
@@ -28,14 +28,14 @@ pub struct OrgView {
     tag = "Ops Manager",
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = Results<OrgView>),
+        (status = 200, body = Results<OpsManagerOrg>),
         (status = 401, body = OpsManagerError), (status = 403, body = OpsManagerError),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
-) -> Result<axum::Json<Results<OrgView>>, Error> {
+) -> Result<axum::Json<Results<OpsManagerOrg>>, Error> {
     let caller = access.caller;
     let org = state
         .store
@@ -44,7 +44,7 @@ pub async fn list(
         .into_iter()
         .find(|org| org.id == caller.org_id)
         .ok_or_else(|| Error::internal("the caller's organization is gone"))?;
-    let view = OrgView {
+    let view = OpsManagerOrg {
         id: caller.org_object_id(),
         name: org.name,
         links: [],
