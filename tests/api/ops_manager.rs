@@ -1215,6 +1215,18 @@ async fn projects_are_named_uniquely_and_deleting_one_deletes_its_keys(backend: 
     assert_error(status, &error, StatusCode::NOT_FOUND, "ORG_NOT_FOUND");
     let (_, listed) = app.get(&format!("{BASE}/groups"), ADMIN).await;
     assert_eq!(listed["totalCount"], 2, "{listed}");
+    // How clients find a project by name.
+    let (status, by_name) = app
+        .get(&format!("{BASE}/orgs/{org}/groups?name=lifecycle"), ADMIN)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            by_name["totalCount"].clone(),
+            by_name["results"][0]["id"].clone()
+        ),
+        (json!(1), json!(id))
+    );
     let path = format!("{BASE}/groups/{id}/agentapikeys");
     let (_, created) = app.post(&path, ADMIN, json!({"desc": "doomed"})).await;
     let key = created["key"].as_str().unwrap();

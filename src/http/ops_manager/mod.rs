@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::delete))
+        .routes(routes!(projects::list_in_org))
         .routes(routes!(agent_api_keys::create, agent_api_keys::list))
         .routes(routes!(agent_api_keys::delete))
         .routes(routes!(api_keys::create, api_keys::list))
@@ -36,10 +37,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::remove_from_access_list))
 }
 
-/// Routes whose root path is keygate's own (`GET /orgs`, for the operators): Ops Manager's
-/// clients reach them under [`BASE`] only.
+/// Ops Manager's organization documents: at the root, `GET /orgs` is keygate's own (for the
+/// operators), so Ops Manager's clients reach these under [`BASE`] only.
 pub fn base_only_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(orgs::list))
+    OpenApiRouter::new()
+        .routes(routes!(orgs::list))
+        .routes(routes!(orgs::get))
 }
 
 /// Ops Manager's list document.

@@ -1,13 +1,13 @@
 //! `POST /groups`, `GET /groups`, `GET /groups/{PROJECT-ID}`, `DELETE /groups/{PROJECT-ID}`:
 //! the organization's projects.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::Results;
-use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectReader};
+use super::access::{Anyone, InOrg, InProject, OpsCaller, OrgOwner, ProjectOwner, ProjectReader};
 use super::errors;
 use crate::domain::ops_manager::{ObjectId, Project};
 use crate::error::Error;
@@ -104,14 +104,43 @@ pub async fn list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
 ) -> Result<axum::Json<Results<ProjectView>>, Error> {
-    let caller = access.caller;
+    Ok(axum::Json(visible(&state, &access.caller).await?.into()))
+}
+
+/// The organization's projects in which the caller has a role.
+async fn visible(state: &AppState, caller: &OpsCaller) -> Result<Vec<ProjectView>, Error> {
     let projects = state.store.list_projects(caller.org_id).await?;
-    let visible: Vec<ProjectView> = projects
+    Ok(projects
         .into_iter()
         .filter(|project| caller.grants.project_role(project.id).is_some())
         .map(ProjectView::from)
-        .collect();
-    Ok(axum::Json(visible.into()))
+        .collect())
+}
+
+/// Get All Projects in One Organization the caller may read (with `?name=`, the one of that
+/// name): how clients find a project by name.
+#[utoipa::path(
+    get,
+    path = "/orgs/{ORG-ID}/groups",
+    tag = "Ops Manager",
+    params(("ORG-ID" = String, Path, description = "The caller's organization"), super::orgs::ByName),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = Results<ProjectView>),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn list_in_org(
+    State(state): State<AppState>,
+    access: InOrg<Anyone>,
+    Query(filter): Query<super::orgs::ByName>,
+) -> Result<axum::Json<Results<ProjectView>>, Error> {
+    let mut projects = visible(&state, &access.caller).await?;
+    if let Some(name) = filter.name {
+        projects.retain(|project| project.name == name);
+    }
+    Ok(axum::Json(projects.into()))
 }
 
 /// Get One Project.
