@@ -16,6 +16,10 @@ pub enum Error {
     Invalid(Vec<FieldError>),
     #[error("missing or invalid credentials")]
     Unauthenticated,
+    /// The credentials were right, but the server-issued nonce they answer has expired: the
+    /// client retries with a fresh one without asking its user again.
+    #[error("the nonce has expired; retry with the fresh one")]
+    StaleNonce,
     #[error("the API key's role does not allow this")]
     Forbidden,
     #[error("{0} not found")]
@@ -39,6 +43,15 @@ pub enum Error {
     Busy,
     #[error("the database is unavailable")]
     Unavailable,
+    /// A refusal that a family's clients tell apart by the family's own code (Ops Manager's
+    /// `NOT_IN_GROUP`, `GROUP_NOT_FOUND`, …), where no other variant does: the status, the code,
+    /// and words that never repeat input.
+    #[error("{message}")]
+    Coded {
+        status: StatusCode,
+        code: &'static str,
+        message: &'static str,
+    },
     /// Anything unexpected; its detail is logged with the request id, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -170,7 +183,8 @@ impl Error {
                     StatusCode::BAD_REQUEST
                 }
             }
-            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Error::Unauthenticated | Error::StaleNonce => StatusCode::UNAUTHORIZED,
+            Error::Coded { status, .. } => *status,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::AlreadyExists | Error::Conflict(_) => StatusCode::CONFLICT,
@@ -190,6 +204,14 @@ impl Error {
             Error::Invalid(_) if self.status() == StatusCode::BAD_REQUEST => "bad_request",
             Error::Invalid(_) => "invalid",
             Error::Unauthenticated => "unauthenticated",
+            Error::StaleNonce => "stale_nonce",
+            Error::Coded { status, .. } => match status.as_u16() {
+                401 => "unauthenticated",
+                403 => "forbidden",
+                404 => "not_found",
+                409 => "conflict",
+                _ => "bad_request",
+            },
             Error::Forbidden => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::AlreadyExists | Error::Conflict(_) => "conflict",

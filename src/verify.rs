@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
+use crate::domain::ops_manager::ProjectAgentKey;
 use crate::domain::org::ApiKey;
 use crate::domain::secret::{SecretState, Standing, now};
 use crate::error::Error;
@@ -39,6 +40,8 @@ pub enum Code {
 pub enum Owner {
     Agent(Agent),
     ApiKey(ApiKey),
+    /// An Ops Manager agent API key: which project (and so which organization) it serves.
+    ProjectAgentKey(ProjectAgentKey),
 }
 
 impl Owner {
@@ -46,6 +49,7 @@ impl Owner {
         match self {
             Owner::Agent(agent) => agent.org_id,
             Owner::ApiKey(key) => key.org_id,
+            Owner::ProjectAgentKey(key) => key.org_id,
         }
     }
 }
@@ -121,6 +125,13 @@ impl Verifier {
                 .find_api_key_by_secret(&hash)
                 .await?
                 .map(|(state, key)| (state, Owner::ApiKey(key))),
+            Some(SecretKind::ProjectAgentKey) => self
+                .store
+                .find_project_agent_key_by_secret(&hash)
+                .await?
+                .map(|(state, key)| (state, Owner::ProjectAgentKey(key))),
+            // Checked by HTTP Digest against sealed HA1 values, and not answered for (below).
+            Some(SecretKind::ProgrammaticKey) => None,
         };
         // The index matched the digest already; the constant-time check keeps any later cache
         // or lookup change from turning into a byte-by-byte comparison of secrets.
@@ -149,12 +160,20 @@ impl Verifier {
     }
 
     /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
-    /// bare secret. API keys are keygate's own credentials and are not answered for here.
+    /// bare secret. API keys and Ops Manager key pairs are credentials of keygate's own API and
+    /// are not answered for here.
     pub async fn verify_presented(&self, presented: &str, org_id: Uuid) -> Result<Outcome, Error> {
         let dsn = parse_dsn(presented);
         let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
         let plain = match PlainSecret::parse(key) {
-            Ok(plain) if plain.kind() != Some(SecretKind::ApiKey) => plain,
+            Ok(plain)
+                if !matches!(
+                    plain.kind(),
+                    Some(SecretKind::ApiKey | SecretKind::ProgrammaticKey)
+                ) =>
+            {
+                plain
+            }
             Ok(plain) => return Ok(Outcome::new(Code::NotFound, plain.kind())),
             Err(_) => return Ok(Outcome::new(Code::Malformed, None)),
         };
@@ -186,6 +205,12 @@ impl Verifier {
             Some((_, Owner::ApiKey(key))) if outcome.code == Code::Valid => Some(key),
             _ => None,
         })
+    }
+
+    /// Records a use of a secret checked outside this module (an Ops Manager key pair, by
+    /// HTTP Digest), batched like every other use.
+    pub fn record_use(&self, secret_id: Uuid) {
+        self.usage.record(secret_id, now());
     }
 
     fn record_if_valid(&self, outcome: &Outcome) {

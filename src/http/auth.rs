@@ -1,8 +1,10 @@
-//! Who is calling, and may they: the authentication scheme an API family picks, and the
-//! [`Caller`] extractor whose type parameter declares the role a handler requires.
+//! Who is calling, and may they: the authentication scheme an API family picks, the
+//! [`Principal`] a credential comes to, and the [`Caller`] extractor whose type parameter
+//! declares the role a handler requires (Ops Manager's extractors, declaring its roles, build on
+//! [`authenticate`] too).
 //!
-//! A family's middleware puts its [`AuthScheme`] in the request; `Caller` asks it for the
-//! presented credential, and the family answers a 401 with that scheme's challenge. Failed
+//! A family's middleware puts its [`AuthScheme`] in the request; [`authenticate`] asks it for
+//! the presented credential, and the family answers a 401 with that scheme's challenge. Failed
 //! authentications count against the client address, but a valid credential always passes:
 //! keygate's keys cannot be guessed, so the limit guards guessing, and a data plane sharing an
 //! address with a guesser behind a load balancer keeps working.
@@ -18,8 +20,18 @@ use axum::http::request::Parts;
 use uuid::Uuid;
 
 use super::AppState;
+use crate::domain::ops_manager::ProgrammaticKey;
 use crate::domain::org::{ApiKey, Role};
 use crate::error::Error;
+
+/// Who a working credential belongs to.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A keygate API key (bearer).
+    ApiKey(ApiKey),
+    /// An Ops Manager programmatic API key pair (HTTP Digest), with its roles.
+    ProgrammaticKey(ProgrammaticKey),
+}
 
 /// What a request's credentials came to.
 pub enum Authentication {
@@ -27,15 +39,19 @@ pub enum Authentication {
     Absent,
     /// A credential that does not work.
     Refused,
-    Accepted(ApiKey),
+    Accepted(Principal),
 }
 
 /// How an API family's clients authenticate.
 #[async_trait]
 pub trait AuthScheme: Send + Sync + 'static {
+    /// What the request's credentials come to. An `Err` refuses the request without counting
+    /// a failure (a right credential answering an expired nonce, a key used from outside its
+    /// access list).
     async fn authenticate(&self, parts: &Parts, state: &AppState) -> Result<Authentication, Error>;
-    /// The `WWW-Authenticate` value of this scheme's 401.
-    fn challenge(&self) -> HeaderValue;
+    /// The `WWW-Authenticate` value of this scheme's 401; `stale` when the credentials were
+    /// right but answered an expired server-issued nonce.
+    fn challenge(&self, state: &AppState, stale: bool) -> HeaderValue;
 }
 
 /// `Authorization: Bearer <API key>`.
@@ -48,21 +64,26 @@ impl AuthScheme for Bearer {
             return Ok(Authentication::Absent);
         };
         Ok(match state.verifier.authenticate_api_key(token).await? {
-            Some(key) => Authentication::Accepted(key),
+            Some(key) => Authentication::Accepted(Principal::ApiKey(key)),
             None => Authentication::Refused,
         })
     }
 
-    fn challenge(&self) -> HeaderValue {
+    fn challenge(&self, _: &AppState, _: bool) -> HeaderValue {
         HeaderValue::from_static("Bearer realm=\"keygate\"")
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
+/// The credentials of `Authorization: <scheme> <credentials>` when its scheme is `scheme`.
+pub fn authorization<'a>(parts: &'a Parts, scheme: &str) -> Option<&'a str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    let (name, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    (name.eq_ignore_ascii_case(scheme) && !credentials.is_empty()).then_some(credentials)
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    authorization(parts, "bearer")
 }
 
 /// The scheme of the family serving the request, placed by its middleware.
@@ -132,24 +153,33 @@ impl<R> Caller<R> {
     }
 }
 
+/// Authenticates the request in the serving family's scheme. A refused credential counts
+/// against the client address; past the limit the answer is 429.
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Error> {
+    let scheme = parts.extensions.get::<FamilyAuth>().map_or_else(
+        || Arc::new(Bearer) as Arc<dyn AuthScheme>,
+        |auth| auth.0.clone(),
+    );
+    match scheme.authenticate(parts, state).await? {
+        Authentication::Accepted(principal) => Ok(principal),
+        Authentication::Absent => Err(Error::Unauthenticated),
+        Authentication::Refused => {
+            let client = super::client::client_address(parts, &state.trusted_proxies)
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            state.auth_limiter.check(&client)?;
+            state.auth_limiter.failed(&client);
+            Err(Error::Unauthenticated)
+        }
+    }
+}
+
 impl<R: Requirement> FromRequestParts<AppState> for Caller<R> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let scheme = parts.extensions.get::<FamilyAuth>().map_or_else(
-            || Arc::new(Bearer) as Arc<dyn AuthScheme>,
-            |auth| auth.0.clone(),
-        );
-        let key = match scheme.authenticate(parts, state).await? {
-            Authentication::Accepted(key) => key,
-            Authentication::Absent => return Err(Error::Unauthenticated),
-            Authentication::Refused => {
-                let client = super::client::client_address(parts, &state.trusted_proxies)
-                    .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-                state.auth_limiter.check(&client)?;
-                state.auth_limiter.failed(&client);
-                return Err(Error::Unauthenticated);
-            }
+        // keygate's own roles belong to its API keys; a key pair of another family has none.
+        let Principal::ApiKey(key) = authenticate(parts, state).await? else {
+            return Err(Error::Forbidden);
         };
         let operator = key.org_id == state.operator_org_id && key.role == Role::Admin;
         if !R::allows(key.role, operator) {

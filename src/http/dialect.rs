@@ -20,6 +20,8 @@ pub struct ErrorReport {
     pub message: String,
     /// The refused fields of a validation error, each with its path and reason.
     pub fields: Vec<FieldError>,
+    /// The family's own code, for an [`Error::Coded`] refusal.
+    pub family_code: Option<&'static str>,
 }
 
 impl ErrorReport {
@@ -32,6 +34,10 @@ impl ErrorReport {
                 Error::Invalid(fields) => fields.clone(),
                 _ => Vec::new(),
             },
+            family_code: match error {
+                Error::Coded { code, .. } => Some(code),
+                _ => None,
+            },
         }
     }
 }
@@ -42,6 +48,9 @@ pub enum Dialect {
     Native,
     /// hoop's gateway API: `{"message": "..."}`.
     Hoop,
+    /// Ops Manager's public API: `{"detail", "error", "errorCode", "parameters", "reason"}`,
+    /// and `?pretty=true` / `?envelope=true` on every answer.
+    OpsManager,
 }
 
 /// keygate's native error body.
@@ -90,12 +99,75 @@ pub struct HoopError {
     pub message: String,
 }
 
+/// Ops Manager's error body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OpsManagerError {
+    #[schema(example = "No project with this ID exists.")]
+    pub detail: String,
+    /// The HTTP status.
+    #[schema(example = 404)]
+    pub error: u16,
+    #[serde(rename = "errorCode")]
+    #[schema(example = "GROUP_NOT_FOUND")]
+    pub error_code: &'static str,
+    /// The names of the fields the error is about; never a submitted value.
+    pub parameters: Vec<String>,
+    /// The status's reason phrase.
+    #[schema(example = "Not Found")]
+    pub reason: &'static str,
+}
+
+/// Ops Manager's status and `errorCode` for an error: a family code when the error has one,
+/// else the nearest of Ops Manager's own. Ops Manager answers 400 to every invalid body and 401
+/// to every refused caller, whether unknown or not allowed.
+fn ops_manager_code(report: &ErrorReport) -> (StatusCode, &'static str) {
+    if let Some(code) = report.family_code {
+        return (report.status, code);
+    }
+    match report.code {
+        "malformed_body" => (StatusCode::BAD_REQUEST, "INVALID_JSON"),
+        "bad_request" | "invalid" => {
+            let missing = report
+                .fields
+                .iter()
+                .any(|field| field.violation == Violation::Missing);
+            let code = if missing {
+                "MISSING_ATTRIBUTE"
+            } else {
+                "INVALID_ATTRIBUTE"
+            };
+            (StatusCode::BAD_REQUEST, code)
+        }
+        "unauthenticated" | "stale_nonce" | "forbidden" => {
+            (StatusCode::UNAUTHORIZED, "USER_UNAUTHORIZED")
+        }
+        "not_found" => (StatusCode::NOT_FOUND, "RESOURCE_NOT_FOUND"),
+        "conflict" => (StatusCode::CONFLICT, "CONFLICT"),
+        "method_not_allowed" => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+        "timeout" => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
+        "payload_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+        "rate_limited" => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+        "busy" | "unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "UNEXPECTED_ERROR"),
+    }
+}
+
 impl Dialect {
     /// The OpenAPI schema of this dialect's error body.
     pub fn schema_name(self) -> &'static str {
         match self {
             Dialect::Native => "NativeError",
             Dialect::Hoop => "HoopError",
+            Dialect::OpsManager => "OpsManagerError",
+        }
+    }
+
+    /// The last step of every answer of the family, given the request's query string: Ops
+    /// Manager's `pretty` and `envelope` options; other dialects answer as they are.
+    pub async fn finish(self, query: Option<&str>, response: Response) -> Response {
+        match self {
+            Dialect::OpsManager => super::ops_manager::format::finish(query, response).await,
+            Dialect::Native | Dialect::Hoop => response,
         }
     }
 
@@ -111,6 +183,22 @@ impl Dialect {
                 message: report.message.clone(),
             })
             .into_response(),
+            Dialect::OpsManager => {
+                let (status, error_code) = ops_manager_code(report);
+                let body = axum::Json(OpsManagerError {
+                    detail: report.message.clone(),
+                    error: status.as_u16(),
+                    error_code,
+                    parameters: report
+                        .fields
+                        .iter()
+                        .map(FieldError::dotted_path)
+                        .filter(|path| !path.is_empty())
+                        .collect(),
+                    reason: status.canonical_reason().unwrap_or("Error"),
+                });
+                return (status, body).into_response();
+            }
         };
         (report.status, body).into_response()
     }

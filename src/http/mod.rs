@@ -8,6 +8,7 @@ pub mod dialect;
 pub mod extract;
 mod hoop;
 mod native;
+mod ops_manager;
 mod rotation;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::http::dialect::ErrorReport;
 use crate::limiter::FailureLimiter;
 use crate::secrets::server_key::ServerKey;
 use crate::storage::Store;
@@ -74,6 +76,7 @@ pub struct AppState {
         (name = "API keys", description = "Bearer credentials of this API"),
         (name = "Organizations", description = "Tenants; managed by the operators"),
         (name = "Server", description = "Health and server information"),
+        (name = "Ops Manager", description = "MongoDB Ops Manager's public API: projects, programmatic API keys (HTTP Digest) and agent API keys; also under `/api/public/v1.0`"),
     )
 )]
 struct ApiDoc;
@@ -86,6 +89,10 @@ impl utoipa::Modify for BearerAuth {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "digest",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Digest)),
         );
     }
 }
@@ -100,7 +107,7 @@ struct Family {
     compat_base: Option<&'static str>,
 }
 
-fn families() -> [Family; 2] {
+fn families() -> [Family; 4] {
     [
         Family {
             routes: native::routes(),
@@ -113,6 +120,20 @@ fn families() -> [Family; 2] {
             dialect: Dialect::Hoop,
             auth: Arc::new(Bearer),
             compat_base: Some("/api"),
+        },
+        Family {
+            routes: ops_manager::routes(),
+            dialect: Dialect::OpsManager,
+            auth: Arc::new(ops_manager::digest::Digest),
+            compat_base: Some(ops_manager::BASE),
+        },
+        // Ops Manager routes whose root path keygate's own routes hold (`GET /orgs`): served
+        // only under Ops Manager's base path.
+        Family {
+            routes: ops_manager::base_only_routes(),
+            dialect: Dialect::OpsManager,
+            auth: Arc::new(ops_manager::digest::Digest),
+            compat_base: None,
         },
     ]
 }
@@ -191,22 +212,29 @@ struct FamilyContext {
 }
 
 /// Middleware around each family's routes: gives extractors the family's authentication
-/// scheme, renders every error in its dialect, and challenges a 401 in its scheme.
+/// scheme, renders every error in its dialect, challenges a 401 in its scheme, and lets the
+/// dialect finish the answer (Ops Manager's `pretty` and `envelope`).
 async fn in_family(
-    State(family): State<FamilyContext>,
+    State((family, state)): State<(FamilyContext, AppState)>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let query = request.uri().query().map(str::to_owned);
     request
         .extensions_mut()
         .insert(FamilyAuth(family.auth.clone()));
     let mut response = family.dialect.rerender(next.run(request).await);
     if response.status() == StatusCode::UNAUTHORIZED {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, family.auth.challenge());
+        let stale = response
+            .extensions()
+            .get::<ErrorReport>()
+            .is_some_and(|report| report.code == Error::StaleNonce.code());
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            family.auth.challenge(&state, stale),
+        );
     }
-    response
+    family.dialect.finish(query.as_deref(), response).await
 }
 
 async fn no_such_route() -> Error {
@@ -225,7 +253,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         let wrap = |routes: Router<AppState>| {
             routes
                 .layer(from_fn_with_state(request_timeout, enforce_timeout))
-                .layer(from_fn_with_state(context.clone(), in_family))
+                .layer(from_fn_with_state(
+                    (context.clone(), state.clone()),
+                    in_family,
+                ))
         };
         // Under its own base path every unknown route is the family's too.
         if let Some(base) = compat_base {

@@ -34,15 +34,26 @@ pub enum SecretKind {
     AgentKey,
     /// A bearer credential of keygate's own API.
     ApiKey,
+    /// An Ops Manager project's agent API key.
+    ProjectAgentKey,
+    /// The private half of an Ops Manager programmatic API key pair (HTTP Digest).
+    ProgrammaticKey,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 2] = [SecretKind::AgentKey, SecretKind::ApiKey];
+    pub const ALL: [SecretKind; 4] = [
+        SecretKind::AgentKey,
+        SecretKind::ApiKey,
+        SecretKind::ProjectAgentKey,
+        SecretKind::ProgrammaticKey,
+    ];
 
     pub const fn prefix(self) -> &'static str {
         match self {
             SecretKind::AgentKey => "xagt-",
             SecretKind::ApiKey => "kgk_",
+            SecretKind::ProjectAgentKey => "mdbak_",
+            SecretKind::ProgrammaticKey => "mdbpk_",
         }
     }
 
@@ -51,7 +62,14 @@ impl SecretKind {
         match self {
             SecretKind::AgentKey => "agent_key",
             SecretKind::ApiKey => "api_key",
+            SecretKind::ProjectAgentKey => "project_agent_key",
+            SecretKind::ProgrammaticKey => "programmatic_key",
         }
+    }
+
+    /// The length of every secret of this kind that keygate mints.
+    pub const fn minted_len(self) -> usize {
+        self.prefix().len() + BODY_LEN + CHECKSUM_LEN
     }
 
     pub fn from_db(value: &str) -> Option<SecretKind> {

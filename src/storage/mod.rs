@@ -4,11 +4,16 @@
 //! on SQLite and Postgres alike, and each module's `impl_*!` macro implements its trait for both
 //! backends (`sqlite.rs`, `postgres.rs`), which own connections, transactions and migrations.
 //! Constraints (unique names, foreign keys, one current secret per owner) live in the database.
+//! Ops Manager's aggregates: projects (`projects.rs`), programmatic key pairs
+//! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 
 mod agents;
 mod api_keys;
 mod orgs;
 mod postgres;
+mod programmatic_keys;
+mod project_agent_keys;
+mod projects;
 mod secrets;
 mod sqlite;
 
@@ -23,15 +28,39 @@ pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
 pub use orgs::OrgStore;
 pub use postgres::PostgresStore;
+pub use programmatic_keys::ProgrammaticKeyStore;
+pub use project_agent_keys::ProjectAgentKeyStore;
+pub use projects::ProjectStore;
 pub use secrets::SecretStore;
 pub use sqlite::SqliteStore;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything keygate keeps, behind one handle.
-pub trait Store: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore {}
+pub trait Store:
+    Health
+    + OrgStore
+    + ApiKeyStore
+    + AgentStore
+    + SecretStore
+    + ProjectStore
+    + ProgrammaticKeyStore
+    + ProjectAgentKeyStore
+{
+}
 
-impl<T: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore> Store for T {}
+impl<
+    T: Health
+        + OrgStore
+        + ApiKeyStore
+        + AgentStore
+        + SecretStore
+        + ProjectStore
+        + ProgrammaticKeyStore
+        + ProjectAgentKeyStore,
+> Store for T
+{
+}
 
 #[async_trait]
 pub trait Health: Send + Sync + 'static {

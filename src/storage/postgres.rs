@@ -10,6 +10,9 @@ use uuid::Uuid;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
 use super::orgs::impl_org_store;
+use super::programmatic_keys::impl_programmatic_key_store;
+use super::project_agent_keys::impl_project_agent_key_store;
+use super::projects::impl_project_store;
 use super::secrets::impl_secret_store;
 use super::{Health, Result, write_transaction};
 
@@ -72,3 +75,6 @@ impl_secret_store!(PostgresStore);
 impl_org_store!(PostgresStore);
 impl_api_key_store!(PostgresStore);
 impl_agent_store!(PostgresStore);
+impl_project_store!(PostgresStore);
+impl_programmatic_key_store!(PostgresStore);
+impl_project_agent_key_store!(PostgresStore);

@@ -11,6 +11,9 @@ use uuid::Uuid;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
 use super::orgs::impl_org_store;
+use super::programmatic_keys::impl_programmatic_key_store;
+use super::project_agent_keys::impl_project_agent_key_store;
+use super::projects::impl_project_store;
 use super::secrets::impl_secret_store;
 use super::{Health, Result, write_transaction};
 
@@ -83,3 +86,6 @@ impl_secret_store!(SqliteStore);
 impl_org_store!(SqliteStore);
 impl_api_key_store!(SqliteStore);
 impl_agent_store!(SqliteStore);
+impl_project_store!(SqliteStore);
+impl_programmatic_key_store!(SqliteStore);
+impl_project_agent_key_store!(SqliteStore);

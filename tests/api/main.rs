@@ -7,6 +7,7 @@ mod api_keys;
 mod input;
 mod lifecycle;
 mod logs;
+mod ops_manager;
 mod orgs;
 mod server;
 mod storage;

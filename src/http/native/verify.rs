@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::agent::AgentMode;
+use crate::domain::ops_manager::ObjectId;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Caller, User};
@@ -24,7 +25,7 @@ pub struct VerifyRequest {
 pub struct VerifyResponse {
     pub valid: bool,
     pub code: Code,
-    /// The kind of secret, when its prefix names one (`agent_key`).
+    /// The kind of secret, when its prefix names one (`agent_key`, `project_agent_key`).
     pub kind: Option<&'static str>,
     /// The stored secret's id, when it was found in the caller's organization.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,6 +37,9 @@ pub struct VerifyResponse {
     /// Whose it is, for a valid agent key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<VerifiedAgent>,
+    /// Whose it is, for a valid Ops Manager agent API key: its project and organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_agent_key: Option<VerifiedProjectAgentKey>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -43,6 +47,20 @@ pub struct VerifiedAgent {
     pub id: Uuid,
     pub name: String,
     pub mode: AgentMode,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifiedProjectAgentKey {
+    /// The key's `_id`.
+    #[schema(value_type = String, example = "5a0a1e7e0f2912c554080adc")]
+    pub id: ObjectId,
+    /// The project (Ops Manager group) the agent belongs to.
+    #[schema(value_type = String, example = "5a0a1e7e0f2912c554080ae6")]
+    pub project_id: ObjectId,
+    /// The organization's id as Ops Manager clients know it.
+    #[schema(value_type = String, example = "5a0a1e7e0f2912c554080ab1")]
+    pub ops_manager_org_id: ObjectId,
+    pub desc: String,
 }
 
 impl From<Outcome> for VerifyResponse {
@@ -58,6 +76,15 @@ impl From<Outcome> for VerifyResponse {
             }),
             _ => None,
         };
+        let project_agent_key = match found.as_ref().map(|(_, owner)| owner) {
+            Some(Owner::ProjectAgentKey(key)) => Some(VerifiedProjectAgentKey {
+                id: key.object_id,
+                project_id: key.project_id,
+                ops_manager_org_id: ObjectId::of_org(key.org_id),
+                desc: key.desc.clone(),
+            }),
+            _ => None,
+        };
         VerifyResponse {
             valid,
             code: outcome.code,
@@ -66,6 +93,7 @@ impl From<Outcome> for VerifyResponse {
             org_id: found.as_ref().map(|(_, owner)| owner.org_id()),
             expires_at: found.as_ref().and_then(|(state, _)| state.expires_at),
             agent,
+            project_agent_key,
         }
     }
 }

@@ -1,0 +1,189 @@
+//! `POST`, `GET /groups/{PROJECT-ID}/agentapikeys` and
+//! `DELETE /groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}`: the keys a project's MongoDB
+//! agents authenticate with. The key is shown once, in the create response; lists mask it.
+
+use axum::extract::State;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+
+use super::access::{InProject, ProjectOwner, ProjectReader};
+use crate::domain::ops_manager::{NewProjectAgentKey, ObjectId, ProjectAgentKey, masked};
+use crate::domain::secret::SecretMeta;
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::client::client_address;
+use crate::http::dialect::OpsManagerError;
+use crate::http::extract::{Json, Path};
+use crate::secrets::SecretKind;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentApiKey {
+    /// Label for this agent API key, up to 1,000 characters.
+    #[schema(value_type = String, required = true, example = "Agent API Key for this project")]
+    pub desc: Option<String>,
+}
+
+/// Ops Manager's agent API key document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentApiKeyView {
+    #[serde(rename = "_id")]
+    #[schema(value_type = String, example = "5a0a1e7e0f2912c554080adc")]
+    pub id: ObjectId,
+    /// `PUBLIC_API` for keys made through this API.
+    #[serde(rename = "createdBy")]
+    #[schema(example = "PUBLIC_API")]
+    pub created_by: String,
+    /// The address of the client that made the key.
+    #[serde(rename = "createdIpAddr")]
+    pub created_ip_addr: String,
+    /// Epoch milliseconds.
+    #[serde(rename = "createdTime")]
+    #[schema(example = 1520458807291i64)]
+    pub created_time: i64,
+    /// The id of the API key that made it.
+    #[serde(rename = "createdUserId")]
+    pub created_user_id: String,
+    pub desc: String,
+    /// The key itself in the create response only; elsewhere asterisks and its last four
+    /// characters.
+    #[schema(example = "****************************************************8b87")]
+    pub key: String,
+}
+
+impl AgentApiKeyView {
+    fn new(key: ProjectAgentKey, shown: String) -> AgentApiKeyView {
+        AgentApiKeyView {
+            id: key.object_id,
+            created_by: key.created_by,
+            created_ip_addr: key.created_ip,
+            created_time: key.created_at.timestamp_millis(),
+            created_user_id: key.created_user_id,
+            desc: key.desc,
+            key: shown,
+        }
+    }
+}
+
+impl From<(ProjectAgentKey, SecretMeta)> for AgentApiKeyView {
+    fn from((key, secret): (ProjectAgentKey, SecretMeta)) -> AgentApiKeyView {
+        AgentApiKeyView::new(key, masked(SecretKind::ProjectAgentKey, &secret.hint))
+    }
+}
+
+/// The client's address as failed attempts count it: behind trusted proxies, the forwarded one.
+pub struct ClientAddress(String);
+
+impl axum::extract::FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let address = client_address(parts, &state.trusted_proxies)
+            .map_or_else(String::new, |ip| ip.to_canonical().to_string());
+        Ok(ClientAddress(address))
+    }
+}
+
+/// Create One Agent API Key (project owners). Answered 200, as Ops Manager documents it.
+#[utoipa::path(
+    post,
+    path = "/groups/{PROJECT-ID}/agentapikeys",
+    tag = "Ops Manager",
+    params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters")),
+    request_body = CreateAgentApiKey,
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = AgentApiKeyView),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    access: InProject<ProjectOwner>,
+    ClientAddress(address): ClientAddress,
+    Json(body): Json<CreateAgentApiKey>,
+) -> Result<axum::Json<AgentApiKeyView>, Error> {
+    let InProject {
+        caller, project, ..
+    } = access;
+    let desc = Error::required("desc", body.desc)?;
+    let (new, plain) = NewProjectAgentKey::mint(&project, desc, address, caller.actor.clone())?;
+    if !state.store.create_project_agent_key(&new).await? {
+        return Err(super::errors::group_not_found());
+    }
+    caller.audit("agent api key created", &new.key.object_id);
+    Ok(axum::Json(AgentApiKeyView::new(
+        new.key,
+        plain.expose().to_owned(),
+    )))
+}
+
+/// Get All Agent API Keys for One Project: a bare array, each key masked.
+#[utoipa::path(
+    get,
+    path = "/groups/{PROJECT-ID}/agentapikeys",
+    tag = "Ops Manager",
+    params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters")),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = Vec<AgentApiKeyView>),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    access: InProject<ProjectReader>,
+) -> Result<axum::Json<Vec<AgentApiKeyView>>, Error> {
+    let keys = state
+        .store
+        .list_project_agent_keys(access.project.id)
+        .await?;
+    Ok(axum::Json(
+        keys.into_iter().map(AgentApiKeyView::from).collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct AgentApiKeyPath {
+    #[serde(rename = "AGENT-API-KEY-ID")]
+    pub key: String,
+}
+
+/// Delete One Agent API Key (project owners): it stops working at once. 200 without a body, as
+/// Ops Manager answers; 404 when the project has no such key.
+#[utoipa::path(
+    delete,
+    path = "/groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}",
+    tag = "Ops Manager",
+    params(
+        ("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters"),
+        ("AGENT-API-KEY-ID" = String, Path, description = "The agent API key's `_id`"),
+    ),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    access: InProject<ProjectOwner>,
+    Path(path): Path<AgentApiKeyPath>,
+) -> Result<(), Error> {
+    let InProject {
+        caller, project, ..
+    } = access;
+    let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
+    if !state
+        .store
+        .delete_project_agent_key(caller.org_id, project.id, id)
+        .await?
+    {
+        return Err(Error::NotFound("agent API key"));
+    }
+    caller.audit("agent api key deleted", &id);
+    Ok(())
+}
