@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
+use crate::domain::machine_identities::CredentialHolder;
 use crate::domain::org::ApiKey;
 use crate::domain::secret::{SecretState, Standing, now};
 use crate::error::Error;
@@ -39,6 +40,7 @@ pub enum Code {
 pub enum Owner {
     Agent(Agent),
     ApiKey(ApiKey),
+    MachineCredential(CredentialHolder),
 }
 
 impl Owner {
@@ -46,6 +48,7 @@ impl Owner {
         match self {
             Owner::Agent(agent) => agent.org_id,
             Owner::ApiKey(key) => key.org_id,
+            Owner::MachineCredential(holder) => holder.org_id,
         }
     }
 }
@@ -116,6 +119,11 @@ impl Verifier {
                 .find_agent_by_secret(&hash)
                 .await?
                 .map(|(state, agent)| (state, Owner::Agent(agent))),
+            Some(SecretKind::MachineCredential) => self
+                .store
+                .find_machine_credential_by_secret(&hash)
+                .await?
+                .map(|(state, holder)| (state, Owner::MachineCredential(holder))),
             Some(SecretKind::ApiKey) | None => self
                 .store
                 .find_api_key_by_secret(&hash)

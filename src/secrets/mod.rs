@@ -34,15 +34,22 @@ pub enum SecretKind {
     AgentKey,
     /// A bearer credential of keygate's own API.
     ApiKey,
+    /// A machine identity's native credential for one connection.
+    MachineCredential,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 2] = [SecretKind::AgentKey, SecretKind::ApiKey];
+    pub const ALL: [SecretKind; 3] = [
+        SecretKind::AgentKey,
+        SecretKind::ApiKey,
+        SecretKind::MachineCredential,
+    ];
 
     pub const fn prefix(self) -> &'static str {
         match self {
             SecretKind::AgentKey => "xagt-",
             SecretKind::ApiKey => "kgk_",
+            SecretKind::MachineCredential => "kgmi_",
         }
     }
 
@@ -51,6 +58,7 @@ impl SecretKind {
         match self {
             SecretKind::AgentKey => "agent_key",
             SecretKind::ApiKey => "api_key",
+            SecretKind::MachineCredential => "machine_credential",
         }
     }
 

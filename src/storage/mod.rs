@@ -7,6 +7,8 @@
 
 mod agents;
 mod api_keys;
+mod connections;
+mod machine_identities;
 mod orgs;
 mod postgres;
 mod secrets;
@@ -21,6 +23,8 @@ use crate::error::Error;
 
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
+pub use connections::ConnectionStore;
+pub use machine_identities::MachineIdentityStore;
 pub use orgs::OrgStore;
 pub use postgres::PostgresStore;
 pub use secrets::SecretStore;
@@ -29,9 +33,22 @@ pub use sqlite::SqliteStore;
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything keygate keeps, behind one handle.
-pub trait Store: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore {}
+pub trait Store:
+    Health + OrgStore + ApiKeyStore + AgentStore + SecretStore + ConnectionStore + MachineIdentityStore
+{
+}
 
-impl<T: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore> Store for T {}
+impl<
+    T: Health
+        + OrgStore
+        + ApiKeyStore
+        + AgentStore
+        + SecretStore
+        + ConnectionStore
+        + MachineIdentityStore,
+> Store for T
+{
+}
 
 #[async_trait]
 pub trait Health: Send + Sync + 'static {

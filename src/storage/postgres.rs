@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
+use super::connections::impl_connection_store;
+use super::machine_identities::impl_machine_identity_store;
 use super::orgs::impl_org_store;
 use super::secrets::impl_secret_store;
 use super::{Health, Result, write_transaction};
@@ -72,3 +74,5 @@ impl_secret_store!(PostgresStore);
 impl_org_store!(PostgresStore);
 impl_api_key_store!(PostgresStore);
 impl_agent_store!(PostgresStore);
+impl_connection_store!(PostgresStore);
+impl_machine_identity_store!(PostgresStore);

@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
+use super::connections::impl_connection_store;
+use super::machine_identities::impl_machine_identity_store;
 use super::orgs::impl_org_store;
 use super::secrets::impl_secret_store;
 use super::{Health, Result, write_transaction};
@@ -83,3 +85,5 @@ impl_secret_store!(SqliteStore);
 impl_org_store!(SqliteStore);
 impl_api_key_store!(SqliteStore);
 impl_agent_store!(SqliteStore);
+impl_connection_store!(SqliteStore);
+impl_machine_identity_store!(SqliteStore);
