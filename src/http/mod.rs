@@ -33,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
+use crate::domain::connections::GatewayListeners;
 use crate::error::Error;
 use crate::limiter::FailureLimiter;
 use crate::secrets::server_key::ServerKey;
@@ -50,6 +51,9 @@ pub struct AppState {
     pub server_key: Arc<ServerKey>,
     /// The gateway's public gRPC address, from which agent DSNs are built.
     pub grpc_url: Arc<Url>,
+    /// Where clients reach the gateway's listeners, as configured; the database holds those
+    /// set through the API since.
+    pub gateway: Arc<GatewayListeners>,
     /// Organization `default`: its admins are the operators.
     pub operator_org_id: Uuid,
     /// Failed `POST /verify` answers, per calling API key.
