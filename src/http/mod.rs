@@ -74,6 +74,7 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "Agents", description = "hoop agent keys in DSN form"),
+        (name = "Connections", description = "What the gateway fronts, and where clients reach it"),
         (name = "Verification", description = "The data plane's question: is this secret valid, and whose is it?"),
         (name = "API keys", description = "Bearer credentials of this API"),
         (name = "Organizations", description = "Tenants; managed by the operators"),
