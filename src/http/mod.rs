@@ -75,6 +75,7 @@ pub struct AppState {
     tags(
         (name = "Agents", description = "hoop agent keys in DSN form"),
         (name = "Connections", description = "What the gateway fronts, and where clients reach it"),
+        (name = "Machine identities", description = "Non-human identities with a native credential per connection"),
         (name = "Verification", description = "The data plane's question: is this secret valid, and whose is it?"),
         (name = "API keys", description = "Bearer credentials of this API"),
         (name = "Organizations", description = "Tenants; managed by the operators"),

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::connections::{
-    Connection, ConnectionSpec, ConnectionType, Listener, NewConnection, Protocol,
-    parse_attributes, parse_host, parse_name, parse_subtype,
+    Connection, ConnectionSpec, ConnectionType, GatewayListeners, Listener, NewConnection,
+    Protocol, parse_attributes, parse_host, parse_name, parse_subtype,
 };
 use crate::domain::org::parse_label;
 use crate::domain::secret::now;
@@ -253,6 +253,13 @@ pub async fn delete(
     } else {
         Err(Error::NotFound("connection"))
     }
+}
+
+/// The listeners credentials are issued for: the configured ones, with those set through the
+/// API in their place.
+pub async fn gateway_listeners(state: &AppState) -> Result<GatewayListeners, Error> {
+    let overrides = state.store.gateway_listener_overrides().await?;
+    Ok(state.gateway.overridden(overrides))
 }
 
 /// Where clients reach one of the gateway's proxies.

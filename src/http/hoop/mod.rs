@@ -1,9 +1,10 @@
-//! hoop's gateway API: agents, connections and their gateway listeners, and server
-//! information, with `{"message": ...}` errors.
+//! hoop's gateway API: agents, connections and their gateway listeners, machine identities and
+//! server information, with `{"message": ...}` errors.
 //! Mounted at the root and under `/api`, where hoop's clients expect it.
 
 mod agents;
 mod connections;
+mod machine_identities;
 mod serverinfo;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -28,4 +29,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
             connections::set_listener,
             connections::reset_listener
         ))
+        .routes(routes!(
+            machine_identities::create,
+            machine_identities::list
+        ))
+        .routes(routes!(
+            machine_identities::get,
+            machine_identities::update,
+            machine_identities::delete
+        ))
+        .routes(routes!(machine_identities::rotate))
 }
