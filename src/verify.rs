@@ -33,6 +33,8 @@ pub enum Code {
     Expired,
     /// An agent DSN whose user part is not the agent's name.
     NameMismatch,
+    /// A machine credential presented to a connection it was not issued for.
+    ConnectionMismatch,
 }
 
 /// Whose a found secret is.
@@ -157,8 +159,14 @@ impl Verifier {
     }
 
     /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
-    /// bare secret. API keys are keygate's own credentials and are not answered for here.
-    pub async fn verify_presented(&self, presented: &str, org_id: Uuid) -> Result<Outcome, Error> {
+    /// bare secret, and for a machine credential the connection it was presented to, when the
+    /// proxy knows it. API keys are keygate's own credentials and are not answered for here.
+    pub async fn verify_presented(
+        &self,
+        presented: &str,
+        connection: Option<&str>,
+        org_id: Uuid,
+    ) -> Result<Outcome, Error> {
         let dsn = parse_dsn(presented);
         let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
         let plain = match PlainSecret::parse(key) {
@@ -173,6 +181,13 @@ impl Verifier {
             && dsn.name != agent.name
         {
             outcome.code = Code::NameMismatch;
+        }
+        if let (Some(connection), Some((_, Owner::MachineCredential(holder)))) =
+            (connection, &outcome.found)
+            && outcome.code == Code::Valid
+            && holder.connection.name != connection
+        {
+            outcome.code = Code::ConnectionMismatch;
         }
         self.record_if_valid(&outcome);
         Ok(outcome)
