@@ -4,6 +4,7 @@ mod common;
 
 mod agents;
 mod api_keys;
+mod connections;
 mod input;
 mod lifecycle;
 mod logs;
