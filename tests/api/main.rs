@@ -8,6 +8,7 @@ mod connections;
 mod input;
 mod lifecycle;
 mod logs;
+mod machine_identities;
 mod orgs;
 mod server;
 mod storage;
