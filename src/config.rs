@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
+use crate::domain::connections::{GatewayListeners, ListenerSetting, Protocol, parse_host};
 use crate::secrets::SecretKind;
 
 /// The `keygate` command line: a subcommand, or the server's flags alone to serve.
@@ -169,6 +170,20 @@ pub struct Config {
     /// How often recorded secret usage (`last_used_at`) is written to the database, in milliseconds.
     #[arg(long, env = "KEYGATE_USAGE_FLUSH_MS", default_value_t = 5000)]
     pub usage_flush_ms: u64,
+
+    /// Host where clients reach the gateway's listeners, as machine credentials name it.
+    #[arg(long, env = "KEYGATE_GATEWAY_HOST", default_value = "127.0.0.1", value_parser = parse_host)]
+    pub gateway_host: String,
+
+    /// Gateway listeners that differ from the defaults, comma-separated `protocol=port` or
+    /// `protocol=host:port`; protocols: postgres, mysql, mssql, mongodb, ssh, rdp, tcp,
+    /// httpproxy, api.
+    #[arg(long, env = "KEYGATE_GATEWAY_LISTENERS", value_delimiter = ',')]
+    pub gateway_listeners: Vec<ListenerSetting>,
+
+    /// Gateway listeners that terminate TLS, comma-separated protocols.
+    #[arg(long, env = "KEYGATE_GATEWAY_TLS", value_delimiter = ',')]
+    pub gateway_tls: Vec<Protocol>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -183,6 +198,15 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("keygate.db").display()))
+    }
+
+    /// The gateway listeners this configuration describes.
+    pub fn gateway(&self) -> GatewayListeners {
+        GatewayListeners::configured(
+            &self.gateway_host,
+            &self.gateway_listeners,
+            &self.gateway_tls,
+        )
     }
 
     /// For commands that work on the server's existing data: an error naming the path when the
@@ -225,6 +249,9 @@ impl std::fmt::Debug for Config {
             .field("database_max_connections", &self.database_max_connections)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("gateway_host", &self.gateway_host)
+            .field("gateway_listeners", &self.gateway_listeners)
+            .field("gateway_tls", &self.gateway_tls)
             .finish()
     }
 }
@@ -385,6 +412,51 @@ mod tests {
         assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
         assert_eq!(config.grpc_url.as_str(), "grpc://127.0.0.1:8010");
         assert_eq!(config.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn gateway_listeners_come_from_host_settings_and_tls() {
+        let config = Config::parse_from(["keygate"]);
+        let gateway = config.gateway();
+        assert_eq!(
+            gateway.get(Protocol::Postgres).authority(),
+            "127.0.0.1:15432"
+        );
+        assert_eq!(
+            gateway.get(Protocol::Api).http_url(),
+            "http://127.0.0.1:8009"
+        );
+        let config = Config::parse_from([
+            "keygate",
+            "--gateway-host",
+            "gw.example.com",
+            "--gateway-listeners",
+            "postgres=5432,ssh=bastion.example.com:22",
+            "--gateway-tls",
+            "postgres,api",
+        ]);
+        let gateway = config.gateway();
+        let postgres = gateway.get(Protocol::Postgres);
+        assert_eq!(
+            (postgres.authority(), postgres.tls),
+            ("gw.example.com:5432".into(), true)
+        );
+        assert_eq!(
+            gateway.get(Protocol::Ssh).authority(),
+            "bastion.example.com:22"
+        );
+        assert_eq!(
+            gateway.get(Protocol::Api).http_url(),
+            "https://gw.example.com:8009"
+        );
+        for bad in [
+            &["--gateway-host", "gw example"][..],
+            &["--gateway-listeners", "postgres=70000"],
+            &["--gateway-tls", "smtp"],
+        ] {
+            let args = std::iter::once("keygate").chain(bad.iter().copied());
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

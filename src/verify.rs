@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
+use crate::domain::machine_identities::CredentialHolder;
 use crate::domain::ops_manager::ProjectAgentKey;
 use crate::domain::org::ApiKey;
 use crate::domain::secret::{SecretState, Standing, now};
@@ -33,6 +34,8 @@ pub enum Code {
     Expired,
     /// An agent DSN whose user part is not the agent's name.
     NameMismatch,
+    /// A machine credential presented to a connection it was not issued for.
+    ConnectionMismatch,
 }
 
 /// Whose a found secret is.
@@ -42,6 +45,7 @@ pub enum Owner {
     ApiKey(ApiKey),
     /// An Ops Manager agent API key: which project (and so which organization) it serves.
     ProjectAgentKey(ProjectAgentKey),
+    MachineCredential(CredentialHolder),
 }
 
 impl Owner {
@@ -50,6 +54,7 @@ impl Owner {
             Owner::Agent(agent) => agent.org_id,
             Owner::ApiKey(key) => key.org_id,
             Owner::ProjectAgentKey(key) => key.org_id,
+            Owner::MachineCredential(holder) => holder.org_id,
         }
     }
 }
@@ -120,6 +125,11 @@ impl Verifier {
                 .find_agent_by_secret(&hash)
                 .await?
                 .map(|(state, agent)| (state, Owner::Agent(agent))),
+            Some(SecretKind::MachineCredential) => self
+                .store
+                .find_machine_credential_by_secret(&hash)
+                .await?
+                .map(|(state, holder)| (state, Owner::MachineCredential(holder))),
             Some(SecretKind::ApiKey) | None => self
                 .store
                 .find_api_key_by_secret(&hash)
@@ -160,9 +170,15 @@ impl Verifier {
     }
 
     /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
-    /// bare secret. API keys and Ops Manager key pairs are credentials of keygate's own API and
-    /// are not answered for here.
-    pub async fn verify_presented(&self, presented: &str, org_id: Uuid) -> Result<Outcome, Error> {
+    /// bare secret, and for a machine credential the connection it was presented to, when the
+    /// proxy knows it. API keys and Ops Manager key pairs are credentials of keygate's own API
+    /// and are not answered for here.
+    pub async fn verify_presented(
+        &self,
+        presented: &str,
+        connection: Option<&str>,
+        org_id: Uuid,
+    ) -> Result<Outcome, Error> {
         let dsn = parse_dsn(presented);
         let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
         let plain = match PlainSecret::parse(key) {
@@ -184,6 +200,13 @@ impl Verifier {
             && dsn.name != agent.name
         {
             outcome.code = Code::NameMismatch;
+        }
+        if let (Some(connection), Some((_, Owner::MachineCredential(holder)))) =
+            (connection, &outcome.found)
+            && outcome.code == Code::Valid
+            && holder.connection.name != connection
+        {
+            outcome.code = Code::ConnectionMismatch;
         }
         self.record_if_valid(&outcome);
         Ok(outcome)

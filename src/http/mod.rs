@@ -34,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
+use crate::domain::connections::GatewayListeners;
 use crate::error::Error;
 use crate::http::dialect::ErrorReport;
 use crate::limiter::FailureLimiter;
@@ -52,6 +53,9 @@ pub struct AppState {
     pub server_key: Arc<ServerKey>,
     /// The gateway's public gRPC address, from which agent DSNs are built.
     pub grpc_url: Arc<Url>,
+    /// Where clients reach the gateway's listeners, as configured; the database holds those
+    /// set through the API since.
+    pub gateway: Arc<GatewayListeners>,
     /// Organization `default`: its admins are the operators.
     pub operator_org_id: Uuid,
     /// Failed `POST /verify` answers, per calling API key.
@@ -72,6 +76,8 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "Agents", description = "hoop agent keys in DSN form"),
+        (name = "Connections", description = "What the gateway fronts, and where clients reach it"),
+        (name = "Machine identities", description = "Non-human identities with a native credential per connection"),
         (name = "Verification", description = "The data plane's question: is this secret valid, and whose is it?"),
         (name = "API keys", description = "Bearer credentials of this API"),
         (name = "Organizations", description = "Tenants; managed by the operators"),

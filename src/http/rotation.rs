@@ -40,6 +40,19 @@ impl RotateRequest {
         owner: OwnerRef,
         current: Uuid,
     ) -> Result<Rotated, Error> {
+        self.rotate_slot(store, kind, owner, String::new(), current)
+            .await
+    }
+
+    /// [`Self::rotate`] for the secret in `slot` of an owner that holds one per slot.
+    pub async fn rotate_slot(
+        self,
+        store: &dyn Store,
+        kind: SecretKind,
+        owner: OwnerRef,
+        slot: String,
+        current: Uuid,
+    ) -> Result<Rotated, Error> {
         let grace = self.grace_period_seconds.unwrap_or(0);
         if grace > MAX_GRACE_SECONDS {
             let message = format!("it must be at most {MAX_GRACE_SECONDS}");
@@ -50,7 +63,7 @@ impl RotateRequest {
         let created_at = successor.created_at;
         let rotation = Rotation {
             owner,
-            slot: String::new(),
+            slot,
             current,
             grace: Duration::seconds(grace as i64),
             successor,

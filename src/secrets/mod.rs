@@ -7,6 +7,7 @@
 //! nothing, and the digest is what hoop itself stores. A new key kind is a new [`SecretKind`].
 
 pub mod agent_key;
+pub mod machine_credential;
 pub mod server_key;
 
 use std::fmt;
@@ -38,14 +39,17 @@ pub enum SecretKind {
     ProjectAgentKey,
     /// The private half of an Ops Manager programmatic API key pair (HTTP Digest).
     ProgrammaticKey,
+    /// A machine identity's native credential for one connection.
+    MachineCredential,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 4] = [
+    pub const ALL: [SecretKind; 5] = [
         SecretKind::AgentKey,
         SecretKind::ApiKey,
         SecretKind::ProjectAgentKey,
         SecretKind::ProgrammaticKey,
+        SecretKind::MachineCredential,
     ];
 
     pub const fn prefix(self) -> &'static str {
@@ -54,6 +58,7 @@ impl SecretKind {
             SecretKind::ApiKey => "kgk_",
             SecretKind::ProjectAgentKey => "mdbak_",
             SecretKind::ProgrammaticKey => "mdbpk_",
+            SecretKind::MachineCredential => "kgmi_",
         }
     }
 
@@ -64,6 +69,7 @@ impl SecretKind {
             SecretKind::ApiKey => "api_key",
             SecretKind::ProjectAgentKey => "project_agent_key",
             SecretKind::ProgrammaticKey => "programmatic_key",
+            SecretKind::MachineCredential => "machine_credential",
         }
     }
 

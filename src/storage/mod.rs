@@ -9,6 +9,8 @@
 
 mod agents;
 mod api_keys;
+mod connections;
+mod machine_identities;
 mod orgs;
 mod postgres;
 mod programmatic_keys;
@@ -26,6 +28,8 @@ use crate::error::Error;
 
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
+pub use connections::ConnectionStore;
+pub use machine_identities::MachineIdentityStore;
 pub use orgs::OrgStore;
 pub use postgres::PostgresStore;
 pub use programmatic_keys::ProgrammaticKeyStore;
@@ -46,6 +50,8 @@ pub trait Store:
     + ProjectStore
     + ProgrammaticKeyStore
     + ProjectAgentKeyStore
+    + ConnectionStore
+    + MachineIdentityStore
 {
 }
 
@@ -57,7 +63,9 @@ impl<
         + SecretStore
         + ProjectStore
         + ProgrammaticKeyStore
-        + ProjectAgentKeyStore,
+        + ProjectAgentKeyStore
+        + ConnectionStore
+        + MachineIdentityStore,
 > Store for T
 {
 }

@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
+use super::connections::impl_connection_store;
+use super::machine_identities::impl_machine_identity_store;
 use super::orgs::impl_org_store;
 use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
@@ -78,3 +80,5 @@ impl_agent_store!(PostgresStore);
 impl_project_store!(PostgresStore);
 impl_programmatic_key_store!(PostgresStore);
 impl_project_agent_key_store!(PostgresStore);
+impl_connection_store!(PostgresStore);
+impl_machine_identity_store!(PostgresStore);

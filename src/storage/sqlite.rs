@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
+use super::connections::impl_connection_store;
+use super::machine_identities::impl_machine_identity_store;
 use super::orgs::impl_org_store;
 use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
@@ -89,3 +91,5 @@ impl_agent_store!(SqliteStore);
 impl_project_store!(SqliteStore);
 impl_programmatic_key_store!(SqliteStore);
 impl_project_agent_key_store!(SqliteStore);
+impl_connection_store!(SqliteStore);
+impl_machine_identity_store!(SqliteStore);

@@ -4,9 +4,11 @@ mod common;
 
 mod agents;
 mod api_keys;
+mod connections;
 mod input;
 mod lifecycle;
 mod logs;
+mod machine_identities;
 mod ops_manager;
 mod orgs;
 mod server;

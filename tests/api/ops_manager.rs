@@ -15,7 +15,7 @@ use crate::common::{
 };
 
 on_both_backends!(
-    the_seeds_curl_digest_request_returns_the_documented_document,
+    ops_managers_documented_curl_digest_request_returns_the_documented_document,
     the_python_client_creates_and_lists_agent_keys,
     an_independent_client_speaks_md5_and_sha_256_with_and_without_sessions,
     a_post_without_credentials_is_challenged_before_its_body_is_read,
@@ -273,13 +273,15 @@ fn responses(output: &str) -> Vec<(u16, String, String)> {
     found
 }
 
-async fn the_seeds_curl_digest_request_returns_the_documented_document(backend: Backend) {
+async fn ops_managers_documented_curl_digest_request_returns_the_documented_document(
+    backend: Backend,
+) {
     let app = TestApp::start(backend).await;
     let owner = key_pair(&app, json!(["ORG_OWNER"])).await;
     let project = project(&app, "seed").await;
     let user = format!("{}:{}", owner.public, owner.private);
     let url = app.url(&format!("{BASE}/groups/{project}/agentapikeys?pretty=true"));
-    // The seed's example request, word for word but for the host.
+    // Ops Manager's documented example request, word for word but for the host.
     let mut command = std::process::Command::new("curl");
     command
         .args(["--user", &user, "--digest"])

@@ -1,7 +1,10 @@
-//! hoop's gateway API: agents and server information, with `{"message": ...}` errors.
+//! hoop's gateway API: agents, connections and their gateway listeners, machine identities and
+//! server information, with `{"message": ...}` errors.
 //! Mounted at the root and under `/api`, where hoop's clients expect it.
 
 mod agents;
+mod connections;
+mod machine_identities;
 mod serverinfo;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -15,4 +18,25 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::get, agents::delete))
         .routes(routes!(agents::rotate))
         .routes(routes!(serverinfo::serverinfo))
+        .routes(routes!(connections::create, connections::list))
+        .routes(routes!(
+            connections::get,
+            connections::update,
+            connections::delete
+        ))
+        .routes(routes!(connections::list_listeners))
+        .routes(routes!(
+            connections::set_listener,
+            connections::reset_listener
+        ))
+        .routes(routes!(
+            machine_identities::create,
+            machine_identities::list
+        ))
+        .routes(routes!(
+            machine_identities::get,
+            machine_identities::update,
+            machine_identities::delete
+        ))
+        .routes(routes!(machine_identities::rotate))
 }

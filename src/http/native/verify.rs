@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::agent::AgentMode;
+use crate::domain::connections::ConnectionType;
 use crate::domain::ops_manager::ObjectId;
 use crate::error::Error;
 use crate::http::AppState;
@@ -16,16 +17,21 @@ use crate::verify::{Code, Outcome, Owner};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyRequest {
-    /// The presented secret: an agent's whole DSN or its bare key.
+    /// The presented secret: an agent's whole DSN or its bare key, or a machine credential.
     #[schema(value_type = String, required = true, example = "grpc://default:xagt-…@127.0.0.1:8010?mode=standard")]
     pub key: Option<String>,
+    /// For a machine credential, the connection it was presented to, when the proxy knows it:
+    /// a credential issued for another connection is refused (`connection_mismatch`).
+    #[schema(example = "prod-postgres")]
+    pub connection: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct VerifyResponse {
     pub valid: bool,
     pub code: Code,
-    /// The kind of secret, when its prefix names one (`agent_key`, `project_agent_key`).
+    /// The kind of secret, when its prefix names one (`agent_key`, `project_agent_key`,
+    /// `machine_credential`, …).
     pub kind: Option<&'static str>,
     /// The stored secret's id, when it was found in the caller's organization.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,6 +46,12 @@ pub struct VerifyResponse {
     /// Whose it is, for a valid Ops Manager agent API key: its project and organization.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project_agent_key: Option<VerifiedProjectAgentKey>,
+    /// Whose it is, for a valid machine credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_identity: Option<VerifiedIdentity>,
+    /// The connection a valid machine credential was issued for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<VerifiedConnection>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -61,6 +73,22 @@ pub struct VerifiedProjectAgentKey {
     #[schema(value_type = String, example = "5a0a1e7e0f2912c554080ab1")]
     pub ops_manager_org_id: ObjectId,
     pub desc: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifiedIdentity {
+    pub id: Uuid,
+    pub name: String,
+    pub attributes: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifiedConnection {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub connection_type: ConnectionType,
+    pub subtype: String,
 }
 
 impl From<Outcome> for VerifyResponse {
@@ -85,6 +113,10 @@ impl From<Outcome> for VerifyResponse {
             }),
             _ => None,
         };
+        let holder = match found.as_ref().map(|(_, owner)| owner) {
+            Some(Owner::MachineCredential(holder)) => Some(holder),
+            _ => None,
+        };
         VerifyResponse {
             valid,
             code: outcome.code,
@@ -94,6 +126,17 @@ impl From<Outcome> for VerifyResponse {
             expires_at: found.as_ref().and_then(|(state, _)| state.expires_at),
             agent,
             project_agent_key,
+            machine_identity: holder.map(|holder| VerifiedIdentity {
+                id: holder.identity_id,
+                name: holder.identity_name.clone(),
+                attributes: holder.attributes.clone(),
+            }),
+            connection: holder.map(|holder| VerifiedConnection {
+                id: holder.connection.id,
+                name: holder.connection.name.clone(),
+                connection_type: holder.connection.connection_type,
+                subtype: holder.connection.subtype.clone(),
+            }),
         }
     }
 }
@@ -122,7 +165,7 @@ pub async fn verify(
     let presented = Error::required("key", body.key)?;
     let outcome = state
         .verifier
-        .verify_presented(&presented, caller.org_id)
+        .verify_presented(&presented, body.connection.as_deref(), caller.org_id)
         .await?;
     if outcome.code != Code::Valid {
         state.verify_limiter.failed(&limiter_key);
