@@ -3,5 +3,6 @@
 //! build on these types; they depend only on the error type and the secret machinery.
 
 pub mod agent;
+pub mod agentex;
 pub mod org;
 pub mod secret;

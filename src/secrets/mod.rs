@@ -34,15 +34,27 @@ pub enum SecretKind {
     AgentKey,
     /// A bearer credential of keygate's own API.
     ApiKey,
+    /// An Agentex agent API key of type `internal` or `external`: a bearer secret.
+    AgentexKey,
+    /// An Agentex agent API key of type `github` or `slack`: a webhook signing secret, also
+    /// kept sealed because an HMAC is checked with the secret itself.
+    AgentexSigningSecret,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 2] = [SecretKind::AgentKey, SecretKind::ApiKey];
+    pub const ALL: [SecretKind; 4] = [
+        SecretKind::AgentKey,
+        SecretKind::ApiKey,
+        SecretKind::AgentexKey,
+        SecretKind::AgentexSigningSecret,
+    ];
 
     pub const fn prefix(self) -> &'static str {
         match self {
             SecretKind::AgentKey => "xagt-",
             SecretKind::ApiKey => "kgk_",
+            SecretKind::AgentexKey => "agx_key_",
+            SecretKind::AgentexSigningSecret => "agx_whsec_",
         }
     }
 
@@ -51,6 +63,8 @@ impl SecretKind {
         match self {
             SecretKind::AgentKey => "agent_key",
             SecretKind::ApiKey => "api_key",
+            SecretKind::AgentexKey => "agentex_key",
+            SecretKind::AgentexSigningSecret => "agentex_signing_secret",
         }
     }
 
@@ -132,7 +146,17 @@ impl PlainSecret {
         PlainSecret { kind: None, value }
     }
 
-    /// The kind named by the prefix; `None` for an operator-chosen secret.
+    /// Wraps a secret of `kind` that its owner chose instead of having it minted (an Agentex
+    /// key given at creation, or presented later): it has no prefix or checksum to check.
+    pub fn chosen(kind: SecretKind, value: String) -> PlainSecret {
+        PlainSecret {
+            kind: Some(kind),
+            value,
+        }
+    }
+
+    /// The kind named by the prefix, or given for a chosen secret; `None` for an
+    /// operator-chosen secret.
     pub fn kind(&self) -> Option<SecretKind> {
         self.kind
     }
@@ -148,7 +172,11 @@ impl PlainSecret {
 
     /// The display hint stored beside the hash: the prefix and the last four characters.
     pub fn hint(&self) -> String {
-        let prefix = self.kind.map_or("", SecretKind::prefix);
+        let prefix = self
+            .kind
+            .map(SecretKind::prefix)
+            .filter(|prefix| self.value.starts_with(prefix))
+            .unwrap_or("");
         let tail_start = self.value.len().saturating_sub(4);
         // Operator-chosen values may be short or non-ASCII; never show more than a quarter of them.
         if self.value.len() < 16 || !self.value.is_char_boundary(tail_start) {
@@ -263,6 +291,22 @@ mod tests {
         assert!(secret.hint().starts_with("xagt-…"));
         assert_eq!(secret.hint().chars().count(), "xagt-…".chars().count() + 4);
         assert_eq!(format!("{:?}", secret.hash()), "SecretHash(..)");
+    }
+
+    #[test]
+    fn a_chosen_secret_is_hinted_without_a_prefix_it_does_not_have() {
+        let chosen = PlainSecret::chosen(SecretKind::AgentexKey, "0123456789abcdef0123".into());
+        assert_eq!(chosen.kind(), Some(SecretKind::AgentexKey));
+        assert_eq!(chosen.hint(), "…0123");
+    }
+
+    #[test]
+    fn no_prefix_is_the_start_of_another() {
+        for a in SecretKind::ALL {
+            for b in SecretKind::ALL {
+                assert!(a == b || !a.prefix().starts_with(b.prefix()), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

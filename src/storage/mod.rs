@@ -4,7 +4,9 @@
 //! on SQLite and Postgres alike, and each module's `impl_*!` macro implements its trait for both
 //! backends (`sqlite.rs`, `postgres.rs`), which own connections, transactions and migrations.
 //! Constraints (unique names, foreign keys, one current secret per owner) live in the database.
+//! Agentex's agent API keys are `agent_api_keys.rs`.
 
+mod agent_api_keys;
 mod agents;
 mod api_keys;
 mod orgs;
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use crate::StartupError;
 use crate::error::Error;
 
+pub use agent_api_keys::AgentApiKeyStore;
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
 pub use orgs::OrgStore;
@@ -29,9 +32,12 @@ pub use sqlite::SqliteStore;
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything keygate keeps, behind one handle.
-pub trait Store: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore {}
+pub trait Store:
+    Health + OrgStore + ApiKeyStore + AgentStore + SecretStore + AgentApiKeyStore
+{
+}
 
-impl<T: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore> Store for T {}
+impl<T: Health + OrgStore + ApiKeyStore + AgentStore + SecretStore + AgentApiKeyStore> Store for T {}
 
 #[async_trait]
 pub trait Health: Send + Sync + 'static {

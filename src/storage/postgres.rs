@@ -7,6 +7,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
 use super::orgs::impl_org_store;
@@ -72,3 +73,4 @@ impl_secret_store!(PostgresStore);
 impl_org_store!(PostgresStore);
 impl_api_key_store!(PostgresStore);
 impl_agent_store!(PostgresStore);
+impl_agent_api_key_store!(PostgresStore);

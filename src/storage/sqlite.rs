@@ -8,6 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
 use super::orgs::impl_org_store;
@@ -83,3 +84,4 @@ impl_secret_store!(SqliteStore);
 impl_org_store!(SqliteStore);
 impl_api_key_store!(SqliteStore);
 impl_agent_store!(SqliteStore);
+impl_agent_api_key_store!(SqliteStore);
