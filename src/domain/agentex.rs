@@ -2,6 +2,8 @@
 //! names and for secrets chosen by the caller, how a signing secret is sealed to its row, and
 //! the pages of a key list. Webhook signatures made with signing secrets are [`webhook`]'s.
 
+pub mod webhook;
+
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};

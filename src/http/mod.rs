@@ -2,6 +2,7 @@
 //! API, also served under `/api`). A family picks its error dialect and its authentication
 //! scheme; everything it answers, the router's own 404 and 405 included, comes out in them.
 
+mod agentex;
 pub mod auth;
 mod client;
 pub mod dialect;
@@ -100,7 +101,7 @@ struct Family {
     compat_base: Option<&'static str>,
 }
 
-fn families() -> [Family; 2] {
+fn families() -> [Family; 3] {
     [
         Family {
             routes: native::routes(),
@@ -113,6 +114,12 @@ fn families() -> [Family; 2] {
             dialect: Dialect::Hoop,
             auth: Arc::new(Bearer),
             compat_base: Some("/api"),
+        },
+        Family {
+            routes: agentex::routes(),
+            dialect: Dialect::FastApi,
+            auth: Arc::new(Bearer),
+            compat_base: None,
         },
     ]
 }
