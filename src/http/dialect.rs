@@ -191,7 +191,8 @@ fn pydantic_error(error: &FieldError) -> (&'static str, String) {
         Violation::WrongType if expected.starts_with("a map") => {
             ("dict_type", "Input should be a valid dictionary")
         }
-        Violation::WrongType if expected.starts_with("struct") => (
+        // A body that is not an object: serde reads an array as the struct's fields in order.
+        Violation::WrongType | Violation::Rule if expected.starts_with("struct") => (
             "model_attributes_type",
             "Input should be a valid dictionary or object to extract fields from",
         ),
