@@ -44,8 +44,8 @@ pub trait AgentApiKeyStore: Send + Sync + 'static {
         &self,
         hash: &SecretHash,
     ) -> Result<Option<(SecretState, AgentApiKey)>>;
-    /// Deletes the key and its secret, locking its owner row first; `false` when the
-    /// organization has no such agent API key.
+    /// Deletes the key and its secret with `delete_owner`, which locks the owner row first;
+    /// `false` when the organization has no such agent API key.
     async fn delete_agent_api_key(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
 }
 
@@ -274,6 +274,8 @@ macro_rules! impl_agent_api_key_store {
             ) -> $crate::storage::Result<bool> {
                 let owner = $crate::domain::secret::OwnerRef { org_id, id };
                 write_transaction!(self, |tx| {
+                    // An owner's kind never changes, so this read needs no lock; `delete_owner`
+                    // takes the owner's lock before it writes.
                     let is_key: Option<(uuid::Uuid,)> =
                         sqlx::query_as($crate::storage::agent_api_keys::IS_AGENT_API_KEY)
                             .bind(id)

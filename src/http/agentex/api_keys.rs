@@ -148,13 +148,17 @@ pub async fn create(
     )?;
     let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
     let (key, plain) = NewAgentApiKey::new(&agent, spec, &state.server_key);
-    (state.store.create_agent_api_key(&key).await).map_err(|err| match err {
-        Error::AlreadyExists => {
-            Error::Conflict("the agent already has an API key of this type with this name")
-        }
-        Error::NotFound(_) => agent_ref.missing(),
-        err => err,
-    })?;
+    state
+        .store
+        .create_agent_api_key(&key)
+        .await
+        .map_err(|err| match err {
+            Error::AlreadyExists => {
+                Error::Conflict("the agent already has an API key of this type with this name")
+            }
+            Error::NotFound(_) => agent_ref.missing(),
+            err => err,
+        })?;
     caller.audit("agent api key created", key.id);
     Ok(axum::Json(CreatedApiKey {
         id: key.id,
@@ -192,7 +196,8 @@ pub async fn list(
         Page::parse(params.limit, params.page_number),
     )?;
     let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
-    let keys = (state.store)
+    let keys = state
+        .store
         .list_agent_api_keys(caller.org_id, agent.id, page)
         .await?;
     Ok(axum::Json(keys.into_iter().map(Into::into).collect()))
@@ -324,7 +329,11 @@ async fn find_key(
     id: &str,
 ) -> Result<(AgentApiKey, SecretMeta), Error> {
     let uuid = Uuid::parse_str(id).map_err(|_| Error::invalid_path("id", "it must be a UUID"))?;
-    (state.store.find_agent_api_key(org_id, uuid).await?).ok_or_else(|| no_such_item("id", id))
+    state
+        .store
+        .find_agent_api_key(org_id, uuid)
+        .await?
+        .ok_or_else(|| no_such_item("id", id))
 }
 
 /// A key by its name, its agent and its type (external unless given).
@@ -340,7 +349,8 @@ async fn find_named(
     )?;
     let agent = find_agent(state, org_id, &agent_ref).await?;
     let api_key_type = params.api_key_type.unwrap_or_default();
-    (state.store)
+    state
+        .store
         .find_agent_api_key_by_name(org_id, agent.id, api_key_type, &name)
         .await?
         .ok_or_else(|| missing_named(&name, agent.id))

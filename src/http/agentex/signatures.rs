@@ -80,7 +80,9 @@ pub async fn verify_signature(
     let limiter_key = caller.api_key_id.to_string();
     state.verify_limiter.check(&limiter_key)?;
     let payload = Error::required("body_base64", body.body_base64).and_then(|encoded| {
-        (STANDARD.decode(encoded)).map_err(|_| Error::invalid("body_base64", "it must be base64"))
+        STANDARD
+            .decode(encoded)
+            .map_err(|_| Error::invalid("body_base64", "it must be base64"))
     });
     let ((agent_ref, source), (headers, payload)) = all_of(
         all_of(
@@ -122,9 +124,9 @@ async fn check(
     // A name no key can have is looked up nowhere (and a NUL never reaches the database).
     let found = match parse_key_name(name.clone(), Location::Body) {
         Ok(name) => {
-            let (org, kind) = (agent.org_id, source.key_type());
-            (state.store)
-                .find_agent_api_key_by_name(org, agent.id, kind, &name)
+            state
+                .store
+                .find_agent_api_key_by_name(agent.org_id, agent.id, source.key_type(), &name)
                 .await?
         }
         Err(_) => None,
