@@ -24,6 +24,10 @@ pub enum Error {
     Forbidden,
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A resource the client named does not exist, told in its family's words (Agentex's
+    /// "Item with name 'x' does not exist."); what it names is an identifier, never a secret.
+    #[error("{0}")]
+    NoSuchItem(String),
     #[error("resource already exists")]
     AlreadyExists,
     /// The resource is not in a state that allows the request (e.g. rotating a revoked key).
@@ -187,6 +191,7 @@ impl Error {
             Error::Coded { status, .. } => *status,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::NoSuchItem(_) => StatusCode::NOT_FOUND,
             Error::AlreadyExists | Error::Conflict(_) => StatusCode::CONFLICT,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -214,6 +219,7 @@ impl Error {
             },
             Error::Forbidden => "forbidden",
             Error::NotFound(_) => "not_found",
+            Error::NoSuchItem(_) => "not_found",
             Error::AlreadyExists | Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Timeout(_) => "timeout",

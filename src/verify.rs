@@ -12,13 +12,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
+use crate::domain::agentex::{AgentApiKey, AgentApiKeyType};
 use crate::domain::machine_identities::CredentialHolder;
 use crate::domain::ops_manager::ProjectAgentKey;
 use crate::domain::org::ApiKey;
 use crate::domain::secret::{SecretState, Standing, now};
 use crate::error::Error;
 use crate::secrets::agent_key::parse_dsn;
-use crate::secrets::{PlainSecret, SecretKind};
+use crate::secrets::{Malformed, PlainSecret, SecretKind};
 use crate::storage::Store;
 
 /// Why a presented secret is or is not valid; the `code` of a `POST /verify` answer.
@@ -46,6 +47,8 @@ pub enum Owner {
     /// An Ops Manager agent API key: which project (and so which organization) it serves.
     ProjectAgentKey(ProjectAgentKey),
     MachineCredential(CredentialHolder),
+    /// An Agentex agent API key: of which type, and which agent's.
+    AgentApiKey(AgentApiKey),
 }
 
 impl Owner {
@@ -55,6 +58,7 @@ impl Owner {
             Owner::ApiKey(key) => key.org_id,
             Owner::ProjectAgentKey(key) => key.org_id,
             Owner::MachineCredential(holder) => holder.org_id,
+            Owner::AgentApiKey(key) => key.org_id,
         }
     }
 }
@@ -142,6 +146,13 @@ impl Verifier {
                 .map(|(state, key)| (state, Owner::ProjectAgentKey(key))),
             // Checked by HTTP Digest against sealed HA1 values, and not answered for (below).
             Some(SecretKind::ProgrammaticKey) => None,
+            Some(SecretKind::AgentexKey) => self
+                .store
+                .find_agent_api_key_by_secret(&hash)
+                .await?
+                .map(|(state, key)| (state, Owner::AgentApiKey(key))),
+            // HMAC keys of webhook signatures, never presented: checked where signatures are.
+            Some(SecretKind::AgentexSigningSecret) => None,
         };
         // The index matched the digest already; the constant-time check keeps any later cache
         // or lookup change from turning into a byte-by-byte comparison of secrets.
@@ -212,6 +223,35 @@ impl Verifier {
         Ok(outcome)
     }
 
+    /// Verifies an Agentex agent API key as the data plane received it (the value of
+    /// `x-agent-api-key`, or the key of `Authorization: AgentKey <key>`), minted or chosen at
+    /// its creation. With `expected`, a key of another type is not found: types are never
+    /// interchangeable. Signing secrets never verify here.
+    pub async fn verify_agent_api_key(
+        &self,
+        presented: &str,
+        expected: Option<AgentApiKeyType>,
+        org_id: Uuid,
+    ) -> Result<Outcome, Error> {
+        let plain = match PlainSecret::parse(presented) {
+            Ok(plain) if plain.kind() == Some(SecretKind::AgentexKey) => plain,
+            Ok(plain) => return Ok(Outcome::new(Code::NotFound, plain.kind())),
+            // A chosen key never starts with a prefix keygate mints: this may be one.
+            Err(Malformed::UnknownPrefix) => {
+                PlainSecret::chosen(SecretKind::AgentexKey, presented.to_owned())
+            }
+            Err(_) => return Ok(Outcome::new(Code::Malformed, None)),
+        };
+        let mut outcome = self.check(&plain, Some(org_id)).await?;
+        if let Some((_, Owner::AgentApiKey(key))) = &outcome.found
+            && expected.is_some_and(|expected| expected != key.api_key_type)
+        {
+            outcome = Outcome::new(Code::NotFound, outcome.kind);
+        }
+        self.record_if_valid(&outcome);
+        Ok(outcome)
+    }
+
     /// Resolves a bearer credential of keygate's API to its API key, when it works.
     /// Minted API keys are checked for shape and checksum first; any other string can only be
     /// an operator-chosen bootstrap token, looked up by digest.
@@ -230,8 +270,8 @@ impl Verifier {
         })
     }
 
-    /// Records a use of a secret checked outside this module (an Ops Manager key pair, by
-    /// HTTP Digest), batched like every other use.
+    /// Records a use of a secret checked outside this module (an Ops Manager key pair by HTTP
+    /// Digest, a webhook signature checked with a signing secret), batched like every other use.
     pub fn record_use(&self, secret_id: Uuid) {
         self.usage.record(secret_id, now());
     }

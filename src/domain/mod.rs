@@ -3,6 +3,7 @@
 //! build on these types; they depend only on the error type and the secret machinery.
 
 pub mod agent;
+pub mod agentex;
 pub mod connections;
 pub mod machine_identities;
 pub mod ops_manager;

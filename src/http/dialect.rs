@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::{Error, FieldError, Violation};
+use crate::error::{Error, FieldError, Location, Segment, Violation};
 
 /// What every dialect needs to render an error; never holds a secret or an internal detail.
 #[derive(Clone, Debug)]
@@ -51,6 +51,9 @@ pub enum Dialect {
     /// Ops Manager's public API: `{"detail", "error", "errorCode", "parameters", "reason"}`,
     /// and `?pretty=true` / `?envelope=true` on every answer.
     OpsManager,
+    /// FastAPI's (Agentex): validation errors are 422 `{"detail": [{"loc", "msg", "type"}]}`
+    /// in pydantic's words, every other error `{"detail": "..."}`.
+    FastApi,
 }
 
 /// keygate's native error body.
@@ -152,6 +155,125 @@ fn ops_manager_code(report: &ErrorReport) -> (StatusCode, &'static str) {
     }
 }
 
+/// FastAPI's body for every error but a validation error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FastApiError {
+    #[schema(example = "Item with name 'edge-1' does not exist.")]
+    pub detail: String,
+}
+
+/// FastAPI's validation error body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = HTTPValidationError)]
+pub struct FastApiValidationError {
+    pub detail: Vec<FastApiFieldError>,
+}
+
+/// One refused field, as pydantic reports it. Its `input` is never included: it could be a
+/// pasted secret.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ValidationError)]
+pub struct FastApiFieldError {
+    /// Where the field is: `body`, `query` or `path`, then its path.
+    #[schema(inline, example = json!(["body", "name"]))]
+    pub loc: Vec<FastApiLoc>,
+    #[schema(example = "Field required")]
+    pub msg: String,
+    /// pydantic's error type, e.g. `missing`, `string_type`, `enum`, `value_error`.
+    #[serde(rename = "type")]
+    #[schema(example = "missing")]
+    pub kind: &'static str,
+}
+
+/// A step of a refused field's location: a name, or an index in a list.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum FastApiLoc {
+    Name(String),
+    Index(usize),
+}
+
+impl From<&FieldError> for FastApiFieldError {
+    fn from(error: &FieldError) -> FastApiFieldError {
+        let mut loc = vec![FastApiLoc::Name(error.location.as_str().into())];
+        loc.extend(error.path.iter().map(|segment| match segment {
+            Segment::Key(key) => FastApiLoc::Name(key.to_string()),
+            Segment::Index(index) => FastApiLoc::Index(*index),
+        }));
+        let (kind, msg) = pydantic_error(error);
+        FastApiFieldError { loc, msg, kind }
+    }
+}
+
+/// pydantic v2's type and message for a refused field. Mistyped fields and unknown enum values
+/// are told apart by the words of serde's messages, which the extractors keep
+/// ("expected a string", "unknown variant `…`, expected one of `a`, `b`").
+fn pydantic_error(error: &FieldError) -> (&'static str, String) {
+    let message = error.message.as_str();
+    let expected = message
+        .rsplit_once("expected ")
+        .map_or("", |(_, expected)| expected);
+    let (kind, msg) = match error.violation {
+        Violation::Missing => ("missing", "Field required"),
+        Violation::Unknown => ("extra_forbidden", "Extra inputs are not permitted"),
+        Violation::Rule if message.starts_with("unknown variant") => {
+            let values: Vec<String> = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|value| format!("'{value}'"))
+                .collect();
+            let listed = match values.split_last() {
+                Some((last, [])) => last.clone(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            return ("enum", format!("Input should be {listed}"));
+        }
+        Violation::WrongType if expected.starts_with("a string") => {
+            ("string_type", "Input should be a valid string")
+        }
+        Violation::WrongType if is_integer(expected) => {
+            // Text where an integer belongs, as every query parameter is, is a parsing failure.
+            if message.starts_with("invalid type: string") || error.location != Location::Body {
+                (
+                    "int_parsing",
+                    "Input should be a valid integer, unable to parse string as an integer",
+                )
+            } else {
+                ("int_type", "Input should be a valid integer")
+            }
+        }
+        Violation::WrongType if expected.starts_with("a boolean") => {
+            ("bool_type", "Input should be a valid boolean")
+        }
+        Violation::WrongType if expected.starts_with("a sequence") => {
+            ("list_type", "Input should be a valid list")
+        }
+        Violation::WrongType if expected.starts_with("a map") => {
+            ("dict_type", "Input should be a valid dictionary")
+        }
+        // A body that is not an object: serde reads an array as the struct's fields in order.
+        Violation::WrongType | Violation::Rule if expected.starts_with("struct") => (
+            "model_attributes_type",
+            "Input should be a valid dictionary or object to extract fields from",
+        ),
+        Violation::WrongType | Violation::Rule => {
+            return ("value_error", format!("Value error, {message}"));
+        }
+    };
+    (kind, msg.to_owned())
+}
+
+/// Whether serde's expected type is an integer (`u32`, `i64`, "an integer").
+fn is_integer(expected: &str) -> bool {
+    expected.starts_with("an integer")
+        || matches!(
+            expected.split_whitespace().next(),
+            Some("u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize")
+        )
+}
+
 impl Dialect {
     /// The OpenAPI schema of this dialect's error body.
     pub fn schema_name(self) -> &'static str {
@@ -159,6 +281,7 @@ impl Dialect {
             Dialect::Native => "NativeError",
             Dialect::Hoop => "HoopError",
             Dialect::OpsManager => "OpsManagerError",
+            Dialect::FastApi => "FastApiError",
         }
     }
 
@@ -167,7 +290,7 @@ impl Dialect {
     pub async fn finish(self, query: Option<&str>, response: Response) -> Response {
         match self {
             Dialect::OpsManager => super::ops_manager::format::finish(query, response).await,
-            Dialect::Native | Dialect::Hoop => response,
+            Dialect::Native | Dialect::Hoop | Dialect::FastApi => response,
         }
     }
 
@@ -199,6 +322,25 @@ impl Dialect {
                 });
                 return (status, body).into_response();
             }
+            // FastAPI answers every validation failure, unreadable JSON included, with 422.
+            Dialect::FastApi if report.code == "malformed_body" => {
+                let detail = vec![FastApiFieldError {
+                    loc: vec![FastApiLoc::Name(Location::Body.as_str().into())],
+                    msg: "JSON decode error".into(),
+                    kind: "json_invalid",
+                }];
+                let body = axum::Json(FastApiValidationError { detail });
+                return (StatusCode::UNPROCESSABLE_ENTITY, body).into_response();
+            }
+            Dialect::FastApi if !report.fields.is_empty() => {
+                let detail = report.fields.iter().map(FastApiFieldError::from).collect();
+                let body = axum::Json(FastApiValidationError { detail });
+                return (StatusCode::UNPROCESSABLE_ENTITY, body).into_response();
+            }
+            Dialect::FastApi => axum::Json(FastApiError {
+                detail: report.message.clone(),
+            })
+            .into_response(),
         };
         (report.status, body).into_response()
     }

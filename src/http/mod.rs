@@ -2,6 +2,7 @@
 //! API, also served under `/api`). A family picks its error dialect and its authentication
 //! scheme; everything it answers, the router's own 404 and 405 included, comes out in them.
 
+mod agentex;
 pub mod auth;
 mod client;
 pub mod dialect;
@@ -113,7 +114,7 @@ struct Family {
     compat_base: Option<&'static str>,
 }
 
-fn families() -> [Family; 4] {
+fn families() -> [Family; 5] {
     [
         Family {
             routes: native::routes(),
@@ -139,6 +140,12 @@ fn families() -> [Family; 4] {
             routes: ops_manager::base_only_routes(),
             dialect: Dialect::OpsManager,
             auth: Arc::new(ops_manager::digest::Digest),
+            compat_base: None,
+        },
+        Family {
+            routes: agentex::routes(),
+            dialect: Dialect::FastApi,
+            auth: Arc::new(Bearer),
             compat_base: None,
         },
     ]

@@ -41,15 +41,22 @@ pub enum SecretKind {
     ProgrammaticKey,
     /// A machine identity's native credential for one connection.
     MachineCredential,
+    /// An Agentex agent API key of type `internal` or `external`: a bearer secret.
+    AgentexKey,
+    /// An Agentex agent API key of type `github` or `slack`: a webhook signing secret, also
+    /// kept sealed because an HMAC is checked with the secret itself.
+    AgentexSigningSecret,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 5] = [
+    pub const ALL: [SecretKind; 7] = [
         SecretKind::AgentKey,
         SecretKind::ApiKey,
         SecretKind::ProjectAgentKey,
         SecretKind::ProgrammaticKey,
         SecretKind::MachineCredential,
+        SecretKind::AgentexKey,
+        SecretKind::AgentexSigningSecret,
     ];
 
     pub const fn prefix(self) -> &'static str {
@@ -59,6 +66,8 @@ impl SecretKind {
             SecretKind::ProjectAgentKey => "mdbak_",
             SecretKind::ProgrammaticKey => "mdbpk_",
             SecretKind::MachineCredential => "kgmi_",
+            SecretKind::AgentexKey => "agx_key_",
+            SecretKind::AgentexSigningSecret => "agx_whsec_",
         }
     }
 
@@ -70,6 +79,8 @@ impl SecretKind {
             SecretKind::ProjectAgentKey => "project_agent_key",
             SecretKind::ProgrammaticKey => "programmatic_key",
             SecretKind::MachineCredential => "machine_credential",
+            SecretKind::AgentexKey => "agentex_key",
+            SecretKind::AgentexSigningSecret => "agentex_signing_secret",
         }
     }
 
@@ -156,7 +167,17 @@ impl PlainSecret {
         PlainSecret { kind: None, value }
     }
 
-    /// The kind named by the prefix; `None` for an operator-chosen secret.
+    /// Wraps a secret of `kind` that its owner chose instead of having it minted (an Agentex
+    /// key given at creation, or presented later): it has no prefix or checksum to check.
+    pub fn chosen(kind: SecretKind, value: String) -> PlainSecret {
+        PlainSecret {
+            kind: Some(kind),
+            value,
+        }
+    }
+
+    /// The kind named by the prefix, or given for a chosen secret; `None` for an
+    /// operator-chosen secret.
     pub fn kind(&self) -> Option<SecretKind> {
         self.kind
     }
@@ -172,7 +193,11 @@ impl PlainSecret {
 
     /// The display hint stored beside the hash: the prefix and the last four characters.
     pub fn hint(&self) -> String {
-        let prefix = self.kind.map_or("", SecretKind::prefix);
+        let prefix = self
+            .kind
+            .map(SecretKind::prefix)
+            .filter(|prefix| self.value.starts_with(prefix))
+            .unwrap_or("");
         let tail_start = self.value.len().saturating_sub(4);
         // Operator-chosen values may be short or non-ASCII; never show more than a quarter of them.
         if self.value.len() < 16 || !self.value.is_char_boundary(tail_start) {
@@ -287,6 +312,22 @@ mod tests {
         assert!(secret.hint().starts_with("xagt-…"));
         assert_eq!(secret.hint().chars().count(), "xagt-…".chars().count() + 4);
         assert_eq!(format!("{:?}", secret.hash()), "SecretHash(..)");
+    }
+
+    #[test]
+    fn a_chosen_secret_is_hinted_without_a_prefix_it_does_not_have() {
+        let chosen = PlainSecret::chosen(SecretKind::AgentexKey, "0123456789abcdef0123".into());
+        assert_eq!(chosen.kind(), Some(SecretKind::AgentexKey));
+        assert_eq!(chosen.hint(), "…0123");
+    }
+
+    #[test]
+    fn no_prefix_is_the_start_of_another() {
+        for a in SecretKind::ALL {
+            for b in SecretKind::ALL {
+                assert!(a == b || !a.prefix().starts_with(b.prefix()), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

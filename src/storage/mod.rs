@@ -6,7 +6,9 @@
 //! Constraints (unique names, foreign keys, one current secret per owner) live in the database.
 //! Ops Manager's aggregates: projects (`projects.rs`), programmatic key pairs
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
+//! Agentex's agent API keys are `agent_api_keys.rs`.
 
+mod agent_api_keys;
 mod agents;
 mod api_keys;
 mod connections;
@@ -26,6 +28,7 @@ use async_trait::async_trait;
 use crate::StartupError;
 use crate::error::Error;
 
+pub use agent_api_keys::AgentApiKeyStore;
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
 pub use connections::ConnectionStore;
@@ -52,6 +55,7 @@ pub trait Store:
     + ProjectAgentKeyStore
     + ConnectionStore
     + MachineIdentityStore
+    + AgentApiKeyStore
 {
 }
 
@@ -65,7 +69,8 @@ impl<
         + ProgrammaticKeyStore
         + ProjectAgentKeyStore
         + ConnectionStore
-        + MachineIdentityStore,
+        + MachineIdentityStore
+        + AgentApiKeyStore,
 > Store for T
 {
 }

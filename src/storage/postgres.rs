@@ -7,6 +7,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
 use super::connections::impl_connection_store;
@@ -82,3 +83,4 @@ impl_programmatic_key_store!(PostgresStore);
 impl_project_agent_key_store!(PostgresStore);
 impl_connection_store!(PostgresStore);
 impl_machine_identity_store!(PostgresStore);
+impl_agent_api_key_store!(PostgresStore);

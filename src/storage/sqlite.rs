@@ -8,6 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
 use super::connections::impl_connection_store;
@@ -93,3 +94,4 @@ impl_programmatic_key_store!(SqliteStore);
 impl_project_agent_key_store!(SqliteStore);
 impl_connection_store!(SqliteStore);
 impl_machine_identity_store!(SqliteStore);
+impl_agent_api_key_store!(SqliteStore);

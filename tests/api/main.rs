@@ -2,6 +2,7 @@
 
 mod common;
 
+mod agentex;
 mod agents;
 mod api_keys;
 mod connections;

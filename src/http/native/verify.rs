@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::agent::AgentMode;
+use crate::domain::agentex::{AgentApiKeyType, agent_key_credential};
 use crate::domain::connections::ConnectionType;
 use crate::domain::ops_manager::ObjectId;
 use crate::error::Error;
@@ -24,6 +25,12 @@ pub struct VerifyRequest {
     /// a credential issued for another connection is refused (`connection_mismatch`).
     #[schema(example = "prod-postgres")]
     pub connection: Option<String>,
+    /// Verify `key` as an Agentex agent API key of this type (`internal` or `external`),
+    /// whether minted or chosen at its creation; a key of another type is `not_found`. A `key`
+    /// given as `AgentKey <key>` (the `Authorization` header's value) is verified as an Agentex
+    /// key of either type; a bare `x-agent-api-key` value needs this field unless it was
+    /// minted (`agx_key_…`).
+    pub agent_api_key_type: Option<AgentApiKeyType>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -52,6 +59,9 @@ pub struct VerifyResponse {
     /// The connection a valid machine credential was issued for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<VerifiedConnection>,
+    /// Whose it is, for a valid Agentex agent API key: the key, its type and its agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_api_key: Option<VerifiedAgentApiKey>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,6 +101,15 @@ pub struct VerifiedConnection {
     pub subtype: String,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerifiedAgentApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub api_key_type: AgentApiKeyType,
+    pub agent_id: Uuid,
+    pub agent_name: String,
+}
+
 impl From<Outcome> for VerifyResponse {
     /// Whose the secret is is told only when it is valid.
     fn from(outcome: Outcome) -> VerifyResponse {
@@ -117,6 +136,16 @@ impl From<Outcome> for VerifyResponse {
             Some(Owner::MachineCredential(holder)) => Some(holder),
             _ => None,
         };
+        let agent_api_key = match found.as_ref().map(|(_, owner)| owner) {
+            Some(Owner::AgentApiKey(key)) => Some(VerifiedAgentApiKey {
+                id: key.id,
+                name: key.name.clone(),
+                api_key_type: key.api_key_type,
+                agent_id: key.agent_id,
+                agent_name: key.agent_name.clone(),
+            }),
+            _ => None,
+        };
         VerifyResponse {
             valid,
             code: outcome.code,
@@ -137,6 +166,7 @@ impl From<Outcome> for VerifyResponse {
                 connection_type: holder.connection.connection_type,
                 subtype: holder.connection.subtype.clone(),
             }),
+            agent_api_key,
         }
     }
 }
@@ -152,7 +182,8 @@ impl From<Outcome> for VerifyResponse {
     responses(
         (status = 200, body = VerifyResponse),
         (status = 400, body = NativeError), (status = 401, body = NativeError),
-        (status = 403, body = NativeError), (status = 429, body = NativeError),
+        (status = 403, body = NativeError), (status = 422, body = NativeError),
+        (status = 429, body = NativeError),
     )
 )]
 pub async fn verify(
@@ -163,10 +194,26 @@ pub async fn verify(
     let limiter_key = caller.api_key_id.to_string();
     state.verify_limiter.check(&limiter_key)?;
     let presented = Error::required("key", body.key)?;
-    let outcome = state
-        .verifier
-        .verify_presented(&presented, body.connection.as_deref(), caller.org_id)
-        .await?;
+    let expected = body.agent_api_key_type;
+    if expected.is_some_and(AgentApiKeyType::is_signing) {
+        let message = "github and slack keys sign webhooks: check them with POST /agent_api_keys/verify-signature";
+        return Err(Error::invalid("agent_api_key_type", message));
+    }
+    let agentex_key = agent_key_credential(&presented).or(expected.map(|_| presented.as_str()));
+    let outcome = match agentex_key {
+        Some(key) => {
+            state
+                .verifier
+                .verify_agent_api_key(key, expected, caller.org_id)
+                .await?
+        }
+        None => {
+            state
+                .verifier
+                .verify_presented(&presented, body.connection.as_deref(), caller.org_id)
+                .await?
+        }
+    };
     if outcome.code != Code::Valid {
         state.verify_limiter.failed(&limiter_key);
     }

@@ -1,0 +1,586 @@
+//! Agentex agent API keys: their types, how a request names a key's agent, the rules for key
+//! names and for secrets chosen by the caller, how a signing secret is sealed to its row, and
+//! the pages of a key list. Webhook signatures made with signing secrets are [`webhook`]'s.
+
+pub mod webhook;
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::agent::{Agent, AgentName, NAME_RULE};
+use super::secret::NewSecret;
+use crate::error::{Error, FieldError, Location, Segment, Violation};
+use crate::secrets::server_key::{Sealed, ServerKey};
+use crate::secrets::{PlainSecret, SecretKind};
+
+/// What an agent API key is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = AgentAPIKeyType)]
+pub enum AgentApiKeyType {
+    /// A bearer key for Agentex's own services talking to the agent.
+    Internal,
+    /// A bearer key for everyone else, sent as `x-agent-api-key`.
+    #[default]
+    External,
+    /// A GitHub webhook secret; the key's name is the repository's `full_name`.
+    Github,
+    /// A Slack app's signing secret; the key's name is the app's `api_app_id`.
+    Slack,
+}
+
+impl AgentApiKeyType {
+    pub const ALL: [AgentApiKeyType; 4] = [
+        AgentApiKeyType::Internal,
+        AgentApiKeyType::External,
+        AgentApiKeyType::Github,
+        AgentApiKeyType::Slack,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AgentApiKeyType::Internal => "internal",
+            AgentApiKeyType::External => "external",
+            AgentApiKeyType::Github => "github",
+            AgentApiKeyType::Slack => "slack",
+        }
+    }
+
+    pub fn from_db(value: &str) -> Option<AgentApiKeyType> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == value)
+    }
+
+    /// The kind of secret a key of this type holds: a bearer key, or a signing secret the
+    /// server must be able to read back.
+    pub const fn secret_kind(self) -> SecretKind {
+        match self {
+            AgentApiKeyType::Internal | AgentApiKeyType::External => SecretKind::AgentexKey,
+            AgentApiKeyType::Github | AgentApiKeyType::Slack => SecretKind::AgentexSigningSecret,
+        }
+    }
+
+    pub const fn is_signing(self) -> bool {
+        matches!(self.secret_kind(), SecretKind::AgentexSigningSecret)
+    }
+}
+
+/// A refused request field; `field: None` refuses the request's `location` as a whole.
+fn refused(location: Location, field: Option<&'static str>, message: impl Into<String>) -> Error {
+    Error::Invalid(vec![FieldError {
+        location,
+        path: field
+            .map(|field| Segment::Key(Cow::Borrowed(field)))
+            .into_iter()
+            .collect(),
+        violation: Violation::Rule,
+        message: message.into(),
+    }])
+}
+
+/// Both results, or every refused field of both, so a client learns all its mistakes at once
+/// (as FastAPI reports them); any other error stands alone.
+pub fn all_of<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(Error::Invalid(mut first)), Err(Error::Invalid(second))) => {
+            first.extend(second);
+            Err(Error::Invalid(first))
+        }
+        (Err(err), _) | (_, Err(err)) => Err(err),
+    }
+}
+
+/// Agentex's answer for a resource that does not exist, naming it as the client did.
+pub fn no_such_item(field: &str, value: &str) -> Error {
+    Error::NoSuchItem(format!("Item with {field} '{value}' does not exist."))
+}
+
+/// How a request names the agent a key belongs to: by id or by name, exactly one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentRef {
+    Id(Uuid),
+    Name(AgentName),
+}
+
+impl AgentRef {
+    /// Reads `agent_id` | `agent_name` at `location`; an empty value counts as absent, as in
+    /// Agentex. A value that could not name an agent is refused without being repeated, so that
+    /// only an agent's possible id or name ever comes back in a 404.
+    pub fn parse(
+        agent_id: Option<String>,
+        agent_name: Option<String>,
+        location: Location,
+    ) -> Result<AgentRef, Error> {
+        let given = |value: Option<String>| value.filter(|value| !value.is_empty());
+        match (given(agent_id), given(agent_name)) {
+            (Some(id), None) => Uuid::parse_str(&id)
+                .map(AgentRef::Id)
+                .map_err(|_| refused(location, Some("agent_id"), "it must be a UUID")),
+            // A keygate secret pasted here is refused like a bad name, so it is never echoed.
+            (None, Some(name)) => AgentName::parse(&name)
+                .ok()
+                .filter(|_| PlainSecret::parse(&name).is_err())
+                .map(AgentRef::Name)
+                .ok_or_else(|| refused(location, Some("agent_name"), NAME_RULE)),
+            _ => Err(refused(
+                location,
+                None,
+                "exactly one of agent_id or agent_name must be given",
+            )),
+        }
+    }
+
+    /// Agentex's 404 for an agent the organization does not have.
+    pub fn missing(&self) -> Error {
+        match self {
+            AgentRef::Id(id) => no_such_item("id", &id.to_string()),
+            AgentRef::Name(name) => no_such_item("name", name.as_str()),
+        }
+    }
+}
+
+/// A key's name: 1 to 256 characters, not only white space, no control characters. It is
+/// free text in Agentex, and a GitHub repository's `full_name` runs up to 140 characters.
+pub fn parse_key_name(value: String, location: Location) -> Result<String, Error> {
+    if value.trim().is_empty() || value.chars().count() > 256 {
+        let message = "it must contain between 1 and 256 characters";
+        return Err(refused(location, Some("name"), message));
+    }
+    if value.chars().any(char::is_control) {
+        let message = "it must not contain control characters";
+        return Err(refused(location, Some("name"), message));
+    }
+    Ok(value)
+}
+
+/// The rule a caller-chosen `api_key` must meet to be kept as a secret.
+pub const CHOSEN_KEY_RULE: &str = "it must be 32 to 512 printable ASCII characters without \
+    spaces, with at least 8 different characters and at least 128 bits of estimated strength \
+    (its length times log2 of the size of the character classes it uses: 26 lowercase, \
+    26 uppercase, 10 digits, 32 symbols)";
+
+/// A secret chosen by the caller instead of a minted one, checked against [`CHOSEN_KEY_RULE`]:
+/// random hex or base64 of 16 bytes and more passes (a Slack signing secret is 32 hex digits),
+/// a short or repetitive string does not. Printable ASCII without spaces, so that it travels
+/// unchanged in a header, and never with a prefix of keygate's own secrets, which verification
+/// would take for a minted secret.
+pub struct ChosenKey(String);
+
+impl ChosenKey {
+    pub fn parse(value: String) -> Result<ChosenKey, Error> {
+        if SecretKind::ALL
+            .iter()
+            .any(|kind| value.starts_with(kind.prefix()))
+        {
+            let message = "it must not start with the prefix of a secret keygate mints";
+            return Err(Error::invalid("api_key", message));
+        }
+        let printable = value.bytes().all(|b| b.is_ascii_graphic());
+        let mut seen = [false; 128];
+        for b in value.bytes().filter(u8::is_ascii) {
+            seen[usize::from(b)] = true;
+        }
+        let distinct = seen.iter().filter(|seen| **seen).count();
+        let uses = |class: fn(&u8) -> bool| value.bytes().any(|b| class(&b));
+        let alphabet: f64 = [
+            (uses(u8::is_ascii_lowercase), 26.0),
+            (uses(u8::is_ascii_uppercase), 26.0),
+            (uses(u8::is_ascii_digit), 10.0),
+            (uses(u8::is_ascii_punctuation), 32.0),
+        ]
+        .iter()
+        .filter(|(used, _)| *used)
+        .map(|(_, size)| size)
+        .sum();
+        let bits = value.len() as f64 * alphabet.log2();
+        if !printable || !(32..=512).contains(&value.len()) || distinct < 8 || bits < 128.0 {
+            return Err(Error::invalid("api_key", CHOSEN_KEY_RULE));
+        }
+        Ok(ChosenKey(value))
+    }
+}
+
+/// What a create request asks for, once every field has passed its rule.
+pub struct KeySpec {
+    pub name: String,
+    pub api_key_type: AgentApiKeyType,
+    pub chosen: Option<ChosenKey>,
+}
+
+impl KeySpec {
+    /// Checks the body's `name`, `api_key_type` (default `external`) and `api_key`, reporting
+    /// every refused field. A Slack key needs its `api_key`: it is the Slack app's signing
+    /// secret, which Slack generates.
+    pub fn parse(
+        name: Option<String>,
+        api_key_type: Option<AgentApiKeyType>,
+        api_key: Option<String>,
+    ) -> Result<KeySpec, Error> {
+        let api_key_type = api_key_type.unwrap_or_default();
+        let name =
+            Error::required("name", name).and_then(|name| parse_key_name(name, Location::Body));
+        let chosen = match api_key {
+            Some(value) => ChosenKey::parse(value).map(Some),
+            None if api_key_type == AgentApiKeyType::Slack => Err(Error::invalid(
+                "api_key",
+                "a slack key is the Slack app's signing secret: give it as api_key",
+            )),
+            None => Ok(None),
+        };
+        let (name, chosen) = all_of(name, chosen)?;
+        Ok(KeySpec {
+            name,
+            api_key_type,
+            chosen,
+        })
+    }
+}
+
+/// What a signing secret's ciphertext is bound to: its row, its agent and its type, so that
+/// a ciphertext copied to another row does not open there.
+pub fn sealing_context(id: Uuid, agent_id: Uuid, api_key_type: AgentApiKeyType) -> Vec<u8> {
+    let mut context = b"agent_api_keys/".to_vec();
+    context.extend_from_slice(id.as_bytes());
+    context.extend_from_slice(agent_id.as_bytes());
+    context.extend_from_slice(api_key_type.as_str().as_bytes());
+    context
+}
+
+/// An agent API key about to be stored: its secret's digest, and for a signing secret the
+/// secret sealed under the server key.
+pub struct NewAgentApiKey {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub agent_id: Uuid,
+    pub name: String,
+    pub api_key_type: AgentApiKeyType,
+    pub secret: NewSecret,
+    pub sealed: Option<Sealed>,
+}
+
+impl NewAgentApiKey {
+    /// A key of `agent` with the chosen secret or a minted one, returned in plain text for the
+    /// one response that shows it.
+    pub fn new(
+        agent: &Agent,
+        spec: KeySpec,
+        server_key: &ServerKey,
+    ) -> (NewAgentApiKey, PlainSecret) {
+        let kind = spec.api_key_type.secret_kind();
+        let plain = match spec.chosen {
+            Some(ChosenKey(value)) => PlainSecret::chosen(kind, value),
+            None => PlainSecret::mint(kind),
+        };
+        let id = Uuid::now_v7();
+        let sealed = spec.api_key_type.is_signing().then(|| {
+            let context = sealing_context(id, agent.id, spec.api_key_type);
+            server_key.seal(plain.expose().as_bytes(), &context)
+        });
+        let key = NewAgentApiKey {
+            id,
+            org_id: agent.org_id,
+            agent_id: agent.id,
+            name: spec.name,
+            api_key_type: spec.api_key_type,
+            secret: NewSecret::from_plain(kind, &plain, None),
+            sealed,
+        };
+        (key, plain)
+    }
+}
+
+/// A stored agent API key, with its agent's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentApiKey {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub agent_id: Uuid,
+    pub agent_name: String,
+    pub name: String,
+    pub api_key_type: AgentApiKeyType,
+    pub created_at: DateTime<Utc>,
+    /// The signing secret of a github or slack key, sealed under the server key.
+    pub sealed: Option<Sealed>,
+}
+
+impl AgentApiKey {
+    /// The plain signing secret of a github or slack key. A bearer key has none, and a sealed
+    /// secret the server key cannot open (another server key, an altered or moved row) is an
+    /// internal error, logged with both key ids.
+    pub fn signing_secret(&self, server_key: &ServerKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let Some(sealed) = &self.sealed else {
+            return Err(Error::internal(format!(
+                "agent API key {} has no signing secret",
+                self.id
+            )));
+        };
+        let context = sealing_context(self.id, self.agent_id, self.api_key_type);
+        server_key.open(sealed, &context).ok_or_else(|| {
+            Error::internal(format!(
+                "the signing secret of agent API key {} (sealed by server key {}) does not open with server key {}",
+                self.id,
+                sealed.key_id,
+                server_key.id()
+            ))
+        })
+    }
+}
+
+/// Which part of a key list to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Page {
+    /// Reads the query's `limit` (1 to 1000, default 50) and `page_number` (from 1, default 1),
+    /// reporting both when both are wrong. A page past the end is empty.
+    pub fn parse(limit: Option<String>, page_number: Option<String>) -> Result<Page, Error> {
+        let limit = query_integer(
+            "limit",
+            limit,
+            50,
+            1..=1000,
+            "it must be between 1 and 1000",
+        );
+        let page = query_integer(
+            "page_number",
+            page_number,
+            1,
+            1..=u64::MAX,
+            "it must be at least 1",
+        );
+        let (limit, page) = all_of(limit, page)?;
+        let offset = (page - 1).saturating_mul(limit);
+        Ok(Page {
+            limit: limit as i64,
+            offset: i64::try_from(offset).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// A query parameter that must be an integer in `range`, `default` when absent.
+fn query_integer(
+    field: &'static str,
+    value: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    rule: &'static str,
+) -> Result<u64, Error> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    // The words serde uses for a mistyped field, so every dialect reads it as one.
+    let number = value.parse::<u64>().map_err(|_| {
+        Error::Invalid(vec![FieldError {
+            location: Location::Query,
+            path: vec![Segment::Key(Cow::Borrowed(field))],
+            violation: Violation::WrongType,
+            message: "invalid type: string, expected an integer".into(),
+        }])
+    })?;
+    if range.contains(&number) {
+        Ok(number)
+    } else {
+        Err(refused(Location::Query, Some(field), rule))
+    }
+}
+
+/// The key of an `Authorization: AgentKey <key>` header value, as Agentex's clients send it.
+pub fn agent_key_credential(value: &str) -> Option<&str> {
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("AgentKey").then(|| key.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chosen(value: &str) -> bool {
+        ChosenKey::parse(value.to_owned()).is_ok()
+    }
+
+    #[test]
+    fn chosen_keys_must_be_strong_enough_to_be_secrets() {
+        for strong in [
+            "8f742231b10e8888abcd99yyyzzz85a5", // a Slack signing secret's shape
+            "0123456789abcdef0123456789abcdef", // 32 hex digits: 165 bits by the estimate
+            "757107ea0eb2509fc211221cce984b8a37570b6d", // 40 hex digits, GitHub's suggestion
+            "Zm9vYmFyYmF6cXV4LWhlbGxvLXdvcmxkLTEyMzQ1Njc4OTA", // base64url
+            "It's-a-Secret-to-Everybody:0123456789",
+        ] {
+            assert!(chosen(strong), "{strong}");
+        }
+        for weak in [
+            "",
+            "short-but-random-Zq9",                     // under 32 characters
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", // one character
+            "abababababababababababababababab12",       // four different characters
+            "01234567890123456789012345678901234",      // digits only: 116 bits
+            "It's a Secret to Everybody, 0123456789",   // spaces do not survive every header
+            "tab\tinside-0123456789abcdefghijklmnopqrstuvwxyz",
+            "ünïcödé-0123456789abcdefghijklmnopqrstuvwxyz",
+            &"a1".repeat(300), // over 512 characters
+        ] {
+            assert!(!chosen(weak), "{weak}");
+        }
+    }
+
+    #[test]
+    fn chosen_keys_never_look_minted() {
+        for kind in SecretKind::ALL {
+            let value = format!("{}0123456789abcdefghijklmnopqrstuvwxyz", kind.prefix());
+            assert!(!chosen(&value), "{value}");
+        }
+    }
+
+    #[test]
+    fn an_agent_is_named_by_exactly_one_of_id_or_name() {
+        let id = Uuid::now_v7();
+        let parse = |id: Option<&str>, name: Option<&str>| {
+            AgentRef::parse(id.map(Into::into), name.map(Into::into), Location::Body)
+        };
+        assert_eq!(
+            parse(Some(&id.to_string()), None).unwrap(),
+            AgentRef::Id(id)
+        );
+        assert_eq!(
+            parse(Some(""), Some("edge-1")).unwrap(),
+            AgentRef::Name(AgentName::parse("edge-1").unwrap()),
+            "an empty value counts as absent"
+        );
+        for (id, name) in [
+            (None, None),
+            (Some("x"), Some("edge-1")),
+            (Some(""), Some("")),
+        ] {
+            assert!(parse(id, name).is_err(), "{id:?} {name:?}");
+        }
+        assert!(parse(Some("not-a-uuid"), None).is_err());
+        let minted = PlainSecret::mint(SecretKind::AgentexKey);
+        assert!(parse(None, Some(minted.expose())).is_err());
+    }
+
+    #[test]
+    fn a_slack_key_needs_the_apps_signing_secret() {
+        let spec = |kind, key: Option<&str>| {
+            KeySpec::parse(Some("A0123".into()), Some(kind), key.map(Into::into))
+        };
+        assert!(spec(AgentApiKeyType::Slack, None).is_err());
+        assert!(
+            spec(
+                AgentApiKeyType::Slack,
+                Some("8f742231b10e8888abcd99yyyzzz85a5")
+            )
+            .is_ok()
+        );
+        assert!(spec(AgentApiKeyType::Github, None).is_ok());
+    }
+
+    #[test]
+    fn every_refused_field_is_reported() {
+        match KeySpec::parse(None, None, Some("weak".into())) {
+            Err(Error::Invalid(fields)) => {
+                let paths: Vec<_> = fields.iter().map(FieldError::dotted_path).collect();
+                assert_eq!(paths, ["name", "api_key"]);
+            }
+            other => panic!("{:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        let page = |limit: Option<&str>, number: Option<&str>| {
+            Page::parse(limit.map(Into::into), number.map(Into::into))
+        };
+        assert_eq!(
+            page(None, None).unwrap(),
+            Page {
+                limit: 50,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            page(Some("10"), Some("3")).unwrap(),
+            Page {
+                limit: 10,
+                offset: 20
+            }
+        );
+        assert_eq!(
+            page(Some("1000"), Some("18446744073709551615"))
+                .unwrap()
+                .offset,
+            i64::MAX
+        );
+        for (limit, number) in [
+            ("0", "1"),
+            ("1001", "1"),
+            ("abc", "1"),
+            ("", "1"),
+            ("5", "0"),
+            ("5", "-1"),
+        ] {
+            assert!(page(Some(limit), Some(number)).is_err(), "{limit} {number}");
+        }
+        match page(Some("0"), Some("x")) {
+            Err(Error::Invalid(fields)) => assert_eq!(fields.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_in_its_own_row() {
+        let server_key = ServerKey::from_bytes(&[3; 32]);
+        let agent = Agent {
+            id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            name: "edge".into(),
+            mode: crate::domain::agent::AgentMode::Standard,
+            created_at: Utc::now(),
+        };
+        let spec = KeySpec::parse(
+            Some("octo/repo".into()),
+            Some(AgentApiKeyType::Github),
+            None,
+        )
+        .unwrap();
+        let (new, plain) = NewAgentApiKey::new(&agent, spec, &server_key);
+        assert!(plain.expose().starts_with("agx_whsec_"));
+        let stored = AgentApiKey {
+            id: new.id,
+            org_id: new.org_id,
+            agent_id: new.agent_id,
+            agent_name: agent.name.clone(),
+            name: new.name.clone(),
+            api_key_type: new.api_key_type,
+            created_at: new.secret.created_at,
+            sealed: new.sealed.clone(),
+        };
+        let opened = stored.signing_secret(&server_key).unwrap();
+        assert_eq!(opened.as_slice(), plain.expose().as_bytes());
+        let moved = AgentApiKey {
+            id: Uuid::now_v7(),
+            ..stored.clone()
+        };
+        assert!(moved.signing_secret(&server_key).is_err());
+        let retyped = AgentApiKey {
+            api_key_type: AgentApiKeyType::Slack,
+            ..stored
+        };
+        assert!(retyped.signing_secret(&server_key).is_err());
+    }
+
+    #[test]
+    fn the_agent_key_scheme_is_read_in_any_case() {
+        assert_eq!(agent_key_credential("AgentKey abc"), Some("abc"));
+        assert_eq!(agent_key_credential("agentkey  abc "), Some("abc"));
+        assert_eq!(agent_key_credential("Bearer abc"), None);
+        assert_eq!(agent_key_credential("abc"), None);
+    }
+}

@@ -1,0 +1,364 @@
+//! `POST /agent_api_keys` mints (or takes) an agent's API key and shows it once; list, get
+//! and delete, by id or by (agent, type, name), never show it again.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::find_agent;
+use crate::domain::agentex::{
+    AgentApiKey, AgentApiKeyType, AgentRef, KeySpec, NewAgentApiKey, Page, all_of, no_such_item,
+    parse_key_name,
+};
+use crate::domain::secret::SecretMeta;
+use crate::error::{Error, Location};
+use crate::http::AppState;
+use crate::http::auth::{Admin, Anyone, Caller};
+use crate::http::dialect::{FastApiError, FastApiValidationError};
+use crate::http::extract::{Json, Path, Query};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateAPIKeyRequest)]
+pub struct CreateApiKeyRequest {
+    /// The UUID of the agent
+    pub agent_id: Option<String>,
+    /// The name of the agent - if not provided, the agent_id must be set.
+    pub agent_name: Option<String>,
+    /// The name of the agent's API key: for a github key the repository's `full_name`, for a
+    /// slack key the app's `api_app_id`.
+    #[schema(value_type = String, required = true, example = "octo-org/hello-world")]
+    pub name: Option<String>,
+    /// The type of the agent API key (external by default).
+    #[schema(value_type = AgentApiKeyType, required = false, default = "external")]
+    pub api_key_type: Option<AgentApiKeyType>,
+    /// Optionally provide the API key value - if not set, one will be generated (required for
+    /// slack: the Slack app's signing secret). It must be 32 to 512 printable ASCII characters
+    /// without spaces, with at least 8 different characters and at least 128 bits of estimated
+    /// strength (length × log2 of the size of the character classes used), not start with a
+    /// prefix of keygate's own secrets, and not be in use already.
+    pub api_key: Option<String>,
+}
+
+/// A new agent API key; `api_key` is shown only in this response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = CreateAPIKeyResponse)]
+pub struct CreatedApiKey {
+    /// The unique identifier of the agent API key.
+    pub id: Uuid,
+    /// The UUID of the agent
+    pub agent_id: Uuid,
+    /// When the agent API key was created
+    pub created_at: DateTime<Utc>,
+    /// The name of the agent API key.
+    pub name: String,
+    pub api_key_type: AgentApiKeyType,
+    /// The value of the newly created API key.
+    #[schema(example = "agx_key_…")]
+    pub api_key: String,
+}
+
+/// An agent API key as read back: never the key itself.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AgentAPIKey)]
+pub struct AgentApiKeyView {
+    /// The unique identifier of the agent API key.
+    pub id: Uuid,
+    /// The UUID of the agent
+    pub agent_id: Uuid,
+    /// When the agent API key was created
+    pub created_at: DateTime<Utc>,
+    /// The name of the agent API key.
+    pub name: String,
+    pub api_key_type: AgentApiKeyType,
+    /// keygate extension: when the key last verified (written in batches).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<(AgentApiKey, SecretMeta)> for AgentApiKeyView {
+    fn from((key, secret): (AgentApiKey, SecretMeta)) -> AgentApiKeyView {
+        AgentApiKeyView {
+            id: key.id,
+            agent_id: key.agent_id,
+            created_at: key.created_at,
+            name: key.name,
+            api_key_type: key.api_key_type,
+            last_used_at: secret.last_used_at,
+        }
+    }
+}
+
+/// Which agent's keys, and which page of them.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// The UUID of the agent (or give `agent_name`).
+    pub agent_id: Option<String>,
+    /// The name of the agent (or give `agent_id`).
+    pub agent_name: Option<String>,
+    /// Keys per page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000, default = 50)]
+    pub limit: Option<String>,
+    /// Which page, from 1.
+    #[param(value_type = Option<u64>, minimum = 1, default = 1)]
+    pub page_number: Option<String>,
+}
+
+/// The agent and type a named key belongs to.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NamedParams {
+    /// The UUID of the agent (or give `agent_name`).
+    pub agent_id: Option<String>,
+    /// The name of the agent (or give `agent_id`).
+    pub agent_name: Option<String>,
+    /// The key's type (external by default).
+    pub api_key_type: Option<AgentApiKeyType>,
+}
+
+/// Create Api Key
+///
+/// A key for the agent named by `agent_id` or `agent_name`, minted unless `api_key` is given.
+/// A github or slack key is a webhook signing secret, stored sealed under the server key; the
+/// others are bearer keys, stored as digests.
+#[utoipa::path(
+    post,
+    path = "/agent_api_keys",
+    tag = "Agent APIKeys",
+    operation_id = "create_api_key_agent_api_keys_post",
+    request_body = CreateApiKeyRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = CreatedApiKey),
+        (status = 403, description = "Forbidden", body = FastApiError),
+        (status = 404, description = "No such agent", body = FastApiError),
+        (status = 409, description = "The agent has a key of this type and name", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    Json(body): Json<CreateApiKeyRequest>,
+) -> Result<axum::Json<CreatedApiKey>, Error> {
+    let (agent_ref, spec) = all_of(
+        AgentRef::parse(body.agent_id, body.agent_name, Location::Body),
+        KeySpec::parse(body.name, body.api_key_type, body.api_key),
+    )?;
+    let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
+    let (key, plain) = NewAgentApiKey::new(&agent, spec, &state.server_key);
+    state
+        .store
+        .create_agent_api_key(&key)
+        .await
+        .map_err(|err| match err {
+            Error::AlreadyExists => {
+                Error::Conflict("the agent already has an API key of this type with this name")
+            }
+            Error::NotFound(_) => agent_ref.missing(),
+            err => err,
+        })?;
+    caller.audit("agent api key created", key.id);
+    Ok(axum::Json(CreatedApiKey {
+        id: key.id,
+        agent_id: key.agent_id,
+        created_at: key.secret.created_at,
+        name: key.name,
+        api_key_type: key.api_key_type,
+        api_key: plain.expose().to_owned(),
+    }))
+}
+
+/// List API keys for an agent ID
+///
+/// A bare array, oldest first, one page of them.
+#[utoipa::path(
+    get,
+    path = "/agent_api_keys",
+    tag = "Agent APIKeys",
+    operation_id = "list_agent_api_keys_agent_api_keys_get",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = Vec<AgentApiKeyView>),
+        (status = 404, description = "No such agent", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<Vec<AgentApiKeyView>>, Error> {
+    let (agent_ref, page) = all_of(
+        AgentRef::parse(params.agent_id, params.agent_name, Location::Query),
+        Page::parse(params.limit, params.page_number),
+    )?;
+    let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
+    let keys = state
+        .store
+        .list_agent_api_keys(caller.org_id, agent.id, page)
+        .await?;
+    Ok(axum::Json(keys.into_iter().map(Into::into).collect()))
+}
+
+/// Return the API key by ID
+#[utoipa::path(
+    get,
+    path = "/agent_api_keys/{id}",
+    tag = "Agent APIKeys",
+    operation_id = "get_agent_api_key_agent_api_keys__id__get",
+    params(("id" = Uuid, Path, description = "The agent API key's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = AgentApiKeyView),
+        (status = 404, description = "No such key", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AgentApiKeyView>, Error> {
+    Ok(axum::Json(
+        find_key(&state, caller.org_id, &id).await?.into(),
+    ))
+}
+
+/// Delete API key by ID
+///
+/// The key stops verifying at once.
+#[utoipa::path(
+    delete,
+    path = "/agent_api_keys/{id}",
+    tag = "Agent APIKeys",
+    operation_id = "delete_agent_api_key_agent_api_keys__id__delete",
+    params(("id" = Uuid, Path, description = "The agent API key's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = String,
+         example = json!("Agent API key with ID 0196f3c2-5b1e-7c3a-9d2f-6a8b4c1e0f27 deleted")),
+        (status = 403, description = "Forbidden", body = FastApiError),
+        (status = 404, description = "No such key", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<String>, Error> {
+    let (key, _) = find_key(&state, caller.org_id, &id).await?;
+    if !state
+        .store
+        .delete_agent_api_key(caller.org_id, key.id)
+        .await?
+    {
+        return Err(no_such_item("id", &id));
+    }
+    caller.audit("agent api key deleted", key.id);
+    Ok(axum::Json(format!("Agent API key with ID {id} deleted")))
+}
+
+/// Return named API key for the agent ID
+#[utoipa::path(
+    get,
+    path = "/agent_api_keys/name/{name}",
+    tag = "Agent APIKeys",
+    operation_id = "get_agent_api_key_by_name_agent_api_keys_name__name__get",
+    params(("name" = String, Path, description = "The key's name"), NamedParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = AgentApiKeyView),
+        (status = 404, description = "No such agent or key", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn get_by_name(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Path(name): Path<String>,
+    Query(params): Query<NamedParams>,
+) -> Result<axum::Json<AgentApiKeyView>, Error> {
+    let key = find_named(&state, caller.org_id, name, params).await?;
+    Ok(axum::Json(key.into()))
+}
+
+/// Delete API key by name
+///
+/// The key stops verifying at once.
+#[utoipa::path(
+    delete,
+    path = "/agent_api_keys/name/{name}",
+    tag = "Agent APIKeys",
+    operation_id = "delete_agent_api_key_by_name_agent_api_keys_name__name__delete",
+    params(("name" = String, Path, description = "The key's name"), NamedParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = String,
+         example = json!("Agent api_key 'octo-org/hello-world' deleted")),
+        (status = 403, description = "Forbidden", body = FastApiError),
+        (status = 404, description = "No such agent or key", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn delete_by_name(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    Path(name): Path<String>,
+    Query(params): Query<NamedParams>,
+) -> Result<axum::Json<String>, Error> {
+    let (key, _) = find_named(&state, caller.org_id, name, params).await?;
+    if !state
+        .store
+        .delete_agent_api_key(caller.org_id, key.id)
+        .await?
+    {
+        return Err(missing_named(&key.name, key.agent_id));
+    }
+    caller.audit("agent api key deleted", key.id);
+    Ok(axum::Json(format!("Agent api_key '{}' deleted", key.name)))
+}
+
+/// A key of the caller's organization by id; a non-UUID id is refused without being repeated.
+async fn find_key(
+    state: &AppState,
+    org_id: Uuid,
+    id: &str,
+) -> Result<(AgentApiKey, SecretMeta), Error> {
+    let uuid = Uuid::parse_str(id).map_err(|_| Error::invalid_path("id", "it must be a UUID"))?;
+    state
+        .store
+        .find_agent_api_key(org_id, uuid)
+        .await?
+        .ok_or_else(|| no_such_item("id", id))
+}
+
+/// A key by its name, its agent and its type (external unless given).
+async fn find_named(
+    state: &AppState,
+    org_id: Uuid,
+    name: String,
+    params: NamedParams,
+) -> Result<(AgentApiKey, SecretMeta), Error> {
+    let (name, agent_ref) = all_of(
+        parse_key_name(name, Location::Path),
+        AgentRef::parse(params.agent_id, params.agent_name, Location::Query),
+    )?;
+    let agent = find_agent(state, org_id, &agent_ref).await?;
+    let api_key_type = params.api_key_type.unwrap_or_default();
+    state
+        .store
+        .find_agent_api_key_by_name(org_id, agent.id, api_key_type, &name)
+        .await?
+        .ok_or_else(|| missing_named(&name, agent.id))
+}
+
+/// Agentex's 404 for a key name the agent does not have.
+fn missing_named(name: &str, agent_id: Uuid) -> Error {
+    Error::NoSuchItem(format!(
+        "Agent api_key '{name}' not found for agent ID {agent_id}"
+    ))
+}
