@@ -1,4 +1,4 @@
-//! `/agent_api_keys`: create as the seed says, every refusal in FastAPI's shape, duplicates
+//! `/agent_api_keys`: create as Agentex documents it, every refusal in FastAPI's shape, duplicates
 //! refused by the database, reads that never show a key, bounded pages, deletes.
 
 use futures::future::join_all;
@@ -11,7 +11,7 @@ use super::{agent, create_key, created_key, refused};
 use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, read};
 
 on_both_backends!(
-    create_answers_200_with_the_seeds_fields,
+    create_answers_200_with_agentexs_fields,
     validation_errors_are_422_in_fastapis_shape,
     unknown_agents_are_404_in_agentexs_words,
     a_duplicate_is_409_and_a_secret_in_use_is_422,
@@ -28,7 +28,7 @@ on_both_backends!(
 
 const STRONG: &str = "0123456789abcdef0123456789abcdef";
 
-async fn create_answers_200_with_the_seeds_fields(backend: Backend) {
+async fn create_answers_200_with_agentexs_fields(backend: Backend) {
     let app = TestApp::start(backend).await;
     let agent_id = agent(&app, "edge-1").await;
     let by_name = created_key(&app, json!({"agent_name": "edge-1", "name": "ci"})).await;
