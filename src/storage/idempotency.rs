@@ -137,36 +137,28 @@ macro_rules! impl_idempotency_store {
             ) -> $crate::storage::Result<$crate::storage::idempotency::ClaimOutcome> {
                 use $crate::storage::idempotency as sql;
                 write_transaction!(self, |tx| {
+                    // No early return in here: it would roll the transaction back.
                     let inserted =
                         $crate::storage::idempotency::bind_claim!(sql::INSERT_CLAIM, claim)
                             .execute(&mut **tx)
                             .await?;
                     if inserted.rows_affected() == 1 {
-                        return Ok(sql::ClaimOutcome::Claimed);
-                    }
-                    let select = format!("{}{ROW_LOCK}", sql::SELECT_KEY);
-                    let row: Option<sql::KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
-                        .bind(claim.principal_id)
-                        .bind(&claim.key)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                    let retake = match row {
-                        Some(row) => match row.outcome(claim) {
-                            Some(outcome) => return Ok(outcome),
-                            None => sql::TAKE_OVER,
-                        },
-                        // Released since the insert saw it: claim it afresh.
-                        None => sql::INSERT_CLAIM,
-                    };
-                    let taken = $crate::storage::idempotency::bind_claim!(retake, claim)
-                        .execute(&mut **tx)
-                        .await?;
-                    // Nothing taken: a concurrent retry claimed the key in between.
-                    Ok(if taken.rows_affected() == 1 {
-                        sql::ClaimOutcome::Claimed
+                        Ok(sql::ClaimOutcome::Claimed)
                     } else {
-                        sql::ClaimOutcome::InProgress
-                    })
+                        let select = format!("{}{ROW_LOCK}", sql::SELECT_KEY);
+                        let row: Option<sql::KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                            .bind(claim.principal_id)
+                            .bind(&claim.key)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        match row.map(|row| row.outcome(claim)) {
+                            Some(Some(outcome)) => Ok(outcome),
+                            // Expired or abandoned: take it over.
+                            Some(None) => retake(tx, sql::TAKE_OVER, claim).await,
+                            // Released since the insert saw it: claim it afresh.
+                            None => retake(tx, sql::INSERT_CLAIM, claim).await,
+                        }
+                    }
                 })
             }
 
@@ -213,6 +205,22 @@ macro_rules! impl_idempotency_store {
                     .await?;
                 Ok(done.rows_affected())
             }
+        }
+
+        /// Claims a key found free; `InProgress` when a concurrent retry claimed it in between.
+        async fn retake(
+            tx: &mut Tx,
+            sql: &'static str,
+            claim: &$crate::storage::idempotency::IdempotencyClaim,
+        ) -> $crate::storage::Result<$crate::storage::idempotency::ClaimOutcome> {
+            let taken = $crate::storage::idempotency::bind_claim!(sql, claim)
+                .execute(&mut **tx)
+                .await?;
+            Ok(if taken.rows_affected() == 1 {
+                $crate::storage::idempotency::ClaimOutcome::Claimed
+            } else {
+                $crate::storage::idempotency::ClaimOutcome::InProgress
+            })
         }
     };
 }
