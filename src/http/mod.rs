@@ -14,6 +14,7 @@ mod native;
 mod ops_manager;
 mod rotation;
 
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use tracing::Level;
 use url::Url;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
@@ -211,22 +212,40 @@ fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &s
             if operation.request_body.is_some() {
                 statuses.push(("413", "The request body is too large"));
             }
-            if idempotency::is_honoured(operation) {
-                statuses.push((
-                    "409",
-                    "A request with this Idempotency-Key is still in progress; see Retry-After",
-                ));
-                statuses.push((
-                    "422",
-                    "This Idempotency-Key was used with a different request",
-                ));
-            }
             for (status, description) in statuses {
                 operation
                     .responses
                     .responses
                     .entry(status.to_owned())
                     .or_insert_with(|| error(description).into());
+            }
+            if idempotency::is_honoured(operation) {
+                let statuses = [
+                    (
+                        "409",
+                        "A request with this Idempotency-Key is still in progress (Retry-After)",
+                    ),
+                    (
+                        "422",
+                        "This Idempotency-Key was used with a different request",
+                    ),
+                ];
+                // The route may answer these statuses for its own reasons too: say both.
+                for (status, description) in statuses {
+                    match operation.responses.responses.entry(status.to_owned()) {
+                        Entry::Occupied(mut documented) => {
+                            if let RefOr::T(response) = documented.get_mut() {
+                                response.description = match response.description.as_str() {
+                                    "" => description.to_owned(),
+                                    own => format!("{own}; or: {description}"),
+                                };
+                            }
+                        }
+                        Entry::Vacant(vacant) => {
+                            vacant.insert(error(description).into());
+                        }
+                    }
+                }
             }
         }
     }
