@@ -184,6 +184,16 @@ pub struct Config {
     /// Gateway listeners that terminate TLS, comma-separated protocols.
     #[arg(long, env = "KEYGATE_GATEWAY_TLS", value_delimiter = ',')]
     pub gateway_tls: Vec<Protocol>,
+
+    /// How long, in seconds, the answer to a create or rotate sent with an `Idempotency-Key` is
+    /// kept (sealed) and replayed to a retry, before it is purged.
+    #[arg(long, env = "KEYGATE_IDEMPOTENCY_WINDOW_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_window_secs: u64,
+
+    /// Origins whose web pages may call the API (CORS), comma-separated, e.g.
+    /// `https://console.example.com`; `*` for any. None by default. Credentials are never allowed.
+    #[arg(long, env = "KEYGATE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -207,6 +217,15 @@ impl Config {
             &self.gateway_listeners,
             &self.gateway_tls,
         )
+    }
+
+    /// How long idempotent answers are replayed, and how long a running request holds its
+    /// key: past the request timeout, so that only a dead server's claim lapses.
+    pub fn idempotency(&self) -> crate::http::idempotency::IdempotencyPolicy {
+        crate::http::idempotency::IdempotencyPolicy {
+            window: std::time::Duration::from_secs(self.idempotency_window_secs),
+            lease: std::time::Duration::from_secs(self.request_timeout_secs.max(1) + 60),
+        }
     }
 
     /// For commands that work on the server's existing data: an error naming the path when the
@@ -252,6 +271,8 @@ impl std::fmt::Debug for Config {
             .field("gateway_host", &self.gateway_host)
             .field("gateway_listeners", &self.gateway_listeners)
             .field("gateway_tls", &self.gateway_tls)
+            .field("idempotency_window_secs", &self.idempotency_window_secs)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -364,6 +385,22 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
 }
 
 /// An IP address (a single host) or a CIDR range.
+/// A CORS origin, `scheme://host[:port]` as browsers send it (serialized, so it compares
+/// exactly), or `*`.
+fn parse_origin(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "*" {
+        return Ok(value.into());
+    }
+    let url =
+        Url::parse(value).map_err(|e| format!("not an origin (scheme://host[:port]): {e}"))?;
+    let bare = matches!(url.path(), "" | "/") && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || !bare || !url.username().is_empty() {
+        return Err("an origin is http(s)://host[:port], without path, query or user".into());
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 fn parse_proxy(value: &str) -> Result<IpNet, String> {
     let value = value.trim();
     value
@@ -412,6 +449,32 @@ mod tests {
         assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
         assert_eq!(config.grpc_url.as_str(), "grpc://127.0.0.1:8010");
         assert_eq!(config.log_format, LogFormat::Human);
+        assert_eq!(config.idempotency_window_secs, 86_400);
+        assert!(config.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn cors_origins_are_bare_origins_or_a_wildcard() {
+        let config = Config::parse_from([
+            "keygate",
+            "--cors-origins",
+            "https://Console.Example.com/,http://localhost:3000,*",
+        ]);
+        assert_eq!(
+            config.cors_origins,
+            ["https://console.example.com", "http://localhost:3000", "*"]
+        );
+        for bad in [
+            "https://x.example/app",
+            "ftp://x.example",
+            "x.example",
+            "https://u@x.example",
+        ] {
+            assert!(
+                Config::try_parse_from(["keygate", "--cors-origins", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub enum Error {
     /// The resource is not in a state that allows the request (e.g. rotating a revoked key).
     #[error("{0}")]
     Conflict(&'static str),
+    /// The first request sent with this `Idempotency-Key` is still running.
+    #[error("a request with this Idempotency-Key is still in progress; retry later")]
+    IdempotencyKeyInUse,
+    /// This `Idempotency-Key` was first sent with another request (method, path or body).
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
     #[error("the method is not allowed on this route")]
     MethodNotAllowed,
     #[error("the request took longer than {0} s")]
@@ -67,6 +73,7 @@ pub enum Location {
     Body,
     Path,
     Query,
+    Header,
 }
 
 impl Location {
@@ -75,6 +82,7 @@ impl Location {
             Location::Body => "body",
             Location::Path => "path",
             Location::Query => "query",
+            Location::Header => "header",
         }
     }
 }
@@ -154,6 +162,11 @@ impl Error {
         Error::field(Location::Body, field, Violation::Rule, message.into())
     }
 
+    /// A request header whose value breaks a rule.
+    pub fn invalid_header(name: &'static str, message: impl Into<String>) -> Error {
+        Error::field(Location::Header, name, Violation::Rule, message.into())
+    }
+
     /// A path parameter that cannot be what it names.
     pub fn invalid_path(param: &'static str, message: impl Into<String>) -> Error {
         Error::field(Location::Path, param, Violation::Rule, message.into())
@@ -192,7 +205,10 @@ impl Error {
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::NoSuchItem(_) => StatusCode::NOT_FOUND,
-            Error::AlreadyExists | Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::AlreadyExists | Error::Conflict(_) | Error::IdempotencyKeyInUse => {
+                StatusCode::CONFLICT
+            }
+            Error::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,6 +237,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::NoSuchItem(_) => "not_found",
             Error::AlreadyExists | Error::Conflict(_) => "conflict",
+            Error::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Timeout(_) => "timeout",
             Error::PayloadTooLarge(_) => "payload_too_large",

@@ -49,6 +49,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         verify_limiter: Arc::new(FailureLimiter::new(config.verify_failures_per_minute)),
         auth_limiter: Arc::new(FailureLimiter::new(config.auth_failures_per_minute)),
         trusted_proxies: config.trusted_proxies.clone().into(),
+        idempotency: config.idempotency(),
     })
 }
 
@@ -96,9 +97,10 @@ pub async fn run(
         grpc_url = %config.grpc_url,
         "keygate listening"
     );
+    let purger = http::idempotency::spawn_purger(state.store.clone(), state.idempotency.window);
     let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
-    let app =
-        http::router(state, request_timeout).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state, request_timeout, &config.cors_origins)
+        .into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
@@ -118,6 +120,7 @@ pub async fn run(
     };
     // However serving ended, the usage still in memory is written: the periodic flusher
     // finishes the flush it may be in, then one last flush takes what came after it.
+    purger.abort();
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
     verifier.flush_usage().await;

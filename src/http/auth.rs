@@ -33,6 +33,21 @@ pub enum Principal {
     ProgrammaticKey(ProgrammaticKey),
 }
 
+impl Principal {
+    /// The credential's owner id: the API key's or the key pair's.
+    pub fn id(&self) -> Uuid {
+        match self {
+            Principal::ApiKey(key) => key.id,
+            Principal::ProgrammaticKey(pair) => pair.id,
+        }
+    }
+}
+
+/// A principal that a middleware has already authenticated for this request: the credential is
+/// checked once, since a Digest nonce count cannot be presented twice.
+#[derive(Clone)]
+pub struct Authenticated(pub Principal);
+
 /// What a request's credentials came to.
 pub enum Authentication {
     /// No credential in this scheme.
@@ -156,6 +171,9 @@ impl<R> Caller<R> {
 /// Authenticates the request in the serving family's scheme. A refused credential counts
 /// against the client address; past the limit the answer is 429.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Error> {
+    if let Some(Authenticated(principal)) = parts.extensions.get::<Authenticated>() {
+        return Ok(principal.clone());
+    }
     let scheme = parts.extensions.get::<FamilyAuth>().map_or_else(
         || Arc::new(Bearer) as Arc<dyn AuthScheme>,
         |auth| auth.0.clone(),

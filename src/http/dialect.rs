@@ -70,7 +70,7 @@ pub struct NativeError {
 /// One refused field of a request.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct NativeFieldError {
-    /// `body`, `path` or `query`.
+    /// `body`, `path`, `query` or `header`.
     pub location: &'static str,
     /// The field's dotted path, e.g. `name` or `connection_names.2`.
     pub field: String,
@@ -146,6 +146,8 @@ fn ops_manager_code(report: &ErrorReport) -> (StatusCode, &'static str) {
         }
         "not_found" => (StatusCode::NOT_FOUND, "RESOURCE_NOT_FOUND"),
         "conflict" => (StatusCode::CONFLICT, "CONFLICT"),
+        "idempotency_key_in_use" => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE"),
+        "idempotency_key_reused" => (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED"),
         "method_not_allowed" => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
         "timeout" => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
         "payload_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
@@ -174,7 +176,7 @@ pub struct FastApiValidationError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = ValidationError)]
 pub struct FastApiFieldError {
-    /// Where the field is: `body`, `query` or `path`, then its path.
+    /// Where the field is: `body`, `query`, `path` or `header`, then its path.
     #[schema(inline, example = json!(["body", "name"]))]
     pub loc: Vec<FastApiLoc>,
     #[schema(example = "Field required")]
@@ -395,7 +397,7 @@ impl IntoResponse for Error {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            Error::Busy => {
+            Error::Busy | Error::IdempotencyKeyInUse => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

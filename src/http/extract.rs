@@ -26,17 +26,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Error::PayloadTooLarge(BODY_LIMIT)
-                } else {
-                    Error::MalformedBody("could not read the request body".into())
-                }
-            })?;
-        parse_body(&bytes).map(Json)
+        parse_body(&read_body(request, state).await?).map(Json)
     }
+}
+
+/// The whole body, within the body limit.
+pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge(BODY_LIMIT)
+            } else {
+                Error::MalformedBody("could not read the request body".into())
+            }
+        })
 }
 
 /// Reads `bytes` as JSON, then as `T`.

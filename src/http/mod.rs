@@ -5,18 +5,21 @@
 mod agentex;
 pub mod auth;
 mod client;
+mod cors;
 pub mod dialect;
 pub mod extract;
 mod hoop;
+pub mod idempotency;
 mod native;
 mod ops_manager;
 mod rotation;
 
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
@@ -30,7 +33,7 @@ use tracing::Level;
 use url::Url;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
@@ -65,6 +68,8 @@ pub struct AppState {
     pub auth_limiter: Arc<FailureLimiter>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<[IpNet]>,
+    /// How long `Idempotency-Key` answers are replayed, and claims held.
+    pub idempotency: idempotency::IdempotencyPolicy,
 }
 
 #[derive(OpenApi)]
@@ -176,7 +181,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Statuses any route may answer besides its own: 408 (request timeout) and 503 (database
 /// unavailable or busy) everywhere but the database-free probes; 413 where there is a body;
-/// 401 and 429 (failed authentications from the address) where credentials are required.
+/// 401 and 429 (failed authentications from the address) where credentials are required; 409
+/// and 422 where `Idempotency-Key` is honoured.
 fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &str) {
     let error = |description: &str| {
         ResponseBuilder::new()
@@ -212,6 +218,34 @@ fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &s
                     .responses
                     .entry(status.to_owned())
                     .or_insert_with(|| error(description).into());
+            }
+            if idempotency::is_honoured(operation) {
+                let statuses = [
+                    (
+                        "409",
+                        "A request with this Idempotency-Key is still in progress (Retry-After)",
+                    ),
+                    (
+                        "422",
+                        "This Idempotency-Key was used with a different request",
+                    ),
+                ];
+                // The route may answer these statuses for its own reasons too: say both.
+                for (status, description) in statuses {
+                    match operation.responses.responses.entry(status.to_owned()) {
+                        Entry::Occupied(mut documented) => {
+                            if let RefOr::T(response) = documented.get_mut() {
+                                response.description = match response.description.as_str() {
+                                    "" => description.to_owned(),
+                                    own => format!("{own}; or: {description}"),
+                                };
+                            }
+                        }
+                        Entry::Vacant(vacant) => {
+                            vacant.insert(error(description).into());
+                        }
+                    }
+                }
             }
         }
     }
@@ -255,7 +289,7 @@ async fn no_such_route() -> Error {
 }
 
 /// The complete application: routes, documentation, and the request pipeline.
-pub fn router(state: AppState, request_timeout: Duration) -> Router {
+pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String]) -> Router {
     let mut app = Router::new();
     let mut api = ApiDoc::openapi();
     for family in families() {
@@ -278,9 +312,16 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         app = app.merge(wrap(routes));
     }
     let request_id = HeaderName::from_static("x-request-id");
-    app.merge(SwaggerUi::new("/docs").url("/openapi.json", api))
-        .fallback(no_such_route)
-        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+    let mut app = app
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(no_such_route);
+    // Outside the routes, so that a preflight is answered whatever its path and method.
+    if let Some(cors) = cors::layer(cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        // Route layers are built before the state exists; the idempotency layer finds it here.
+        .layer(Extension(state.clone()))
         .layer(
             // Outermost first: assign the id, log with it, then echo it on the response.
             tower::ServiceBuilder::new()

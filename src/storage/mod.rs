@@ -6,12 +6,14 @@
 //! Constraints (unique names, foreign keys, one current secret per owner) live in the database.
 //! Ops Manager's aggregates: projects (`projects.rs`), programmatic key pairs
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
-//! Agentex's agent API keys are `agent_api_keys.rs`.
+//! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
+//! responses are `idempotency.rs`.
 
 mod agent_api_keys;
 mod agents;
 mod api_keys;
 mod connections;
+pub mod idempotency;
 mod machine_identities;
 mod orgs;
 mod postgres;
@@ -32,6 +34,7 @@ pub use agent_api_keys::AgentApiKeyStore;
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
 pub use connections::ConnectionStore;
+pub use idempotency::IdempotencyStore;
 pub use machine_identities::MachineIdentityStore;
 pub use orgs::OrgStore;
 pub use postgres::PostgresStore;
@@ -56,6 +59,7 @@ pub trait Store:
     + ConnectionStore
     + MachineIdentityStore
     + AgentApiKeyStore
+    + IdempotencyStore
 {
 }
 
@@ -70,7 +74,8 @@ impl<
         + ProjectAgentKeyStore
         + ConnectionStore
         + MachineIdentityStore
-        + AgentApiKeyStore,
+        + AgentApiKeyStore
+        + IdempotencyStore,
 > Store for T
 {
 }

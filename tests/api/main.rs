@@ -6,6 +6,8 @@ mod agentex;
 mod agents;
 mod api_keys;
 mod connections;
+mod cors;
+mod idempotency;
 mod input;
 mod lifecycle;
 mod logs;

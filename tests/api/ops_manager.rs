@@ -2,6 +2,8 @@
 //! by Python and by a client written here from RFC 7616), agent API keys, and Ops Manager's
 //! error shape, `pretty` and `envelope`.
 
+mod idempotency;
+
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::Utc;

@@ -10,13 +10,17 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
+use super::idempotency::honoured;
 use crate::domain::agent::Agent;
 use crate::domain::agentex::AgentRef;
 use crate::error::Error;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::list))
+        .merge(honoured(
+            OpenApiRouter::new().routes(routes!(api_keys::create)),
+        ))
         .routes(routes!(api_keys::get, api_keys::delete))
         .routes(routes!(api_keys::get_by_name, api_keys::delete_by_name))
         .routes(routes!(signatures::verify_signature))

@@ -11,14 +11,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::idempotency::honoured;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(agents::create, agents::list))
+        .routes(routes!(agents::list))
         .routes(routes!(agents::get, agents::delete))
-        .routes(routes!(agents::rotate))
         .routes(routes!(serverinfo::serverinfo))
-        .routes(routes!(connections::create, connections::list))
+        .routes(routes!(connections::list))
         .routes(routes!(
             connections::get,
             connections::update,
@@ -29,14 +29,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
             connections::set_listener,
             connections::reset_listener
         ))
-        .routes(routes!(
-            machine_identities::create,
-            machine_identities::list
-        ))
+        .routes(routes!(machine_identities::list))
         .routes(routes!(
             machine_identities::get,
             machine_identities::update,
             machine_identities::delete
         ))
-        .routes(routes!(machine_identities::rotate))
+        .merge(honoured(
+            OpenApiRouter::new()
+                .routes(routes!(agents::create))
+                .routes(routes!(agents::rotate))
+                .routes(routes!(connections::create))
+                .routes(routes!(machine_identities::create))
+                .routes(routes!(machine_identities::rotate)),
+        ))
 }

@@ -9,14 +9,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::idempotency::honoured;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(orgs::create, orgs::list))
-        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(orgs::list))
+        .routes(routes!(api_keys::list))
         .routes(routes!(api_keys::revoke))
-        .routes(routes!(api_keys::rotate))
         .routes(routes!(verify::verify))
+        .merge(honoured(
+            OpenApiRouter::new()
+                .routes(routes!(orgs::create))
+                .routes(routes!(api_keys::create))
+                .routes(routes!(api_keys::rotate)),
+        ))
 }

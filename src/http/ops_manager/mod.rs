@@ -18,23 +18,31 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::idempotency::honoured;
 
 /// Where Ops Manager's clients find its public API.
 pub const BASE: &str = "/api/public/v1.0";
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(projects::list))
         .routes(routes!(projects::get, projects::delete))
         .routes(routes!(projects::list_in_org))
-        .routes(routes!(agent_api_keys::create, agent_api_keys::list))
+        .routes(routes!(agent_api_keys::list))
         .routes(routes!(agent_api_keys::delete))
-        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::list))
         .routes(routes!(api_keys::get, api_keys::update, api_keys::delete))
         .routes(routes!(api_keys::list_in_project))
         .routes(routes!(api_keys::assign, api_keys::unassign))
-        .routes(routes!(api_keys::access_list, api_keys::add_to_access_list))
+        .routes(routes!(api_keys::access_list))
         .routes(routes!(api_keys::remove_from_access_list))
+        .merge(honoured(
+            OpenApiRouter::new()
+                .routes(routes!(projects::create))
+                .routes(routes!(agent_api_keys::create))
+                .routes(routes!(api_keys::create))
+                .routes(routes!(api_keys::add_to_access_list)),
+        ))
 }
 
 /// Ops Manager's organization documents: at the root, `GET /orgs` is keygate's own (for the

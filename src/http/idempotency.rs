@@ -1,0 +1,369 @@
+//! `Idempotency-Key` on the routes that create or rotate, with the IETF httpapi draft's
+//! semantics (as Stripe has them): a caller that lost the answer to a create sends the same
+//! request with the same key again and gets the original answer, secret included.
+//!
+//! The first request with a key claims it (the primary key of `idempotency_keys` arbitrates
+//! concurrent retries), runs, and stores its answer sealed under the server key, bound to the
+//! (caller, key, request) row. A retry within the window replays that answer; the same key with
+//! another request (method, path or body) is 422; a retry while the first still runs is 409.
+//! Only successes are kept: an error created nothing, so the claim is released and a retry is
+//! judged afresh. A claim whose request was dropped (timeout, disconnect) is released at once;
+//! one whose server died lapses after [`IdempotencyPolicy::lease`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, Required, Type};
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::auth::{Authenticated, authenticate};
+use super::extract::read_body;
+use crate::error::Error;
+use crate::storage::Store;
+use crate::storage::idempotency::{ClaimOutcome, IdempotencyClaim};
+
+/// The request header naming an idempotency key.
+pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
+/// Marks a replayed answer, as Stripe does.
+pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// The documented header name, as clients write it.
+const HEADER_NAME: &str = "Idempotency-Key";
+const MAX_KEY_LENGTH: usize = 255;
+
+/// How long answers are kept, and how long a running request holds its key.
+#[derive(Clone, Copy, Debug)]
+pub struct IdempotencyPolicy {
+    /// How long an answer is replayed, then purged.
+    pub window: Duration,
+    /// How long a claim outlives the start of its request before it counts as abandoned: longer
+    /// than any request may take, so that only a dead server's claim lapses.
+    pub lease: Duration,
+}
+
+/// `routes`, each honouring `Idempotency-Key`, documented as a parameter of its operations
+/// (the family adds the 409 and 422 in its dialect). The routes must create or rotate.
+pub fn honoured(routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    let mut routes = routes.route_layer(axum::middleware::from_fn(honour));
+    let parameter = ParameterBuilder::new()
+        .name(HEADER_NAME)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retry safe: the same request with the same key from the same caller within \
+             the replay window (24 h) answers the original response again, secret included. \
+             1 to 255 printable ASCII characters; a UUID is a good choice.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_KEY_LENGTH)),
+        ))
+        .build();
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        for operation in [&mut item.post, &mut item.put, &mut item.patch]
+            .into_iter()
+            .flatten()
+        {
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(parameter.clone().into());
+        }
+    }
+    routes
+}
+
+/// Deletes the answers whose window has ended, once per window (at most hourly): until then a
+/// claim already treats them as absent.
+pub fn spawn_purger(store: Arc<dyn Store>, window: Duration) -> tokio::task::JoinHandle<()> {
+    let period = window.min(Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match store.purge_idempotency_keys(chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "purged expired idempotency keys"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not purge expired idempotency keys")
+                }
+            }
+        }
+    })
+}
+
+/// Whether an operation honours `Idempotency-Key` (for documenting its 409 and 422).
+pub fn is_honoured(operation: &utoipa::openapi::path::Operation) -> bool {
+    operation.parameters.iter().flatten().any(|parameter| {
+        matches!(parameter, utoipa::openapi::RefOr::T(p)
+            if p.name == HEADER_NAME && p.parameter_in == ParameterIn::Header)
+    })
+}
+
+async fn honour(Extension(state): Extension<AppState>, request: Request, next: Next) -> Response {
+    replay_or_run(state, request, next)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<Response, Error> {
+    let Some(value) = request.headers().get(HEADER) else {
+        return Ok(next.run(request).await);
+    };
+    let key = parse_key(value)?;
+    let (mut parts, body) = request.into_parts();
+    let principal = authenticate(&parts, &state).await?;
+    let body = read_body(Request::from_parts(parts.clone(), body), &()).await?;
+    let now = chrono::Utc::now();
+    let claim = IdempotencyClaim {
+        principal_id: principal.id(),
+        request_digest: request_digest(&parts.method, parts.uri.path(), &body),
+        claim_id: Uuid::new_v4(),
+        now,
+        expires_at: now + state.idempotency.window,
+        locked_until: now + state.idempotency.lease,
+        key,
+    };
+    let associated = associated_data(&claim);
+    match state.store.claim_idempotency_key(&claim).await? {
+        ClaimOutcome::Mismatch => Err(Error::IdempotencyKeyReused),
+        ClaimOutcome::InProgress => Err(Error::IdempotencyKeyInUse),
+        ClaimOutcome::Completed(sealed) => {
+            let plain = state.server_key.open(&sealed, &associated).ok_or_else(|| {
+                Error::internal("a stored idempotent response does not open under the server key")
+            })?;
+            StoredResponse::decode(&plain).map(StoredResponse::replay)
+        }
+        ClaimOutcome::Claimed => {
+            let held = HeldClaim {
+                store: state.store.clone(),
+                claim: Some(claim),
+            };
+            parts.extensions.insert(Authenticated(principal));
+            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+            if !response.status().is_success() {
+                held.release().await;
+                return Ok(response);
+            }
+            let (head, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map_err(Error::internal)?;
+            let stored = StoredResponse {
+                status: head.status,
+                content_type: head.headers.get(header::CONTENT_TYPE).cloned(),
+                body: body.clone(),
+            };
+            let sealed = state.server_key.seal(&stored.encode(), &associated);
+            held.complete(&sealed).await;
+            Ok(Response::from_parts(head, Body::from(body)))
+        }
+    }
+}
+
+/// 1 to 255 printable ASCII characters (so no NUL, which Postgres cannot store).
+fn parse_key(value: &HeaderValue) -> Result<String, Error> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_KEY_LENGTH {
+        return Err(Error::invalid_header(
+            HEADER_NAME,
+            "must be 1 to 255 characters long",
+        ));
+    }
+    if !bytes.iter().all(|byte| (b' '..=b'~').contains(byte)) {
+        return Err(Error::invalid_header(
+            HEADER_NAME,
+            "must be printable ASCII characters",
+        ));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// What makes a retry the same request: method, path (the compatibility base path stripped,
+/// the query only formats the answer) and body, separated so that no two requests collide.
+fn request_digest(method: &axum::http::Method, path: &str, body: &[u8]) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for part in [method.as_str().as_bytes(), path.as_bytes()] {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    digest.update(body);
+    digest.finalize().into()
+}
+
+/// Binds a sealed answer to its row: it opens only for the same caller, key and request.
+fn associated_data(claim: &IdempotencyClaim) -> Vec<u8> {
+    let mut associated = b"idempotency-key\0".to_vec();
+    associated.extend_from_slice(claim.principal_id.as_bytes());
+    associated.extend_from_slice(&claim.request_digest);
+    associated.extend_from_slice(claim.key.as_bytes());
+    associated
+}
+
+/// A claim held by the running request. Dropped unfinished (a timeout or a disconnect drops
+/// the request), it is released in the background so that a retry can run.
+struct HeldClaim {
+    store: Arc<dyn Store>,
+    claim: Option<IdempotencyClaim>,
+}
+
+impl HeldClaim {
+    async fn release(mut self) {
+        if let Some(claim) = self.claim.take() {
+            release(self.store.as_ref(), &claim).await;
+        }
+    }
+
+    /// Stores the sealed answer; if that fails the claim is released, so a retry runs anew
+    /// rather than waiting for the lease.
+    async fn complete(mut self, sealed: &crate::secrets::server_key::Sealed) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        let stored = self
+            .store
+            .complete_idempotency_key(claim.principal_id, &claim.key, claim.claim_id, sealed)
+            .await;
+        if let Err(err) = stored {
+            tracing::warn!(error = %err, "could not keep an idempotent response; a retry runs again");
+            release(self.store.as_ref(), &claim).await;
+        }
+    }
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            let store = self.store.clone();
+            tokio::spawn(async move { release(store.as_ref(), &claim).await });
+        }
+    }
+}
+
+async fn release(store: &dyn Store, claim: &IdempotencyClaim) {
+    let released = store
+        .release_idempotency_key(claim.principal_id, &claim.key, claim.claim_id)
+        .await;
+    if let Err(err) = released {
+        tracing::warn!(error = %err, "could not release an idempotency key; it lapses with its lease");
+    }
+}
+
+/// The parts of an answer a replay repeats: status, content type and body.
+struct StoredResponse {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl StoredResponse {
+    /// status (2 bytes) ‖ content-type length (2 bytes) ‖ content type ‖ body. Zeroized after
+    /// sealing: the body may hold a secret.
+    fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let content_type = self
+            .content_type
+            .as_ref()
+            .map_or(&[][..], HeaderValue::as_bytes);
+        let mut bytes = Vec::with_capacity(4 + content_type.len() + self.body.len());
+        bytes.extend_from_slice(&self.status.as_u16().to_be_bytes());
+        bytes.extend_from_slice(&(content_type.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(content_type);
+        bytes.extend_from_slice(&self.body);
+        Zeroizing::new(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<StoredResponse, Error> {
+        let corrupt = || Error::internal("a stored idempotent response is malformed");
+        let (status, rest) = bytes.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let (length, rest) = rest.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let length = usize::from(u16::from_be_bytes(*length));
+        let (content_type, body) = rest.split_at_checked(length).ok_or_else(corrupt)?;
+        Ok(StoredResponse {
+            status: StatusCode::from_u16(u16::from_be_bytes(*status)).map_err(|_| corrupt())?,
+            content_type: (!content_type.is_empty())
+                .then(|| HeaderValue::from_bytes(content_type))
+                .transpose()
+                .map_err(|_| corrupt())?,
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+
+    fn replay(self) -> Response {
+        let mut response = (self.status, self.body).into_response();
+        let headers = response.headers_mut();
+        match self.content_type {
+            Some(content_type) => headers.insert(header::CONTENT_TYPE, content_type),
+            None => headers.remove(header::CONTENT_TYPE),
+        };
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_1_to_255_printable_ascii_characters() {
+        for good in [
+            "a",
+            "0b5f3c1e-4d2a-4c7e-9f1a-2b3c4d5e6f70",
+            &"k".repeat(255),
+            "a b~",
+        ] {
+            assert!(
+                parse_key(&HeaderValue::from_str(good).unwrap()).is_ok(),
+                "{good}"
+            );
+        }
+        let too_long = "k".repeat(256);
+        let bad: [&[u8]; 4] = [b"", too_long.as_bytes(), "é".as_bytes(), b"a\tb"];
+        for bad in bad {
+            let value = HeaderValue::from_bytes(bad).unwrap();
+            assert_eq!(
+                parse_key(&value).unwrap_err().status(),
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+        }
+    }
+
+    #[test]
+    fn requests_differing_in_method_path_or_body_differ() {
+        let post = axum::http::Method::POST;
+        let digest = request_digest(&post, "/agents", b"{}");
+        assert_eq!(digest, request_digest(&post, "/agents", b"{}"));
+        assert_ne!(
+            digest,
+            request_digest(&axum::http::Method::PUT, "/agents", b"{}")
+        );
+        assert_ne!(digest, request_digest(&post, "/agents/", b"{}"));
+        assert_ne!(digest, request_digest(&post, "/agents{", b"}"));
+    }
+
+    #[test]
+    fn stored_responses_survive_encoding() {
+        let stored = StoredResponse {
+            status: StatusCode::CREATED,
+            content_type: Some(HeaderValue::from_static("application/json")),
+            body: Bytes::from_static(b"{\"token\":\"x\"}"),
+        };
+        let decoded = StoredResponse::decode(&stored.encode()).unwrap();
+        assert_eq!(decoded.status, StatusCode::CREATED);
+        assert_eq!(decoded.content_type, stored.content_type);
+        assert_eq!(decoded.body, stored.body);
+        assert!(StoredResponse::decode(&[0, 201, 0, 9]).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Idempotency keys: which caller sent which key with which request, the claim of the request
+//! still running under it, and once it has finished, its response sealed under the server key.
+//! The primary key (caller, key) arbitrates concurrent retries; expired rows count as absent
+//! and are purged in the background.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Result;
+use crate::secrets::server_key::Sealed;
+
+/// A request's claim of a caller's idempotency key.
+#[derive(Clone, Debug)]
+pub struct IdempotencyClaim {
+    pub principal_id: Uuid,
+    pub key: String,
+    /// SHA-256 of the request (method, path, body): a retry must be the same request.
+    pub request_digest: [u8; 32],
+    /// Identifies this claim, so that only its holder completes or releases it.
+    pub claim_id: Uuid,
+    pub now: DateTime<Utc>,
+    /// End of the replay window.
+    pub expires_at: DateTime<Utc>,
+    /// When the claim is presumed abandoned (the server died) and may be taken over.
+    pub locked_until: DateTime<Utc>,
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The key was free (new, expired, or abandoned): the request runs.
+    Claimed,
+    /// The key was used with another request.
+    Mismatch,
+    /// The first request with the key is still running.
+    InProgress,
+    /// The first request finished: its sealed response.
+    Completed(Sealed),
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims the key for a request, or says why it cannot run, in one transaction.
+    async fn claim_idempotency_key(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome>;
+    /// Stores the finished request's sealed response, ending the claim `claim_id`.
+    async fn complete_idempotency_key(
+        &self,
+        principal_id: Uuid,
+        key: &str,
+        claim_id: Uuid,
+        response: &Sealed,
+    ) -> Result<()>;
+    /// Forgets the claim `claim_id`, so that a retry runs again.
+    async fn release_idempotency_key(
+        &self,
+        principal_id: Uuid,
+        key: &str,
+        claim_id: Uuid,
+    ) -> Result<()>;
+    /// Deletes the keys whose replay window has ended by `now`; returns how many.
+    async fn purge_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64>;
+}
+
+pub const INSERT_CLAIM: &str = "
+    INSERT INTO idempotency_keys
+        (principal_id, idempotency_key, request_digest, created_at, expires_at, claim_id, locked_until)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (principal_id, idempotency_key) DO NOTHING";
+/// Selects the key's row; the backend's row-lock suffix is appended.
+pub const SELECT_KEY: &str = "
+    SELECT request_digest, expires_at, locked_until, sealed_response, sealed_key_id
+    FROM idempotency_keys WHERE principal_id = $1 AND idempotency_key = $2";
+pub const TAKE_OVER: &str = "
+    UPDATE idempotency_keys
+    SET request_digest = $3, created_at = $4, expires_at = $5, claim_id = $6, locked_until = $7,
+        sealed_response = NULL, sealed_key_id = NULL
+    WHERE principal_id = $1 AND idempotency_key = $2";
+pub const COMPLETE: &str = "
+    UPDATE idempotency_keys
+    SET sealed_response = $4, sealed_key_id = $5, claim_id = NULL, locked_until = NULL
+    WHERE principal_id = $1 AND idempotency_key = $2 AND claim_id = $3";
+pub const RELEASE: &str = "
+    DELETE FROM idempotency_keys
+    WHERE principal_id = $1 AND idempotency_key = $2 AND claim_id = $3";
+pub const PURGE: &str = "DELETE FROM idempotency_keys WHERE expires_at <= $1";
+
+#[derive(sqlx::FromRow)]
+pub struct KeyRow {
+    pub request_digest: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub sealed_response: Option<Vec<u8>>,
+    pub sealed_key_id: Option<String>,
+}
+
+impl KeyRow {
+    /// What a claim made at `claim.now` finds in this row, which it may take over when `None`.
+    pub fn outcome(self, claim: &IdempotencyClaim) -> Option<ClaimOutcome> {
+        let abandoned = self.locked_until.is_some_and(|until| until <= claim.now);
+        if self.expires_at <= claim.now || abandoned {
+            return None;
+        }
+        if self.request_digest != claim.request_digest {
+            return Some(ClaimOutcome::Mismatch);
+        }
+        Some(match (self.sealed_response, self.sealed_key_id) {
+            (Some(bytes), Some(key_id)) => ClaimOutcome::Completed(Sealed { key_id, bytes }),
+            _ => ClaimOutcome::InProgress,
+        })
+    }
+}
+
+/// `$sql` ([`INSERT_CLAIM`] or [`TAKE_OVER`]) bound to the claim's columns, in their order.
+macro_rules! bind_claim {
+    ($sql:expr, $claim:expr) => {
+        sqlx::query($sql)
+            .bind($claim.principal_id)
+            .bind(&$claim.key)
+            .bind($claim.request_digest.as_slice())
+            .bind($claim.now)
+            .bind($claim.expires_at)
+            .bind($claim.claim_id)
+            .bind($claim.locked_until)
+    };
+}
+
+pub(crate) use bind_claim;
+
+macro_rules! impl_idempotency_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::IdempotencyStore for $store {
+            async fn claim_idempotency_key(
+                &self,
+                claim: &$crate::storage::idempotency::IdempotencyClaim,
+            ) -> $crate::storage::Result<$crate::storage::idempotency::ClaimOutcome> {
+                use $crate::storage::idempotency as sql;
+                write_transaction!(self, |tx| {
+                    // No early return in here: it would roll the transaction back.
+                    let inserted =
+                        $crate::storage::idempotency::bind_claim!(sql::INSERT_CLAIM, claim)
+                            .execute(&mut **tx)
+                            .await?;
+                    if inserted.rows_affected() == 1 {
+                        Ok(sql::ClaimOutcome::Claimed)
+                    } else {
+                        let select = format!("{}{ROW_LOCK}", sql::SELECT_KEY);
+                        let row: Option<sql::KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                            .bind(claim.principal_id)
+                            .bind(&claim.key)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        match row.map(|row| row.outcome(claim)) {
+                            Some(Some(outcome)) => Ok(outcome),
+                            // Expired or abandoned: take it over.
+                            Some(None) => retake(tx, sql::TAKE_OVER, claim).await,
+                            // Released since the insert saw it: claim it afresh.
+                            None => retake(tx, sql::INSERT_CLAIM, claim).await,
+                        }
+                    }
+                })
+            }
+
+            async fn complete_idempotency_key(
+                &self,
+                principal_id: uuid::Uuid,
+                key: &str,
+                claim_id: uuid::Uuid,
+                response: &$crate::secrets::server_key::Sealed,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query($crate::storage::idempotency::COMPLETE)
+                    .bind(principal_id)
+                    .bind(key)
+                    .bind(claim_id)
+                    .bind(response.bytes.as_slice())
+                    .bind(&response.key_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn release_idempotency_key(
+                &self,
+                principal_id: uuid::Uuid,
+                key: &str,
+                claim_id: uuid::Uuid,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query($crate::storage::idempotency::RELEASE)
+                    .bind(principal_id)
+                    .bind(key)
+                    .bind(claim_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn purge_idempotency_keys(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::storage::Result<u64> {
+                let done = sqlx::query($crate::storage::idempotency::PURGE)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        /// Claims a key found free; `InProgress` when a concurrent retry claimed it in between.
+        async fn retake(
+            tx: &mut Tx,
+            sql: &'static str,
+            claim: &$crate::storage::idempotency::IdempotencyClaim,
+        ) -> $crate::storage::Result<$crate::storage::idempotency::ClaimOutcome> {
+            let taken = $crate::storage::idempotency::bind_claim!(sql, claim)
+                .execute(&mut **tx)
+                .await?;
+            Ok(if taken.rows_affected() == 1 {
+                $crate::storage::idempotency::ClaimOutcome::Claimed
+            } else {
+                $crate::storage::idempotency::ClaimOutcome::InProgress
+            })
+        }
+    };
+}
+
+pub(super) use impl_idempotency_store;
