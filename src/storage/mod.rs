@@ -6,11 +6,12 @@
 //! Constraints (unique names, foreign keys, one current secret per owner) live in the database.
 //! Ops Manager's aggregates: projects (`projects.rs`), programmatic key pairs
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
-//! Agentex's agent API keys are `agent_api_keys.rs`.
+//! Agentex's agent API keys are `agent_api_keys.rs`. The audit trail is `audit.rs`.
 
 mod agent_api_keys;
 mod agents;
 mod api_keys;
+mod audit;
 mod connections;
 mod machine_identities;
 mod orgs;
@@ -31,6 +32,7 @@ use crate::error::Error;
 pub use agent_api_keys::AgentApiKeyStore;
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
+pub use audit::AuditStore;
 pub use connections::ConnectionStore;
 pub use machine_identities::MachineIdentityStore;
 pub use orgs::OrgStore;
@@ -56,6 +58,7 @@ pub trait Store:
     + ConnectionStore
     + MachineIdentityStore
     + AgentApiKeyStore
+    + AuditStore
 {
 }
 
@@ -70,7 +73,8 @@ impl<
         + ProjectAgentKeyStore
         + ConnectionStore
         + MachineIdentityStore
-        + AgentApiKeyStore,
+        + AgentApiKeyStore
+        + AuditStore,
 > Store for T
 {
 }

@@ -1459,7 +1459,7 @@ async fn ops_manager_secrets_never_reach_logs_errors_lists_or_the_database(backe
 
     let logs = captured_logs();
     assert!(
-        logs.contains("agent api key created"),
+        logs.contains("project_agent_key.created"),
         "changes are audited"
     );
     let ha1 = Algorithm::Md5.hex(&format!("{}:{REALM}:{}", owner.public, owner.private));
