@@ -71,7 +71,7 @@ pub async fn list(
 ) -> Result<axum::Json<AuditPage>, Error> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::invalid(
+        return Err(Error::invalid_query(
             "limit",
             format!("it must be between 1 and {MAX_LIMIT}"),
         ));
@@ -107,7 +107,7 @@ fn encode_cursor(event: &AuditEvent) -> String {
 }
 
 fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), Error> {
-    let refused = || Error::invalid("cursor", "it is not a cursor this server issued");
+    let refused = || Error::invalid_query("cursor", "it is not a cursor this server issued");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refused())?;
     let text = String::from_utf8(bytes).map_err(|_| refused())?;
     let (at, id) = text.split_once('|').ok_or_else(refused)?;
