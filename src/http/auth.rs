@@ -194,13 +194,14 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
         Authentication::Absent => Err(Error::Unauthenticated),
         Authentication::Refused => {
             let address = client_address(parts, state).map(|ip| ip.to_string());
+            let client = address.clone().unwrap_or_else(|| "unknown".to_owned());
+            state.auth_limiter.check(&client)?;
+            // Past the limit nothing is recorded: a client cannot write faster than it may fail.
             state.refusals.record(Refusal {
                 at: Utc::now(),
                 request_id: request_id(parts),
-                client: address.clone(),
+                client: address,
             });
-            let client = address.unwrap_or_else(|| "unknown".to_owned());
-            state.auth_limiter.check(&client)?;
             state.auth_limiter.failed(&client);
             Err(Error::Unauthenticated)
         }

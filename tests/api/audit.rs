@@ -17,6 +17,7 @@ on_both_backends!(
     every_familys_changes_are_recorded_with_actor_resource_and_request_id,
     a_refused_change_leaves_no_success_behind,
     refused_credentials_are_recorded_for_the_operators,
+    refused_credentials_past_the_limit_are_not_recorded,
     filters_select_and_cursor_pages_cover_every_event_once_while_new_ones_arrive,
     auditors_read_members_are_refused_and_other_orgs_stay_invisible,
     events_past_retention_are_purged_in_batches,
@@ -480,6 +481,19 @@ async fn refused_credentials_are_recorded_for_the_operators(backend: Backend) {
             .await
             .is_empty()
     );
+}
+
+async fn refused_credentials_past_the_limit_are_not_recorded(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.auth_failures_per_minute = 3).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, _) = app.get("/agents", "kgk_not-a-key-at-all").await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = all_events(&app, ADMIN, "action=authentication.refused").await;
+    assert_eq!(refused.len(), 3, "{refused:?}");
 }
 
 async fn filters_select_and_cursor_pages_cover_every_event_once_while_new_ones_arrive(
