@@ -2,6 +2,7 @@
 //! path and within a bound, and purging events past retention.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,12 +25,17 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub struct RefusalRecorder {
     pending: mpsc::Sender<Refusal>,
+    /// Refusals dropped since the writer last reported them: one log line per batch, not one
+    /// per refusal, however hard the flood.
+    dropped: Arc<AtomicU64>,
 }
 
 impl RefusalRecorder {
     /// Starts the writer on `store`; it ends when every recorder is dropped.
     pub fn spawn(store: Arc<dyn Store>) -> RefusalRecorder {
         let (pending, mut received) = mpsc::channel(PENDING_REFUSALS);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let reported = dropped.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(REFUSAL_BATCH);
             while received.recv_many(&mut batch, REFUSAL_BATCH).await > 0 {
@@ -37,15 +43,22 @@ impl RefusalRecorder {
                     tracing::warn!(error = %err, count = batch.len(), "refused credentials not recorded in the audit trail");
                 }
                 batch.clear();
+                let count = reported.swap(0, Ordering::Relaxed);
+                if count > 0 {
+                    tracing::warn!(
+                        count,
+                        "audit trail queue was full; refused credentials not recorded"
+                    );
+                }
             }
         });
-        RefusalRecorder { pending }
+        RefusalRecorder { pending, dropped }
     }
 
     /// Queues `refusal` for the audit trail, or drops it when the queue is full.
     pub fn record(&self, refusal: Refusal) {
         if self.pending.try_send(refusal).is_err() {
-            tracing::warn!("audit trail queue full; a refused credential is not recorded");
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
