@@ -88,10 +88,10 @@ impl Change {
     }
 }
 
-/// A credential that did not work. What was presented is never kept: it may be a secret.
+/// A credential that did not work, stamped when written, moments later. What was presented is
+/// never kept: it may be a secret.
 #[derive(Clone, Debug)]
 pub struct Refusal {
-    pub at: DateTime<Utc>,
     pub request_id: Option<String>,
     pub client: Option<String>,
 }

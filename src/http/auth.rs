@@ -18,7 +18,6 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use chrono::Utc;
 use tower_http::request_id::RequestId;
 use uuid::Uuid;
 
@@ -198,7 +197,6 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
             state.auth_limiter.check(&client)?;
             // Past the limit nothing is recorded: a client cannot write faster than it may fail.
             state.refusals.record(Refusal {
-                at: Utc::now(),
                 request_id: request_id(parts),
                 client: address,
             });

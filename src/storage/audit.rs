@@ -85,10 +85,11 @@ macro_rules! impl_audit_store {
                 refusals: &[$crate::domain::audit::Refusal],
             ) -> $crate::storage::Result<()> {
                 write_transaction!(self, |tx| {
+                    let at = audit_clock(tx).await?;
                     for refusal in refusals {
                         sqlx::query($crate::storage::audit::INSERT_EVENT)
                             .bind(uuid::Uuid::now_v7())
-                            .bind(refusal.at)
+                            .bind(at)
                             .bind(None::<uuid::Uuid>)
                             .bind(None::<String>)
                             .bind(None::<String>)
@@ -150,9 +151,10 @@ macro_rules! impl_audit_store {
             change: &$crate::domain::audit::Change,
         ) -> $crate::storage::Result<()> {
             let (actor_kind, actor) = change.context.actor.parts();
+            let at = audit_clock(tx).await?;
             sqlx::query($crate::storage::audit::INSERT_EVENT)
                 .bind(uuid::Uuid::now_v7())
-                .bind(chrono::Utc::now())
+                .bind(at)
                 .bind(change.context.org_id)
                 .bind(actor_kind)
                 .bind(actor)
@@ -165,6 +167,17 @@ macro_rules! impl_audit_store {
                 .execute(&mut **tx)
                 .await?;
             Ok(())
+        }
+
+        /// The time that stamps the transaction's audit events, read as its last step (after
+        /// the backend's `AUDIT_CLOCK` ordering, if any), so stamps follow commit order.
+        async fn audit_clock(
+            tx: &mut Tx,
+        ) -> $crate::storage::Result<chrono::DateTime<chrono::Utc>> {
+            Ok(match AUDIT_CLOCK {
+                Some(sql) => sqlx::query_scalar(sql).fetch_one(&mut **tx).await?,
+                None => chrono::Utc::now(),
+            })
         }
 
         /// Records `change` when it was `made`, and answers `made`: for operations that may

@@ -25,6 +25,13 @@ type Tx = Transaction<'static, Postgres>;
 /// Lifecycle transactions lock the rows they change before reading them.
 const ROW_LOCK: &str = " FOR UPDATE";
 
+/// Audit events are stamped one transaction at a time, under a lock held until commit, by the
+/// database's clock: their (time, id) order is their commit order on every instance, so a page
+/// cursor is never passed by an event committed later.
+const AUDIT_CLOCK: Option<&str> = Some(
+    "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(7152936640718741504)) AS ordered",
+);
+
 pub struct PostgresStore {
     pool: PgPool,
 }

@@ -27,6 +27,10 @@ type Tx = Transaction<'static, Sqlite>;
 /// transaction, which orders every writer.
 const ROW_LOCK: &str = "";
 
+/// `BEGIN IMMEDIATE` already orders writers, so the local clock read inside a transaction
+/// stamps audit events in commit order.
+const AUDIT_CLOCK: Option<&str> = None;
+
 pub struct SqliteStore {
     pool: SqlitePool,
 }

@@ -582,6 +582,37 @@ async fn filters_select_and_cursor_pages_cover_every_event_once_while_new_ones_a
         .collect();
     assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "ordered");
 
+    // Pages read while many writers commit at once are, in the end, a prefix of the whole
+    // trail: no event lands behind a cursor already passed.
+    let writers: Vec<_> = (0..24)
+        .map(|n| {
+            let request = app
+                .request(Method::POST, "/agents", Some(ADMIN))
+                .json(&json!({ "name": format!("busy-{n}") }));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut paged = Vec::new();
+    let mut path = "/audit?limit=3".to_owned();
+    loop {
+        let (status, page) = app.get(&path, ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => path = format!("/audit?limit=3&cursor={next}"),
+            None => break,
+        }
+    }
+    for writer in writers {
+        assert_eq!(writer.await.unwrap(), StatusCode::CREATED);
+    }
+    let whole = all_events(&app, ADMIN, "").await;
+    let id = |event: &Value| event["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        paged.iter().map(id).collect::<Vec<_>>(),
+        whole[..paged.len()].iter().map(id).collect::<Vec<_>>()
+    );
+
     for (bad, expected) in [
         ("limit=0", StatusCode::UNPROCESSABLE_ENTITY),
         ("limit=1001", StatusCode::UNPROCESSABLE_ENTITY),
