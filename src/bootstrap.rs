@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::domain::audit::AuditContext;
 use crate::domain::org::{NewApiKey, OPERATOR_ORG, Org, Role};
 use crate::error::Error;
 use crate::secrets::PlainSecret;
@@ -31,7 +32,8 @@ pub async fn bootstrap(
                 (admin, Some(write_token_file(data_dir, &plain)?))
             }
         };
-        match store.create_org(&org, &admin).await {
+        let change = AuditContext::host(org.id).change("org.created", "org", org.id);
+        match store.create_org(&org, &admin, &change).await {
             Ok(()) => match written_to {
                 Some(path) => {
                     tracing::info!(path = %path.display(), "bootstrapped organization `default`; admin API key written to file")

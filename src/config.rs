@@ -171,6 +171,10 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_USAGE_FLUSH_MS", default_value_t = 5000)]
     pub usage_flush_ms: u64,
 
+    /// How many days audit events are kept before the background purge deletes them.
+    #[arg(long, env = "KEYGATE_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u32,
+
     /// Host where clients reach the gateway's listeners, as machine credentials name it.
     #[arg(long, env = "KEYGATE_GATEWAY_HOST", default_value = "127.0.0.1", value_parser = parse_host)]
     pub gateway_host: String,
@@ -265,6 +269,7 @@ impl std::fmt::Debug for Config {
             )
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("usage_flush_ms", &self.usage_flush_ms)
+            .field("audit_retention_days", &self.audit_retention_days)
             .field("database_max_connections", &self.database_max_connections)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("trusted_proxies", &self.trusted_proxies)

@@ -167,6 +167,11 @@ impl Error {
         Error::field(Location::Header, name, Violation::Rule, message.into())
     }
 
+    /// A query parameter that breaks a rule.
+    pub fn invalid_query(param: &'static str, message: impl Into<String>) -> Error {
+        Error::field(Location::Query, param, Violation::Rule, message.into())
+    }
+
     /// A path parameter that cannot be what it names.
     pub fn invalid_path(param: &'static str, message: impl Into<String>) -> Error {
         Error::field(Location::Path, param, Violation::Rule, message.into())

@@ -1,6 +1,7 @@
 //! keygate: the control plane of an access gateway. It mints the secrets that agents, CI jobs
 //! and services use, and answers the data plane's question "is this secret valid, and whose?".
 
+pub mod audit;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;
@@ -41,6 +42,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     Ok(AppState {
         verifier: Arc::new(Verifier::new(store.clone())),
+        refusals: audit::RefusalRecorder::spawn(store.clone()),
         server_key: Arc::new(server_key),
         store,
         grpc_url: Arc::new(config.grpc_url.clone()),
@@ -66,14 +68,10 @@ pub async fn recover_admin_key(
         .ok_or_else(|| format!("there is no organization named {org_name:?}"))?;
     let (record, plain) =
         domain::org::NewApiKey::mint(org.id, "recovery".into(), domain::org::Role::Admin, None);
-    store.create_api_key(&record).await?;
-    tracing::info!(
-        target: "keygate::audit",
-        action = "admin api key recovered",
-        resource_id = %record.id,
-        org_id = %org.id,
-        by = "operator on the server host",
-    );
+    let change =
+        domain::audit::AuditContext::host(org.id).change("api_key.recovered", "api_key", record.id);
+    store.create_api_key(&record, &change).await?;
+    change.log();
     Ok(plain)
 }
 
@@ -97,7 +95,9 @@ pub async fn run(
         grpc_url = %config.grpc_url,
         "keygate listening"
     );
-    let purger = http::idempotency::spawn_purger(state.store.clone(), state.idempotency.window);
+    let idempotency_purger =
+        http::idempotency::spawn_purger(state.store.clone(), state.idempotency.window);
+    let audit_purger = audit::spawn_purger(state.store.clone(), config.audit_retention_days);
     let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
     let app = http::router(state, request_timeout, &config.cors_origins)
         .into_make_service_with_connect_info::<SocketAddr>();
@@ -120,7 +120,8 @@ pub async fn run(
     };
     // However serving ended, the usage still in memory is written: the periodic flusher
     // finishes the flush it may be in, then one last flush takes what came after it.
-    purger.abort();
+    idempotency_purger.abort();
+    audit_purger.abort();
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
     verifier.flush_usage().await;

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod agentex;
+pub mod audit;
 pub mod connections;
 pub mod machine_identities;
 pub mod ops_manager;

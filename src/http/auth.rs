@@ -9,6 +9,7 @@
 //! keygate's keys cannot be guessed, so the limit guards guessing, and a data plane sharing an
 //! address with a guesser behind a load balancer keeps working.
 
+use std::fmt::Display;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -17,9 +18,11 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use tower_http::request_id::RequestId;
 use uuid::Uuid;
 
 use super::AppState;
+use crate::domain::audit::{Actor, AuditContext, Change, Refusal};
 use crate::domain::ops_manager::ProgrammaticKey;
 use crate::domain::org::{ApiKey, Role};
 use crate::error::Error;
@@ -118,6 +121,8 @@ pub struct User;
 pub struct Admin;
 /// Admins of the operator organization (`default`).
 pub struct Operator;
+/// Admins and auditors: those who may read the audit trail.
+pub struct Overseer;
 
 impl Requirement for Anyone {
     fn allows(_: Role, _: bool) -> bool {
@@ -137,6 +142,12 @@ impl Requirement for Admin {
     }
 }
 
+impl Requirement for Overseer {
+    fn allows(role: Role, _: bool) -> bool {
+        role != Role::Member
+    }
+}
+
 impl Requirement for Operator {
     fn allows(_: Role, operator: bool) -> bool {
         operator
@@ -151,25 +162,42 @@ pub struct Caller<R = Anyone> {
     pub role: Role,
     /// An admin of the operator organization (`default`).
     pub operator: bool,
+    /// What the audit trail records of this caller's changes.
+    pub context: AuditContext,
     requirement: PhantomData<fn() -> R>,
 }
 
 impl<R> Caller<R> {
-    /// Records a change made by this caller on the `keygate::audit` log target: who, what, on
-    /// which resource. Never a secret.
-    pub fn audit(&self, action: &'static str, resource_id: Uuid) {
-        tracing::info!(
-            target: "keygate::audit",
-            action,
-            resource_id = %resource_id,
-            org_id = %self.org_id,
-            by_api_key = %self.api_key_id,
-        );
+    /// The change `action` this caller makes to the resource `kind` `id`, for the store method
+    /// that makes it to record and for the handler to log once made.
+    pub fn change(&self, action: &'static str, kind: &'static str, id: impl Display) -> Change {
+        self.context.change(action, kind, id)
     }
 }
 
+/// What the audit trail records of a request by `actor` in organization `org_id`.
+pub fn audit_context(parts: &Parts, state: &AppState, org_id: Uuid, actor: Actor) -> AuditContext {
+    AuditContext {
+        org_id,
+        actor,
+        request_id: request_id(parts),
+        client: client_address(parts, state).map(|ip| ip.to_string()),
+    }
+}
+
+/// The `x-request-id` the server assigned to the request.
+fn request_id(parts: &Parts) -> Option<String> {
+    let id = parts.extensions.get::<RequestId>()?;
+    id.header_value().to_str().ok().map(str::to_owned)
+}
+
+fn client_address(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
+    super::client::client_address(parts, &state.trusted_proxies)
+}
+
 /// Authenticates the request in the serving family's scheme. A refused credential counts
-/// against the client address; past the limit the answer is 429.
+/// against the client address and is recorded in the audit trail; past the limit the answer
+/// is 429.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Error> {
     if let Some(Authenticated(principal)) = parts.extensions.get::<Authenticated>() {
         return Ok(principal.clone());
@@ -182,9 +210,14 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
         Authentication::Accepted(principal) => Ok(principal),
         Authentication::Absent => Err(Error::Unauthenticated),
         Authentication::Refused => {
-            let client = super::client::client_address(parts, &state.trusted_proxies)
-                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            let address = client_address(parts, state).map(|ip| ip.to_string());
+            let client = address.clone().unwrap_or_else(|| "unknown".to_owned());
             state.auth_limiter.check(&client)?;
+            // Past the limit nothing is recorded: a client cannot write faster than it may fail.
+            state.refusals.record(Refusal {
+                request_id: request_id(parts),
+                client: address,
+            });
             state.auth_limiter.failed(&client);
             Err(Error::Unauthenticated)
         }
@@ -208,6 +241,7 @@ impl<R: Requirement> FromRequestParts<AppState> for Caller<R> {
             api_key_id: key.id,
             role: key.role,
             operator,
+            context: audit_context(parts, state, key.org_id, Actor::ApiKey(key.id)),
             requirement: PhantomData,
         })
     }

@@ -38,6 +38,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
+use crate::audit::RefusalRecorder;
 use crate::domain::connections::GatewayListeners;
 use crate::error::Error;
 use crate::http::dialect::ErrorReport;
@@ -53,6 +54,8 @@ use dialect::Dialect;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub verifier: Arc<Verifier>,
+    /// Writes refused credentials to the audit trail, off the request path.
+    pub refusals: RefusalRecorder,
     /// Seals what cannot be stored as a digest; authenticates server-issued nonces.
     pub server_key: Arc<ServerKey>,
     /// The gateway's public gRPC address, from which agent DSNs are built.
@@ -87,6 +90,7 @@ pub struct AppState {
         (name = "Verification", description = "The data plane's question: is this secret valid, and whose is it?"),
         (name = "API keys", description = "Bearer credentials of this API"),
         (name = "Organizations", description = "Tenants; managed by the operators"),
+        (name = "Audit", description = "Who changed what, from where, in which request; refused credentials"),
         (name = "Server", description = "Health and server information"),
         (name = "Ops Manager", description = "MongoDB Ops Manager's public API: projects, programmatic API keys (HTTP Digest) and agent API keys; also under `/api/public/v1.0`"),
     )

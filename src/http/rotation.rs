@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::domain::audit::Change;
 use crate::domain::secret::{NewSecret, OwnerRef, Rotation, future_expiry};
 use crate::error::Error;
 use crate::secrets::{PlainSecret, SecretKind};
@@ -32,15 +33,16 @@ pub struct Rotated {
 
 impl RotateRequest {
     /// Replaces the owner's `current` secret with a newly minted one of `kind`, in one
-    /// transaction that locks the owner first.
+    /// transaction that locks the owner first and records `change`.
     pub async fn rotate(
         self,
         store: &dyn Store,
         kind: SecretKind,
         owner: OwnerRef,
         current: Uuid,
+        change: &Change,
     ) -> Result<Rotated, Error> {
-        self.rotate_slot(store, kind, owner, String::new(), current)
+        self.rotate_slot(store, kind, owner, String::new(), current, change)
             .await
     }
 
@@ -52,6 +54,7 @@ impl RotateRequest {
         owner: OwnerRef,
         slot: String,
         current: Uuid,
+        change: &Change,
     ) -> Result<Rotated, Error> {
         let grace = self.grace_period_seconds.unwrap_or(0);
         if grace > MAX_GRACE_SECONDS {
@@ -68,7 +71,7 @@ impl RotateRequest {
             grace: Duration::seconds(grace as i64),
             successor,
         };
-        let expires_at = store.rotate_secret(&rotation).await?;
+        let expires_at = store.rotate_secret(&rotation, change).await?;
         Ok(Rotated {
             plain,
             created_at,

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::Result;
 use super::rows::corrupt;
 use crate::domain::agentex::{AgentApiKey, AgentApiKeyType, NewAgentApiKey, Page};
+use crate::domain::audit::Change;
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
 use crate::secrets::server_key::Sealed;
@@ -18,7 +19,7 @@ pub trait AgentApiKeyStore: Send + Sync + 'static {
     /// Creates the key, its owner row and its secret in one transaction. `AlreadyExists` when
     /// the agent has a key of this type and name; `Invalid` (`api_key`) when the secret is
     /// already in use; `NotFound` when the agent is gone.
-    async fn create_agent_api_key(&self, key: &NewAgentApiKey) -> Result<()>;
+    async fn create_agent_api_key(&self, key: &NewAgentApiKey, change: &Change) -> Result<()>;
     /// A page of the agent's keys, oldest first, each with its secret's metadata.
     async fn list_agent_api_keys(
         &self,
@@ -46,7 +47,7 @@ pub trait AgentApiKeyStore: Send + Sync + 'static {
     ) -> Result<Option<(SecretState, AgentApiKey)>>;
     /// Deletes the key and its secret with `delete_owner`, which locks the owner row first;
     /// `false` when the organization has no such agent API key.
-    async fn delete_agent_api_key(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
+    async fn delete_agent_api_key(&self, org_id: Uuid, id: Uuid, change: &Change) -> Result<bool>;
 }
 
 pub const INSERT_AGENT_API_KEY: &str = "
@@ -133,6 +134,7 @@ macro_rules! impl_agent_api_key_store {
             async fn create_agent_api_key(
                 &self,
                 key: &$crate::domain::agentex::NewAgentApiKey,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
                 use $crate::error::Error;
                 let owner = $crate::domain::secret::OwnerRef {
@@ -166,7 +168,8 @@ macro_rules! impl_agent_api_key_store {
                                 Error::invalid("api_key", "it is already in use")
                             }
                             err => err,
-                        })
+                        })?;
+                    record_change(tx, change).await
                 })
             }
 
@@ -271,6 +274,7 @@ macro_rules! impl_agent_api_key_store {
                 &self,
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 let owner = $crate::domain::secret::OwnerRef { org_id, id };
                 write_transaction!(self, |tx| {
@@ -285,7 +289,8 @@ macro_rules! impl_agent_api_key_store {
                     if is_key.is_none() {
                         return Ok(false);
                     }
-                    delete_owner(tx, owner).await
+                    let deleted = delete_owner(tx, owner).await?;
+                    record_if_made(tx, change, deleted).await
                 })
             }
         }

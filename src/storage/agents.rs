@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::Result;
 use super::rows::corrupt;
 use crate::domain::agent::{Agent, AgentMode, NewAgent};
+use crate::domain::audit::Change;
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
 use crate::secrets::SecretHash;
@@ -14,7 +15,7 @@ use crate::secrets::SecretHash;
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
     /// Creates the agent and its first key in one transaction.
-    async fn create_agent(&self, agent: &NewAgent) -> Result<()>;
+    async fn create_agent(&self, agent: &NewAgent, change: &Change) -> Result<()>;
     /// The organization's agents by name, each with its current key.
     async fn list_agents(&self, org_id: Uuid) -> Result<Vec<(Agent, SecretMeta)>>;
     async fn find_agent_by_id(&self, org_id: Uuid, id: Uuid)
@@ -28,7 +29,7 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn find_agent_by_secret(&self, hash: &SecretHash)
     -> Result<Option<(SecretState, Agent)>>;
     /// Deletes the agent and, by cascade, all its keys; `false` when there is no such agent.
-    async fn delete_agent(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
+    async fn delete_agent(&self, org_id: Uuid, id: Uuid, change: &Change) -> Result<bool>;
 }
 
 pub const INSERT_AGENT: &str =
@@ -93,6 +94,7 @@ macro_rules! impl_agent_store {
             async fn create_agent(
                 &self,
                 agent: &$crate::domain::agent::NewAgent,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
                 let owner = $crate::domain::secret::OwnerRef {
                     org_id: agent.org_id,
@@ -108,7 +110,8 @@ macro_rules! impl_agent_store {
                         .bind(agent.secret.created_at)
                         .execute(&mut **tx)
                         .await?;
-                    insert_secret(tx, &agent.secret, agent.id, "").await
+                    insert_secret(tx, &agent.secret, agent.id, "").await?;
+                    record_change(tx, change).await
                 })
             }
 
@@ -199,9 +202,13 @@ macro_rules! impl_agent_store {
                 &self,
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 let owner = $crate::domain::secret::OwnerRef { org_id, id };
-                write_transaction!(self, |tx| delete_owner(tx, owner).await)
+                write_transaction!(self, |tx| {
+                    let deleted = delete_owner(tx, owner).await?;
+                    record_if_made(tx, change, deleted).await
+                })
             }
         }
     };

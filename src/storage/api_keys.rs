@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Result;
 use super::rows::corrupt;
+use crate::domain::audit::Change;
 use crate::domain::org::{ApiKey, NewApiKey};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
@@ -13,7 +14,7 @@ use crate::secrets::SecretHash;
 
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync + 'static {
-    async fn create_api_key(&self, key: &NewApiKey) -> Result<()>;
+    async fn create_api_key(&self, key: &NewApiKey, change: &Change) -> Result<()>;
     /// The organization's keys, each with its current secret.
     async fn list_api_keys(&self, org_id: Uuid) -> Result<Vec<(ApiKey, SecretMeta)>>;
     async fn find_api_key(&self, org_id: Uuid, id: Uuid) -> Result<Option<(ApiKey, SecretMeta)>>;
@@ -24,7 +25,13 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     ) -> Result<Option<(SecretState, ApiKey)>>;
     /// Revokes the key and every secret it still has; `false` when the organization has no
     /// such key. `Conflict` when it is the organization's last working admin key.
-    async fn revoke_api_key(&self, org_id: Uuid, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
+    async fn revoke_api_key(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        at: DateTime<Utc>,
+        change: &Change,
+    ) -> Result<bool>;
 }
 
 pub const INSERT_API_KEY: &str =
@@ -91,8 +98,12 @@ macro_rules! impl_api_key_store {
             async fn create_api_key(
                 &self,
                 key: &$crate::domain::org::NewApiKey,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
-                write_transaction!(self, |tx| insert_api_key(tx, key).await)
+                write_transaction!(self, |tx| {
+                    insert_api_key(tx, key).await?;
+                    record_change(tx, change).await
+                })
             }
 
             async fn list_api_keys(
@@ -131,6 +142,7 @@ macro_rules! impl_api_key_store {
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
                 at: chrono::DateTime<chrono::Utc>,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 let owner = $crate::domain::secret::OwnerRef { org_id, id };
                 write_transaction!(self, |tx| {
@@ -161,6 +173,7 @@ macro_rules! impl_api_key_store {
                         }
                     }
                     revoke_owner_secrets(tx, owner, at).await?;
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::Result;
 use super::rows::corrupt;
+use crate::domain::audit::Change;
 use crate::domain::connections::{
     Connection, ConnectionSpec, ConnectionSummary, ConnectionType, Listener, NewConnection,
     Protocol,
@@ -21,7 +22,11 @@ pub trait ConnectionStore: Send + Sync + 'static {
     /// Creates the connection, served by the organization's agent its spec names (by id or
     /// name). `Invalid` naming `agent_id` when there is no such agent; `AlreadyExists` when
     /// the name is taken.
-    async fn create_connection(&self, connection: &NewConnection) -> Result<Connection>;
+    async fn create_connection(
+        &self,
+        connection: &NewConnection,
+        change: &Change,
+    ) -> Result<Connection>;
     /// The organization's connections by name.
     async fn list_connections(&self, org_id: Uuid) -> Result<Vec<Connection>>;
     async fn find_connection(&self, org_id: Uuid, name: &str) -> Result<Option<Connection>>;
@@ -34,10 +39,17 @@ pub trait ConnectionStore: Send + Sync + 'static {
         name: &str,
         spec: &ConnectionSpec,
         at: DateTime<Utc>,
+        change: &Change,
     ) -> Result<Option<Connection>>;
     /// Deletes the connection and ends every credential issued for it; `false` when there is
     /// no such connection.
-    async fn delete_connection(&self, org_id: Uuid, name: &str, at: DateTime<Utc>) -> Result<bool>;
+    async fn delete_connection(
+        &self,
+        org_id: Uuid,
+        name: &str,
+        at: DateTime<Utc>,
+        change: &Change,
+    ) -> Result<bool>;
 
     /// The listeners set through the API, in place of the configured ones.
     async fn gateway_listener_overrides(&self) -> Result<Vec<(Protocol, Listener)>>;
@@ -46,9 +58,10 @@ pub trait ConnectionStore: Send + Sync + 'static {
         protocol: Protocol,
         listener: &Listener,
         at: DateTime<Utc>,
+        change: &Change,
     ) -> Result<()>;
     /// Returns the protocol to its configured listener.
-    async fn reset_gateway_listener(&self, protocol: Protocol) -> Result<()>;
+    async fn reset_gateway_listener(&self, protocol: Protocol, change: &Change) -> Result<()>;
 }
 
 /// The organization's agent named by `$2` (an id, or NULL) or `$3` (a name), the id first
@@ -244,6 +257,7 @@ macro_rules! impl_connection_store {
             async fn create_connection(
                 &self,
                 connection: &$crate::domain::connections::NewConnection,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<$crate::domain::connections::Connection> {
                 use $crate::storage::connections as sql;
                 let spec = &connection.spec;
@@ -267,6 +281,7 @@ macro_rules! impl_connection_store {
                         &spec.attributes,
                     )
                     .await?;
+                    record_change(tx, change).await?;
                     Ok($crate::domain::connections::Connection {
                         id: connection.id,
                         org_id: connection.org_id,
@@ -318,6 +333,7 @@ macro_rules! impl_connection_store {
                 name: &str,
                 spec: &$crate::domain::connections::ConnectionSpec,
                 at: chrono::DateTime<chrono::Utc>,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<Option<$crate::domain::connections::Connection>> {
                 use $crate::storage::connections as sql;
                 write_transaction!(self, |tx| {
@@ -348,6 +364,7 @@ macro_rules! impl_connection_store {
                     for (identity_id,) in stranded {
                         detach_credential(tx, identity_id, id, at).await?;
                     }
+                    record_change(tx, change).await?;
                     Ok(Some($crate::domain::connections::Connection {
                         id,
                         org_id,
@@ -368,6 +385,7 @@ macro_rules! impl_connection_store {
                 org_id: uuid::Uuid,
                 name: &str,
                 at: chrono::DateTime<chrono::Utc>,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 use $crate::storage::connections as sql;
                 write_transaction!(self, |tx| {
@@ -388,6 +406,7 @@ macro_rules! impl_connection_store {
                         .bind(id)
                         .execute(&mut **tx)
                         .await?;
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }
@@ -413,27 +432,33 @@ macro_rules! impl_connection_store {
                 protocol: $crate::domain::connections::Protocol,
                 listener: &$crate::domain::connections::Listener,
                 at: chrono::DateTime<chrono::Utc>,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
-                sqlx::query($crate::storage::connections::UPSERT_LISTENER)
-                    .bind(protocol.as_str())
-                    .bind(&listener.host)
-                    .bind(i32::from(listener.port))
-                    .bind(listener.tls)
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                write_transaction!(self, |tx| {
+                    sqlx::query($crate::storage::connections::UPSERT_LISTENER)
+                        .bind(protocol.as_str())
+                        .bind(&listener.host)
+                        .bind(i32::from(listener.port))
+                        .bind(listener.tls)
+                        .bind(at)
+                        .execute(&mut **tx)
+                        .await?;
+                    record_change(tx, change).await
+                })
             }
 
             async fn reset_gateway_listener(
                 &self,
                 protocol: $crate::domain::connections::Protocol,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
-                sqlx::query($crate::storage::connections::DELETE_LISTENER)
-                    .bind(protocol.as_str())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+                write_transaction!(self, |tx| {
+                    sqlx::query($crate::storage::connections::DELETE_LISTENER)
+                        .bind(protocol.as_str())
+                        .execute(&mut **tx)
+                        .await?;
+                    record_change(tx, change).await
+                })
             }
         }
 

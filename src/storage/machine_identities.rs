@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::Result;
 use super::connections::{SummaryColumns, WithAttribute, group_attributes};
 use super::rows::{KeyColumns, SecretColumns, corrupt};
+use crate::domain::audit::Change;
 use crate::domain::connections::ConnectionSummary;
 use crate::domain::machine_identities::{
     CredentialHolder, CredentialIssuer, CredentialMeta, IdentityChanges, Issued, MachineIdentity,
@@ -36,6 +37,7 @@ pub trait MachineIdentityStore: Send + Sync + 'static {
         &self,
         identity: &NewMachineIdentity,
         issuer: &dyn CredentialIssuer,
+        change: &Change,
     ) -> Result<Vec<Issued>>;
     /// The organization's identities by name, each with its credentials.
     async fn list_machine_identities(&self, org_id: Uuid) -> Result<Vec<MachineIdentity>>;
@@ -53,10 +55,16 @@ pub trait MachineIdentityStore: Send + Sync + 'static {
         name: &str,
         changes: &IdentityChanges,
         issuer: &dyn CredentialIssuer,
+        change: &Change,
     ) -> Result<Option<(MachineIdentity, Vec<Issued>)>>;
     /// Deletes the identity and, by cascade, every credential it holds; `false` when there
     /// is no such identity.
-    async fn delete_machine_identity(&self, org_id: Uuid, id: Uuid) -> Result<bool>;
+    async fn delete_machine_identity(
+        &self,
+        org_id: Uuid,
+        id: Uuid,
+        change: &Change,
+    ) -> Result<bool>;
     /// Whose a presented credential (by digest) is, and for which connection: the
     /// verification lookup.
     async fn find_machine_credential_by_secret(
@@ -288,6 +296,7 @@ macro_rules! impl_machine_identity_store {
                 &self,
                 identity: &$crate::domain::machine_identities::NewMachineIdentity,
                 issuer: &dyn $crate::domain::machine_identities::CredentialIssuer,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<Vec<$crate::domain::machine_identities::Issued>> {
                 use $crate::storage::machine_identities as sql;
                 let owner = $crate::domain::secret::OwnerRef {
@@ -329,6 +338,7 @@ macro_rules! impl_machine_identity_store {
                             .await?,
                         );
                     }
+                    record_change(tx, change).await?;
                     Ok(issued)
                 })
             }
@@ -380,6 +390,7 @@ macro_rules! impl_machine_identity_store {
                 name: &str,
                 changes: &$crate::domain::machine_identities::IdentityChanges,
                 issuer: &dyn $crate::domain::machine_identities::CredentialIssuer,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<
                 Option<(
                     $crate::domain::machine_identities::MachineIdentity,
@@ -469,6 +480,7 @@ macro_rules! impl_machine_identity_store {
                             );
                         }
                     }
+                    record_change(tx, change).await?;
                     Ok(Some(issued))
                 })?;
                 let Some(issued) = issued else {
@@ -484,9 +496,13 @@ macro_rules! impl_machine_identity_store {
                 &self,
                 org_id: uuid::Uuid,
                 id: uuid::Uuid,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 let owner = $crate::domain::secret::OwnerRef { org_id, id };
-                write_transaction!(self, |tx| delete_owner(tx, owner).await)
+                write_transaction!(self, |tx| {
+                    let deleted = delete_owner(tx, owner).await?;
+                    record_if_made(tx, change, deleted).await
+                })
             }
 
             async fn find_machine_credential_by_secret(

@@ -7,11 +7,12 @@
 //! Ops Manager's aggregates: projects (`projects.rs`), programmatic key pairs
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
-//! responses are `idempotency.rs`.
+//! responses are `idempotency.rs`; the audit trail is `audit.rs`.
 
 mod agent_api_keys;
 mod agents;
 mod api_keys;
+mod audit;
 mod connections;
 pub mod idempotency;
 mod machine_identities;
@@ -33,6 +34,7 @@ use crate::error::Error;
 pub use agent_api_keys::AgentApiKeyStore;
 pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
+pub use audit::AuditStore;
 pub use connections::ConnectionStore;
 pub use idempotency::IdempotencyStore;
 pub use machine_identities::MachineIdentityStore;
@@ -60,6 +62,7 @@ pub trait Store:
     + MachineIdentityStore
     + AgentApiKeyStore
     + IdempotencyStore
+    + AuditStore
 {
 }
 
@@ -75,7 +78,8 @@ impl<
         + ConnectionStore
         + MachineIdentityStore
         + AgentApiKeyStore
-        + IdempotencyStore,
+        + IdempotencyStore
+        + AuditStore,
 > Store for T
 {
 }

@@ -5,13 +5,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Result;
+use crate::domain::audit::Change;
 use crate::domain::org::{NewApiKey, Org};
 
 #[async_trait]
 pub trait OrgStore: Send + Sync + 'static {
     async fn count_orgs(&self) -> Result<i64>;
     /// Creates an organization and its first admin API key in one transaction.
-    async fn create_org(&self, org: &Org, admin: &NewApiKey) -> Result<()>;
+    async fn create_org(&self, org: &Org, admin: &NewApiKey, change: &Change) -> Result<()>;
     async fn list_orgs(&self) -> Result<Vec<Org>>;
     async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>>;
 }
@@ -54,6 +55,7 @@ macro_rules! impl_org_store {
                 &self,
                 org: &$crate::domain::org::Org,
                 admin: &$crate::domain::org::NewApiKey,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
                 write_transaction!(self, |tx| {
                     sqlx::query($crate::storage::orgs::INSERT_ORG)
@@ -62,7 +64,8 @@ macro_rules! impl_org_store {
                         .bind(org.created_at)
                         .execute(&mut **tx)
                         .await?;
-                    insert_api_key(tx, admin).await
+                    insert_api_key(tx, admin).await?;
+                    record_change(tx, change).await
                 })
             }
 

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
+use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::idempotency::impl_idempotency_store;
 use super::machine_identities::impl_machine_identity_store;
@@ -24,6 +25,13 @@ type Tx = Transaction<'static, Postgres>;
 
 /// Lifecycle transactions lock the rows they change before reading them.
 const ROW_LOCK: &str = " FOR UPDATE";
+
+/// Audit events are stamped one transaction at a time, under a lock held until commit, by the
+/// database's clock: their (time, id) order is their commit order on every instance, so a page
+/// cursor is never passed by an event committed later.
+const AUDIT_CLOCK: Option<&str> = Some(
+    "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(7152936640718741504)) AS ordered",
+);
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -86,3 +94,4 @@ impl_connection_store!(PostgresStore);
 impl_machine_identity_store!(PostgresStore);
 impl_agent_api_key_store!(PostgresStore);
 impl_idempotency_store!(PostgresStore);
+impl_audit_store!(PostgresStore);

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::Result;
 use super::projects::object_id;
 use super::rows::corrupt;
+use crate::domain::audit::Change;
 use crate::domain::ops_manager::{
     AccessEntry, DigestAccount, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, parse_network,
@@ -22,7 +23,11 @@ use crate::secrets::server_key::Sealed;
 pub trait ProgrammaticKeyStore: Send + Sync + 'static {
     /// Creates the key pair, its secret and its roles in one transaction; `AlreadyExists` when
     /// its public key is taken.
-    async fn create_programmatic_key(&self, key: &NewProgrammaticKey) -> Result<()>;
+    async fn create_programmatic_key(
+        &self,
+        key: &NewProgrammaticKey,
+        change: &Change,
+    ) -> Result<()>;
     /// The organization's key pairs, oldest first, with their roles and secret.
     async fn list_programmatic_keys(
         &self,
@@ -41,6 +46,7 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
         id: ObjectId,
         desc: Option<&str>,
         org_roles: Option<&[OrgRole]>,
+        change: &Change,
     ) -> Result<bool>;
     /// Replaces the key's roles on `project` (none: takes the key off the project); `false`
     /// when the organization has no such key or project.
@@ -50,9 +56,15 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
         id: ObjectId,
         project: ObjectId,
         roles: &[ProjectRole],
+        change: &Change,
     ) -> Result<bool>;
     /// Deletes the key pair: it stops working at once. `false` when there is no such key.
-    async fn delete_programmatic_key(&self, org_id: Uuid, id: ObjectId) -> Result<bool>;
+    async fn delete_programmatic_key(
+        &self,
+        org_id: Uuid,
+        id: ObjectId,
+        change: &Change,
+    ) -> Result<bool>;
     /// The key's access list; `None` when the organization has no such key.
     async fn access_list(&self, org_id: Uuid, id: ObjectId) -> Result<Option<Vec<AccessEntry>>>;
     /// Adds the networks not yet on the key's access list; `false` when there is no such key.
@@ -62,10 +74,16 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
         id: ObjectId,
         networks: &[IpNet],
         at: DateTime<Utc>,
+        change: &Change,
     ) -> Result<bool>;
     /// `false` when there is no such key or the network is not on its list.
-    async fn remove_access_entry(&self, org_id: Uuid, id: ObjectId, network: IpNet)
-    -> Result<bool>;
+    async fn remove_access_entry(
+        &self,
+        org_id: Uuid,
+        id: ObjectId,
+        network: IpNet,
+        change: &Change,
+    ) -> Result<bool>;
     /// The key pair a Digest user name (its public key) names, with what authentication checks.
     async fn find_digest_account(&self, public_key: &str) -> Result<Option<DigestAccount>>;
     /// Records a use of nonce count `nc` of the nonce with digest `nonce`, kept until
@@ -297,6 +315,7 @@ macro_rules! impl_programmatic_key_store {
             async fn create_programmatic_key(
                 &self,
                 new: &$crate::domain::ops_manager::NewProgrammaticKey,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
                 let key = &new.key;
                 write_transaction!(self, |tx| {
@@ -313,7 +332,8 @@ macro_rules! impl_programmatic_key_store {
                         .execute(&mut **tx)
                         .await?;
                     insert_secret(tx, &new.secret, key.id, "").await?;
-                    insert_org_roles(tx, key.id, &key.roles.org_roles).await
+                    insert_org_roles(tx, key.id, &key.roles.org_roles).await?;
+                    record_change(tx, change).await
                 })
             }
 
@@ -361,6 +381,7 @@ macro_rules! impl_programmatic_key_store {
                 id: $crate::domain::ops_manager::ObjectId,
                 desc: Option<&str>,
                 org_roles: Option<&[$crate::domain::ops_manager::OrgRole]>,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 use $crate::storage::programmatic_keys as sql;
                 write_transaction!(self, |tx| {
@@ -374,6 +395,7 @@ macro_rules! impl_programmatic_key_store {
                         sqlx::query(sql::DELETE_ORG_ROLES).bind(owner).execute(&mut **tx).await?;
                         insert_org_roles(tx, owner, roles).await?;
                     }
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }
@@ -384,6 +406,7 @@ macro_rules! impl_programmatic_key_store {
                 id: $crate::domain::ops_manager::ObjectId,
                 project: $crate::domain::ops_manager::ObjectId,
                 roles: &[$crate::domain::ops_manager::ProjectRole],
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 use $crate::storage::programmatic_keys as sql;
                 write_transaction!(self, |tx| {
@@ -407,6 +430,7 @@ macro_rules! impl_programmatic_key_store {
                             .execute(&mut **tx)
                             .await?;
                     }
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }
@@ -415,12 +439,14 @@ macro_rules! impl_programmatic_key_store {
                 &self,
                 org_id: uuid::Uuid,
                 id: $crate::domain::ops_manager::ObjectId,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 write_transaction!(self, |tx| {
-                    match find_programmatic_owner(tx, org_id, id).await? {
-                        Some(owner) => delete_owner(tx, $crate::domain::secret::OwnerRef { org_id, id: owner }).await,
-                        None => Ok(false),
-                    }
+                    let deleted = match find_programmatic_owner(tx, org_id, id).await? {
+                        Some(owner) => delete_owner(tx, $crate::domain::secret::OwnerRef { org_id, id: owner }).await?,
+                        None => false,
+                    };
+                    record_if_made(tx, change, deleted).await
                 })
             }
 
@@ -447,6 +473,7 @@ macro_rules! impl_programmatic_key_store {
                 id: $crate::domain::ops_manager::ObjectId,
                 networks: &[ipnet::IpNet],
                 at: chrono::DateTime<chrono::Utc>,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 use $crate::storage::programmatic_keys as sql;
                 write_transaction!(self, |tx| {
@@ -461,6 +488,7 @@ macro_rules! impl_programmatic_key_store {
                             .execute(&mut **tx)
                             .await?;
                     }
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }
@@ -470,6 +498,7 @@ macro_rules! impl_programmatic_key_store {
                 org_id: uuid::Uuid,
                 id: $crate::domain::ops_manager::ObjectId,
                 network: ipnet::IpNet,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 use $crate::storage::programmatic_keys as sql;
                 write_transaction!(self, |tx| {
@@ -481,7 +510,7 @@ macro_rules! impl_programmatic_key_store {
                         .bind(network.to_string())
                         .execute(&mut **tx)
                         .await?;
-                    Ok(removed.rows_affected() > 0)
+                    record_if_made(tx, change, removed.rows_affected() > 0).await
                 })
             }
 

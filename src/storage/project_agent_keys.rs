@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Result;
 use super::projects::object_id;
+use crate::domain::audit::Change;
 use crate::domain::ops_manager::{NewProjectAgentKey, ObjectId, ProjectAgentKey};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
@@ -14,7 +15,11 @@ use crate::secrets::SecretHash;
 #[async_trait]
 pub trait ProjectAgentKeyStore: Send + Sync + 'static {
     /// Creates the key and its secret in one transaction; `false` when the project is gone.
-    async fn create_project_agent_key(&self, key: &NewProjectAgentKey) -> Result<bool>;
+    async fn create_project_agent_key(
+        &self,
+        key: &NewProjectAgentKey,
+        change: &Change,
+    ) -> Result<bool>;
     /// The project's agent keys, oldest first, each with its secret.
     async fn list_project_agent_keys(
         &self,
@@ -26,6 +31,7 @@ pub trait ProjectAgentKeyStore: Send + Sync + 'static {
         org_id: Uuid,
         project_id: ObjectId,
         id: ObjectId,
+        change: &Change,
     ) -> Result<bool>;
     /// The agent key a presented secret (by digest) belongs to: the verification lookup.
     async fn find_project_agent_key_by_secret(
@@ -107,6 +113,7 @@ macro_rules! impl_project_agent_key_store {
             async fn create_project_agent_key(
                 &self,
                 new: &$crate::domain::ops_manager::NewProjectAgentKey,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 let key = &new.key;
                 write_transaction!(self, |tx| {
@@ -131,6 +138,7 @@ macro_rules! impl_project_agent_key_store {
                         .execute(&mut **tx)
                         .await?;
                     insert_secret(tx, &new.secret, key.id, "").await?;
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }
@@ -161,6 +169,7 @@ macro_rules! impl_project_agent_key_store {
                 org_id: uuid::Uuid,
                 project_id: $crate::domain::ops_manager::ObjectId,
                 id: $crate::domain::ops_manager::ObjectId,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 write_transaction!(self, |tx| {
                     let found: Option<(uuid::Uuid,)> =
@@ -170,16 +179,17 @@ macro_rules! impl_project_agent_key_store {
                             .bind(org_id)
                             .fetch_optional(&mut **tx)
                             .await?;
-                    match found {
+                    let deleted = match found {
                         Some((owner_id,)) => {
                             let owner = $crate::domain::secret::OwnerRef {
                                 org_id,
                                 id: owner_id,
                             };
-                            delete_owner(tx, owner).await
+                            delete_owner(tx, owner).await?
                         }
-                        None => Ok(false),
-                    }
+                        None => false,
+                    };
+                    record_if_made(tx, change, deleted).await
                 })
             }
 

@@ -7,20 +7,21 @@ use uuid::Uuid;
 
 use super::Result;
 use super::rows::corrupt;
+use crate::domain::audit::Change;
 use crate::domain::ops_manager::{ObjectId, Project};
 use crate::error::Error;
 
 #[async_trait]
 pub trait ProjectStore: Send + Sync + 'static {
     /// `AlreadyExists` when the organization has a project of that name.
-    async fn create_project(&self, project: &Project) -> Result<()>;
+    async fn create_project(&self, project: &Project, change: &Change) -> Result<()>;
     /// The organization's projects by name.
     async fn list_projects(&self, org_id: Uuid) -> Result<Vec<Project>>;
     /// A project of any organization: whose it is decides between "not found" and "not yours".
     async fn find_project(&self, id: ObjectId) -> Result<Option<Project>>;
     /// Deletes the project with its agent keys and the project roles granted on it; `false`
     /// when the organization has no such project.
-    async fn delete_project(&self, org_id: Uuid, id: ObjectId) -> Result<bool>;
+    async fn delete_project(&self, org_id: Uuid, id: ObjectId, change: &Change) -> Result<bool>;
 }
 
 pub const INSERT_PROJECT: &str =
@@ -66,6 +67,7 @@ macro_rules! impl_project_store {
             async fn create_project(
                 &self,
                 project: &$crate::domain::ops_manager::Project,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
                 write_transaction!(self, |tx| {
                     sqlx::query($crate::storage::projects::INSERT_PROJECT)
@@ -75,7 +77,7 @@ macro_rules! impl_project_store {
                         .bind(project.created_at)
                         .execute(&mut **tx)
                         .await?;
-                    Ok(())
+                    record_change(tx, change).await
                 })
             }
 
@@ -117,6 +119,7 @@ macro_rules! impl_project_store {
                 &self,
                 org_id: uuid::Uuid,
                 id: $crate::domain::ops_manager::ObjectId,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 write_transaction!(self, |tx| {
                     if !lock_project(tx, org_id, id).await? {
@@ -131,6 +134,7 @@ macro_rules! impl_project_store {
                         .bind(org_id)
                         .execute(&mut **tx)
                         .await?;
+                    record_change(tx, change).await?;
                     Ok(true)
                 })
             }

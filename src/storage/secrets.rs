@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Result;
+use crate::domain::audit::Change;
 use crate::domain::secret::Rotation;
 
 #[async_trait]
@@ -16,7 +17,11 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Replaces the owner's current secret as `rotation` says, in one transaction that locks
     /// the owner first; returns the successor's expiry. `NotFound` when the owner is not in the
     /// organization; `Conflict` when its secret is revoked or another rotation won.
-    async fn rotate_secret(&self, rotation: &Rotation) -> Result<Option<DateTime<Utc>>>;
+    async fn rotate_secret(
+        &self,
+        rotation: &Rotation,
+        change: &Change,
+    ) -> Result<Option<DateTime<Utc>>>;
 
     /// Writes `last_used_at` for a batch of secrets; it only ever moves forward, so instances
     /// flushing in any order keep the latest use.
@@ -56,6 +61,7 @@ macro_rules! impl_secret_store {
             async fn rotate_secret(
                 &self,
                 rotation: &$crate::domain::secret::Rotation,
+                change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<Option<chrono::DateTime<chrono::Utc>>> {
                 use $crate::error::Error;
                 write_transaction!(self, |tx| {
@@ -95,6 +101,7 @@ macro_rules! impl_secret_store {
                     let mut successor = rotation.successor.clone();
                     successor.expires_at = successor_expiry;
                     insert_secret(tx, &successor, rotation.owner.id, &rotation.slot).await?;
+                    record_change(tx, change).await?;
                     Ok(successor_expiry)
                 })
             }

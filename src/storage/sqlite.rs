@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
 use super::api_keys::impl_api_key_store;
+use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::idempotency::impl_idempotency_store;
 use super::machine_identities::impl_machine_identity_store;
@@ -26,6 +27,10 @@ type Tx = Transaction<'static, Sqlite>;
 /// SQLite has no row locks: `BEGIN IMMEDIATE` holds the database's write lock for the whole
 /// transaction, which orders every writer.
 const ROW_LOCK: &str = "";
+
+/// `BEGIN IMMEDIATE` already orders writers, so the local clock read inside a transaction
+/// stamps audit events in commit order.
+const AUDIT_CLOCK: Option<&str> = None;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -97,3 +102,4 @@ impl_connection_store!(SqliteStore);
 impl_machine_identity_store!(SqliteStore);
 impl_agent_api_key_store!(SqliteStore);
 impl_idempotency_store!(SqliteStore);
+impl_audit_store!(SqliteStore);

@@ -631,7 +631,10 @@ async fn a_failure_midway_through_creation_leaves_nothing_behind(backend: Backen
         created_at: now(),
     };
     let repeated = SameDigest(PlainSecret::mint(SecretKind::MachineCredential));
-    let failed = store.create_machine_identity(&identity, &repeated).await;
+    let change = crate::storage::host_change(org);
+    let failed = store
+        .create_machine_identity(&identity, &repeated, &change)
+        .await;
     assert!(matches!(failed, Err(Error::AlreadyExists)), "{failed:?}");
     assert!(
         store
@@ -654,6 +657,7 @@ async fn a_failure_midway_through_creation_leaves_nothing_behind(backend: Backen
         .create_machine_identity(
             &identity,
             &keygate::domain::machine_identities::CredentialMint::default(),
+            &change,
         )
         .await
         .unwrap();
@@ -1342,7 +1346,7 @@ async fn machine_credentials_never_reach_logs_errors_or_reads(backend: Backend) 
         "the request logs were captured"
     );
     assert!(
-        logs.contains("machine credential rotated"),
+        logs.contains("machine_identity.credential_rotated"),
         "changes are audited"
     );
     for secret in &secrets {

@@ -5,6 +5,7 @@ mod common;
 mod agentex;
 mod agents;
 mod api_keys;
+mod audit;
 mod connections;
 mod cors;
 mod idempotency;

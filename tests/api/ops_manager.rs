@@ -42,26 +42,26 @@ on_both_backends!(
     ops_manager_secrets_never_reach_logs_errors_lists_or_the_database,
 );
 
-const BASE: &str = "/api/public/v1.0";
+pub(crate) const BASE: &str = "/api/public/v1.0";
 const REALM: &str = "MMS Public API";
 /// The server key of the servers whose nonces the tests forge.
 const SERVER_KEY: [u8; 32] = [7; 32];
 
-struct KeyPair {
-    id: String,
-    public: String,
-    private: String,
+pub(crate) struct KeyPair {
+    pub(crate) id: String,
+    pub(crate) public: String,
+    pub(crate) private: String,
 }
 
 /// The Ops Manager id of the bootstrap admin's organization (`default`).
-async fn org_id(app: &TestApp, token: &str) -> String {
+pub(crate) async fn org_id(app: &TestApp, token: &str) -> String {
     let (status, orgs) = app.get(&format!("{BASE}/orgs"), token).await;
     assert_eq!(status, StatusCode::OK, "{orgs}");
     orgs["results"][0]["id"].as_str().unwrap().to_owned()
 }
 
 /// A key pair of organization `default` with `roles`, made by the bootstrap admin.
-async fn key_pair(app: &TestApp, roles: Value) -> KeyPair {
+pub(crate) async fn key_pair(app: &TestApp, roles: Value) -> KeyPair {
     key_pair_of(app, ADMIN, roles).await
 }
 
@@ -92,7 +92,7 @@ async fn project(app: &TestApp, name: &str) -> String {
     project_of(app, ADMIN, name).await
 }
 
-async fn send(
+pub(crate) async fn send(
     app: &TestApp,
     method: Method,
     path: &str,
@@ -141,7 +141,7 @@ impl Algorithm {
 }
 
 /// A Digest client written from RFC 7616, section 3.4, independently of the server's code.
-struct DigestClient<'a> {
+pub(crate) struct DigestClient<'a> {
     app: &'a TestApp,
     user: String,
     password: String,
@@ -150,7 +150,7 @@ struct DigestClient<'a> {
 }
 
 impl<'a> DigestClient<'a> {
-    fn new(app: &'a TestApp, key: &KeyPair) -> DigestClient<'a> {
+    pub(crate) fn new(app: &'a TestApp, key: &KeyPair) -> DigestClient<'a> {
         DigestClient {
             app,
             user: key.public.clone(),
@@ -211,7 +211,12 @@ impl<'a> DigestClient<'a> {
     }
 
     /// A request with a fresh nonce, as a client does it: challenged first, then answered.
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let nonce = self.nonce(method.clone(), path).await;
         read(self.send_with(method, path, body.as_ref(), &nonce, 1).await).await
     }
@@ -1461,7 +1466,7 @@ async fn ops_manager_secrets_never_reach_logs_errors_lists_or_the_database(backe
 
     let logs = captured_logs();
     assert!(
-        logs.contains("agent api key created"),
+        logs.contains("project_agent_key.created"),
         "changes are audited"
     );
     let ha1 = Algorithm::Md5.hex(&format!("{}:{REALM}:{}", owner.public, owner.private));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use keygate::domain::agent::{Agent, AgentMode, AgentName, NewAgent};
+use keygate::domain::audit::{AuditContext, Change};
 use keygate::domain::secret::{NewSecret, OwnerRef, Rotation, SecretMeta, now};
 use keygate::error::Error;
 use keygate::secrets::{PlainSecret, SecretKind};
@@ -24,6 +25,11 @@ on_both_backends!(
     last_used_at_only_moves_forward,
     a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration,
 );
+
+/// A change made straight on the store, as the server's host makes them.
+pub fn host_change(org: Uuid) -> Change {
+    AuditContext::host(org).change("test.change", "test", org)
+}
 
 /// A store opened on a fresh test server's database, working in organization `default`.
 struct Fixture {
@@ -63,7 +69,9 @@ impl Fixture {
             mode: AgentMode::Standard,
             secret: NewSecret::from_plain(SecretKind::AgentKey, key, expires_at),
         };
-        self.store.create_agent(&agent).await
+        self.store
+            .create_agent(&agent, &host_change(self.org))
+            .await
     }
 
     async fn agent(&self, name: &str) -> Option<(Agent, SecretMeta)> {
@@ -88,7 +96,9 @@ impl Fixture {
             grace,
             successor: NewSecret::from_plain(SecretKind::AgentKey, key, None),
         };
-        self.store.rotate_secret(&rotation).await
+        self.store
+            .rotate_secret(&rotation, &host_change(self.org))
+            .await
     }
 
     async fn key_state(&self, key: &PlainSecret) -> Option<keygate::domain::secret::SecretState> {
@@ -169,11 +179,22 @@ async fn deleting_an_agent_cascades_to_all_its_secrets(backend: Backend) {
         .unwrap();
     assert!(db.key_state(&first).await.is_some(), "in its grace period");
 
-    assert!(db.store.delete_agent(db.org, agent.id).await.unwrap());
+    let change = host_change(db.org);
+    assert!(
+        db.store
+            .delete_agent(db.org, agent.id, &change)
+            .await
+            .unwrap()
+    );
     for key in [&first, &second] {
         assert!(db.key_state(key).await.is_none());
     }
-    assert!(!db.store.delete_agent(db.org, agent.id).await.unwrap());
+    assert!(
+        !db.store
+            .delete_agent(db.org, agent.id, &change)
+            .await
+            .unwrap()
+    );
     let gone = db
         .rotate(&agent, current.id, &mint(), Duration::zero())
         .await;
@@ -320,7 +341,12 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
         current.id, state.id,
         "the current key is the one not rotated away"
     );
-    assert!(store.delete_agent(org, agent).await.unwrap());
+    assert!(
+        store
+            .delete_agent(org, agent, &host_change(org))
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .find_agent_by_secret(&agent_key.hash())

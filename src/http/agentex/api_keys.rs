@@ -148,9 +148,10 @@ pub async fn create(
     )?;
     let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
     let (key, plain) = NewAgentApiKey::new(&agent, spec, &state.server_key);
+    let change = caller.change("agent_api_key.created", "agent_api_key", key.id);
     state
         .store
-        .create_agent_api_key(&key)
+        .create_agent_api_key(&key, &change)
         .await
         .map_err(|err| match err {
             Error::AlreadyExists => {
@@ -159,7 +160,7 @@ pub async fn create(
             Error::NotFound(_) => agent_ref.missing(),
             err => err,
         })?;
-    caller.audit("agent api key created", key.id);
+    change.log();
     Ok(axum::Json(CreatedApiKey {
         id: key.id,
         agent_id: key.agent_id,
@@ -251,14 +252,15 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<axum::Json<String>, Error> {
     let (key, _) = find_key(&state, caller.org_id, &id).await?;
+    let change = caller.change("agent_api_key.deleted", "agent_api_key", key.id);
     if !state
         .store
-        .delete_agent_api_key(caller.org_id, key.id)
+        .delete_agent_api_key(caller.org_id, key.id, &change)
         .await?
     {
         return Err(no_such_item("id", &id));
     }
-    caller.audit("agent api key deleted", key.id);
+    change.log();
     Ok(axum::Json(format!("Agent API key with ID {id} deleted")))
 }
 
@@ -311,14 +313,15 @@ pub async fn delete_by_name(
     Query(params): Query<NamedParams>,
 ) -> Result<axum::Json<String>, Error> {
     let (key, _) = find_named(&state, caller.org_id, name, params).await?;
+    let change = caller.change("agent_api_key.deleted", "agent_api_key", key.id);
     if !state
         .store
-        .delete_agent_api_key(caller.org_id, key.id)
+        .delete_agent_api_key(caller.org_id, key.id, &change)
         .await?
     {
         return Err(missing_named(&key.name, key.agent_id));
     }
-    caller.audit("agent api key deleted", key.id);
+    change.log();
     Ok(axum::Json(format!("Agent api_key '{}' deleted", key.name)))
 }
 

@@ -116,8 +116,9 @@ pub async fn create(
             future_expiry(body.expires_at)?,
         ),
     };
-    state.store.create_agent(&agent).await?;
-    caller.audit("agent created", agent.id);
+    let change = caller.change("agent.created", "agent", agent.id);
+    state.store.create_agent(&agent, &change).await?;
+    change.log();
     let token = build_dsn(
         &state.grpc_url,
         agent.name.as_str(),
@@ -189,8 +190,13 @@ pub async fn delete(
     Path(name_or_id): Path<String>,
 ) -> Result<StatusCode, Error> {
     let (agent, _) = find(&state, &caller, &name_or_id).await?;
-    if state.store.delete_agent(caller.org_id, agent.id).await? {
-        caller.audit("agent deleted", agent.id);
+    let change = caller.change("agent.deleted", "agent", agent.id);
+    if state
+        .store
+        .delete_agent(caller.org_id, agent.id, &change)
+        .await?
+    {
+        change.log();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound("agent"))
@@ -227,15 +233,22 @@ pub async fn rotate(
         org_id: agent.org_id,
         id: agent.id,
     };
+    let change = caller.change("agent.rotated", "agent", agent.id);
     let rotated = body
         .unwrap_or_default()
-        .rotate(state.store.as_ref(), SecretKind::AgentKey, owner, key.id)
+        .rotate(
+            state.store.as_ref(),
+            SecretKind::AgentKey,
+            owner,
+            key.id,
+            &change,
+        )
         .await
         .map_err(|err| match err {
             Error::NotFound(_) => Error::NotFound("agent"),
             err => err,
         })?;
-    caller.audit("agent key rotated", agent.id);
+    change.log();
     let token = build_dsn(
         &state.grpc_url,
         &agent.name,

@@ -134,8 +134,9 @@ pub async fn create(
         spec,
         created_at: now(),
     };
-    let created = state.store.create_connection(&connection).await?;
-    caller.audit("connection created", created.id);
+    let change = caller.change("connection.created", "connection", connection.id);
+    let created = state.store.create_connection(&connection, &change).await?;
+    change.log();
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
@@ -174,12 +175,7 @@ pub async fn get(
     caller: Caller<Anyone>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<ConnectionView>, Error> {
-    let connection = state
-        .store
-        .find_connection(caller.org_id, &name)
-        .await?
-        .ok_or(Error::NotFound("connection"))?;
-    Ok(axum::Json(connection.into()))
+    Ok(axum::Json(find(&state, &caller, &name).await?.into()))
 }
 
 /// Update Connection: replaces its type, subtype, agent, attributes and database. Machine
@@ -210,12 +206,14 @@ pub async fn update(
     if renamed.is_some_and(|renamed| renamed != name) {
         return Err(Error::invalid("name", "a connection cannot be renamed"));
     }
+    let existing = find(&state, &caller, &name).await?;
+    let change = caller.change("connection.updated", "connection", existing.id);
     let updated = state
         .store
-        .update_connection(caller.org_id, &name, &spec, now())
+        .update_connection(caller.org_id, &name, &spec, now(), &change)
         .await?
         .ok_or(Error::NotFound("connection"))?;
-    caller.audit("connection updated", updated.id);
+    change.log();
     Ok(axum::Json(updated.into()))
 }
 
@@ -238,17 +236,14 @@ pub async fn delete(
     caller: Caller<Admin>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Error> {
-    let connection = state
-        .store
-        .find_connection(caller.org_id, &name)
-        .await?
-        .ok_or(Error::NotFound("connection"))?;
+    let connection = find(&state, &caller, &name).await?;
+    let change = caller.change("connection.deleted", "connection", connection.id);
     if state
         .store
-        .delete_connection(caller.org_id, &name, now())
+        .delete_connection(caller.org_id, &name, now(), &change)
         .await?
     {
-        caller.audit("connection deleted", connection.id);
+        change.log();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound("connection"))
@@ -365,18 +360,17 @@ pub async fn set_listener(
         port,
         tls: body.tls.unwrap_or(false),
     };
+    // A listener is named by its protocol: it has no id.
+    let change = caller.change(
+        "gateway_listener.set",
+        "gateway_listener",
+        protocol.as_str(),
+    );
     state
         .store
-        .set_gateway_listener(protocol, &listener, now())
+        .set_gateway_listener(protocol, &listener, now(), &change)
         .await?;
-    // Audited like every change, but a listener is named by its protocol, not an id.
-    tracing::info!(
-        target: "keygate::audit",
-        action = "gateway listener set",
-        protocol = protocol.as_str(),
-        org_id = %caller.org_id,
-        by_api_key = %caller.api_key_id,
-    );
+    change.log();
     Ok(axum::Json(ListenerView::new(protocol, &listener, true)))
 }
 
@@ -399,15 +393,25 @@ pub async fn reset_listener(
     Path(protocol): Path<String>,
 ) -> Result<StatusCode, Error> {
     let protocol = listener_protocol(&protocol)?;
-    state.store.reset_gateway_listener(protocol).await?;
-    tracing::info!(
-        target: "keygate::audit",
-        action = "gateway listener reset",
-        protocol = protocol.as_str(),
-        org_id = %caller.org_id,
-        by_api_key = %caller.api_key_id,
+    let change = caller.change(
+        "gateway_listener.reset",
+        "gateway_listener",
+        protocol.as_str(),
     );
+    state
+        .store
+        .reset_gateway_listener(protocol, &change)
+        .await?;
+    change.log();
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find<R>(state: &AppState, caller: &Caller<R>, name: &str) -> Result<Connection, Error> {
+    state
+        .store
+        .find_connection(caller.org_id, name)
+        .await?
+        .ok_or(Error::NotFound("connection"))
 }
 
 fn listener_protocol(value: &str) -> Result<Protocol, Error> {

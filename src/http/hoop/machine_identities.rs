@@ -209,11 +209,12 @@ pub async fn create(
         created_at: now(),
     };
     let mint = CredentialMint::default();
+    let change = caller.change("machine_identity.created", "machine_identity", identity.id);
     let issued = state
         .store
-        .create_machine_identity(&identity, &mint)
+        .create_machine_identity(&identity, &mint, &change)
         .await?;
-    caller.audit("machine identity created", identity.id);
+    change.log();
     let credentials = show_issued(&state, identity.id, &issued, &mint).await?;
     Ok((
         StatusCode::CREATED,
@@ -322,12 +323,14 @@ pub async fn update(
         expires_at: requested_expiry(body.ttl, body.expires_at)?,
     };
     let mint = CredentialMint::default();
+    let existing = find(&state, &caller, &name).await?;
+    let change = caller.change("machine_identity.updated", "machine_identity", existing.id);
     let (identity, issued) = state
         .store
-        .update_machine_identity(caller.org_id, &name, &changes, &mint)
+        .update_machine_identity(caller.org_id, &name, &changes, &mint, &change)
         .await?
         .ok_or(Error::NotFound("machine identity"))?;
-    caller.audit("machine identity updated", identity.id);
+    change.log();
     let credentials = show_issued(&state, identity.id, &issued, &mint).await?;
     Ok(axum::Json(MachineIdentityIssued::new(
         identity,
@@ -355,12 +358,13 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, Error> {
     let identity = find(&state, &caller, &name).await?;
+    let change = caller.change("machine_identity.deleted", "machine_identity", identity.id);
     if state
         .store
-        .delete_machine_identity(caller.org_id, identity.id)
+        .delete_machine_identity(caller.org_id, identity.id, &change)
         .await?
     {
-        caller.audit("machine identity deleted", identity.id);
+        change.log();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound("machine identity"))
@@ -403,6 +407,11 @@ pub async fn rotate(
         org_id: identity.org_id,
         id: identity.id,
     };
+    let change = caller.change(
+        "machine_identity.credential_rotated",
+        "machine_identity",
+        identity.id,
+    );
     let rotated = body
         .unwrap_or_default()
         .rotate_slot(
@@ -411,13 +420,14 @@ pub async fn rotate(
             owner,
             credential_slot(credential.connection.id),
             credential.secret.id,
+            &change,
         )
         .await
         .map_err(|err| match err {
             Error::NotFound(_) => Error::NotFound("credential"),
             err => err,
         })?;
-    caller.audit("machine credential rotated", identity.id);
+    change.log();
     let listeners = gateway_listeners(&state).await?;
     Ok((
         StatusCode::CREATED,

@@ -116,8 +116,9 @@ pub async fn create(
     let role = Error::required("role", body.role)?;
     let expires_at = future_expiry(body.expires_at)?;
     let (record, plain) = NewApiKey::mint(caller.org_id, name, role, expires_at);
-    state.store.create_api_key(&record).await?;
-    caller.audit("api key created", record.id);
+    let change = caller.change("api_key.created", "api_key", record.id);
+    state.store.create_api_key(&record, &change).await?;
+    change.log();
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedApiKey::new(&record, &plain)),
@@ -161,8 +162,13 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
-    if state.store.revoke_api_key(caller.org_id, id, now()).await? {
-        caller.audit("api key revoked", id);
+    let change = caller.change("api_key.revoked", "api_key", id);
+    if state
+        .store
+        .revoke_api_key(caller.org_id, id, now(), &change)
+        .await?
+    {
+        change.log();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(Error::NotFound("API key"))
@@ -203,15 +209,22 @@ pub async fn rotate(
         org_id: key.org_id,
         id: key.id,
     };
+    let change = caller.change("api_key.rotated", "api_key", key.id);
     let rotated = body
         .unwrap_or_default()
-        .rotate(state.store.as_ref(), SecretKind::ApiKey, owner, secret.id)
+        .rotate(
+            state.store.as_ref(),
+            SecretKind::ApiKey,
+            owner,
+            secret.id,
+            &change,
+        )
         .await
         .map_err(|err| match err {
             Error::NotFound(_) => Error::NotFound("API key"),
             err => err,
         })?;
-    caller.audit("api key rotated", key.id);
+    change.log();
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedApiKey::rotated(key, &rotated)),

@@ -1,6 +1,7 @@
-//! keygate's own routes: health, organizations, API keys and verification.
+//! keygate's own routes: health, organizations, API keys, verification and the audit trail.
 
 mod api_keys;
+mod audit;
 mod health;
 mod orgs;
 mod verify;
@@ -25,4 +26,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(api_keys::create))
                 .routes(routes!(api_keys::rotate)),
         ))
+        .routes(routes!(audit::list))
 }

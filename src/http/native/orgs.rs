@@ -68,8 +68,9 @@ pub async fn create(
     let name = parse_label("name", Error::required("name", body.name)?)?;
     let org = Org::new(name);
     let (admin, plain) = NewApiKey::mint(org.id, "admin".into(), Role::Admin, None);
-    state.store.create_org(&org, &admin).await?;
-    caller.audit("organization created", org.id);
+    let change = caller.change("org.created", "org", org.id);
+    state.store.create_org(&org, &admin, &change).await?;
+    change.log();
     let api_key = CreatedApiKey::new(&admin, &plain);
     Ok((
         StatusCode::CREATED,

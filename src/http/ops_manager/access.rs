@@ -12,10 +12,11 @@ use axum::http::request::Parts;
 use uuid::Uuid;
 
 use super::errors;
+use crate::domain::audit::{Actor, AuditContext, Change};
 use crate::domain::ops_manager::{Grants, ObjectId, OrgRole, Project, ProjectRole};
 use crate::error::Error;
 use crate::http::AppState;
-use crate::http::auth::{Principal, authenticate};
+use crate::http::auth::{Principal, audit_context, authenticate};
 use crate::http::extract::Path;
 
 /// The authenticated caller: a key pair with its roles, or a keygate API key acting with the
@@ -26,6 +27,8 @@ pub struct OpsCaller {
     /// The acting key as clients know it: a key pair's id, an API key's UUID.
     pub actor: String,
     pub grants: Grants,
+    /// What the audit trail records of this caller's changes.
+    pub context: AuditContext,
 }
 
 impl OpsCaller {
@@ -35,10 +38,12 @@ impl OpsCaller {
                 org_id: key.org_id,
                 actor: key.id.to_string(),
                 grants: Grants::of_api_key(key.role),
+                context: audit_context(parts, state, key.org_id, Actor::ApiKey(key.id)),
             },
             Principal::ProgrammaticKey(key) => OpsCaller {
                 org_id: key.org_id,
                 actor: key.object_id.to_string(),
+                context: audit_context(parts, state, key.org_id, Actor::KeyPair(key.public_key)),
                 grants: key.roles,
             },
         })
@@ -49,16 +54,10 @@ impl OpsCaller {
         ObjectId::of_org(self.org_id)
     }
 
-    /// Records a change made by this caller on the `keygate::audit` log target: who, what, on
-    /// which resource. Never a secret.
-    pub fn audit(&self, action: &'static str, resource_id: &dyn Display) {
-        tracing::info!(
-            target: "keygate::audit",
-            action,
-            resource_id = %resource_id,
-            org_id = %self.org_id,
-            by = %self.actor,
-        );
+    /// The change `action` this caller makes to the resource `kind` `id`, for the store method
+    /// that makes it to record and for the handler to log once made.
+    pub fn change(&self, action: &'static str, kind: &'static str, id: impl Display) -> Change {
+        self.context.change(action, kind, id)
     }
 }
 

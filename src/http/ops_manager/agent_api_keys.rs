@@ -109,10 +109,15 @@ pub async fn create(
     } = access;
     let desc = Error::required("desc", body.desc)?;
     let (new, plain) = NewProjectAgentKey::mint(&project, desc, address, caller.actor.clone())?;
-    if !state.store.create_project_agent_key(&new).await? {
+    let change = caller.change(
+        "project_agent_key.created",
+        "project_agent_key",
+        new.key.object_id,
+    );
+    if !state.store.create_project_agent_key(&new, &change).await? {
         return Err(super::errors::group_not_found());
     }
-    caller.audit("agent api key created", &new.key.object_id);
+    change.log();
     Ok(axum::Json(AgentApiKeyView::new(
         new.key,
         plain.expose().to_owned(),
@@ -177,13 +182,14 @@ pub async fn delete(
         caller, project, ..
     } = access;
     let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
+    let change = caller.change("project_agent_key.deleted", "project_agent_key", id);
     if !state
         .store
-        .delete_project_agent_key(caller.org_id, project.id, id)
+        .delete_project_agent_key(caller.org_id, project.id, id, &change)
         .await?
     {
         return Err(Error::NotFound("agent API key"));
     }
-    caller.audit("agent api key deleted", &id);
+    change.log();
     Ok(())
 }

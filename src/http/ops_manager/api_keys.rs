@@ -205,17 +205,22 @@ pub async fn create(
         project_roles: Vec::new(),
     };
     let mut attempt = 1;
-    let (new, private) = loop {
+    let (new, private, change) = loop {
         let (new, private) =
             NewProgrammaticKey::mint(caller.org_id, desc.clone(), roles.clone(), |data, aad| {
                 state.server_key.seal(data, aad)
             });
-        match state.store.create_programmatic_key(&new).await {
+        let change = caller.change(
+            "programmatic_key.created",
+            "programmatic_key",
+            new.key.object_id,
+        );
+        match state.store.create_programmatic_key(&new, &change).await {
             Err(Error::AlreadyExists) if attempt < PUBLIC_KEY_ATTEMPTS => attempt += 1,
-            created => break created.map(|()| (new, private))?,
+            created => break created.map(|()| (new, private, change))?,
         }
     };
-    caller.audit("programmatic api key created", &new.key.object_id);
+    change.log();
     let view = ProgrammaticKeyView::new(new.key, private.expose().to_owned());
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
@@ -302,13 +307,20 @@ pub async fn update(
     let desc = body.desc.map(parse_desc).transpose()?;
     let roles = body.roles.map(parse_org_roles).transpose()?;
     let store = &state.store;
+    let change = caller.change("programmatic_key.updated", "programmatic_key", id);
     if !store
-        .update_programmatic_key(caller.org_id, id, desc.as_deref(), roles.as_deref())
+        .update_programmatic_key(
+            caller.org_id,
+            id,
+            desc.as_deref(),
+            roles.as_deref(),
+            &change,
+        )
         .await?
     {
         return Err(not_found());
     }
-    caller.audit("programmatic api key updated", &id);
+    change.log();
     let found = store.find_programmatic_key(caller.org_id, id).await?;
     Ok(axum::Json(found.ok_or_else(not_found)?.into()))
 }
@@ -336,14 +348,15 @@ pub async fn delete(
 ) -> Result<StatusCode, Error> {
     let caller = access.caller;
     let id = path.id()?;
+    let change = caller.change("programmatic_key.deleted", "programmatic_key", id);
     if !state
         .store
-        .delete_programmatic_key(caller.org_id, id)
+        .delete_programmatic_key(caller.org_id, id, &change)
         .await?
     {
         return Err(not_found());
     }
-    caller.audit("programmatic api key deleted", &id);
+    change.log();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -447,14 +460,15 @@ async fn set_project_roles(
     roles: &[ProjectRole],
 ) -> Result<(), Error> {
     let (caller, project, id) = (&access.caller, access.project.id, path.id()?);
+    let change = caller.change("programmatic_key.project_roles_set", "programmatic_key", id);
     if !state
         .store
-        .set_project_roles(caller.org_id, id, project, roles)
+        .set_project_roles(caller.org_id, id, project, roles, &change)
         .await?
     {
         return Err(not_found());
     }
-    caller.audit("programmatic api key project roles set", &id);
+    change.log();
     Ok(())
 }
 
@@ -599,14 +613,19 @@ pub async fn add_to_access_list(
     if networks.is_empty() {
         return Err(refused(Vec::new(), "at least one entry is required"));
     }
+    let change = caller.change(
+        "programmatic_key.access_list_extended",
+        "programmatic_key",
+        id,
+    );
     if !state
         .store
-        .add_access_entries(caller.org_id, id, &networks, now())
+        .add_access_entries(caller.org_id, id, &networks, now(), &change)
         .await?
     {
         return Err(not_found());
     }
-    caller.audit("programmatic api key access list extended", &id);
+    change.log();
     let list = access_list_view(&state, caller.org_id, id).await?;
     Ok((StatusCode::CREATED, axum::Json(list)))
 }
@@ -645,13 +664,18 @@ pub async fn remove_from_access_list(
     let caller = access.caller;
     let id = ObjectId::parse(&path.key).ok_or_else(not_found)?;
     let network = parse_network(&path.entry).ok_or(Error::NotFound("access list entry"))?;
+    let change = caller.change(
+        "programmatic_key.access_list_entry_removed",
+        "programmatic_key",
+        id,
+    );
     if !state
         .store
-        .remove_access_entry(caller.org_id, id, network)
+        .remove_access_entry(caller.org_id, id, network, &change)
         .await?
     {
         return Err(Error::NotFound("access list entry"));
     }
-    caller.audit("programmatic api key access list entry removed", &id);
+    change.log();
     Ok(StatusCode::NO_CONTENT)
 }

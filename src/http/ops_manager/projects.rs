@@ -80,15 +80,16 @@ pub async fn create(
         }
     }
     let project = Project::new(caller.org_id, name)?;
+    let change = caller.change("project.created", "project", project.id);
     state
         .store
-        .create_project(&project)
+        .create_project(&project, &change)
         .await
         .map_err(|err| match err {
             Error::AlreadyExists => errors::group_name_taken(),
             err => err,
         })?;
-    caller.audit("project created", &project.id);
+    change.log();
     Ok((StatusCode::CREATED, axum::Json(project.into())))
 }
 
@@ -180,13 +181,14 @@ pub async fn delete(
     let InProject {
         caller, project, ..
     } = access;
+    let change = caller.change("project.deleted", "project", project.id);
     if !state
         .store
-        .delete_project(caller.org_id, project.id)
+        .delete_project(caller.org_id, project.id, &change)
         .await?
     {
         return Err(errors::group_not_found());
     }
-    caller.audit("project deleted", &project.id);
+    change.log();
     Ok(StatusCode::NO_CONTENT)
 }
