@@ -13,6 +13,7 @@ mod agents;
 mod api_keys;
 mod connections;
 mod machine_identities;
+pub mod notify;
 mod orgs;
 mod postgres;
 mod programmatic_keys;
@@ -33,6 +34,7 @@ pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
 pub use connections::ConnectionStore;
 pub use machine_identities::MachineIdentityStore;
+pub use notify::ChangeFeed;
 pub use orgs::OrgStore;
 pub use postgres::PostgresStore;
 pub use programmatic_keys::ProgrammaticKeyStore;
@@ -46,6 +48,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Everything keygate keeps, behind one handle.
 pub trait Store:
     Health
+    + ChangeFeed
     + OrgStore
     + ApiKeyStore
     + AgentStore
@@ -61,6 +64,7 @@ pub trait Store:
 
 impl<
     T: Health
+        + ChangeFeed
         + OrgStore
         + ApiKeyStore
         + AgentStore
@@ -129,7 +133,8 @@ pub(crate) async fn should_retry(err: &Error, attempt: u32) -> bool {
 /// Runs `$body`, an expression of type `Result<T>` that may use the open transaction as
 /// `$tx`, in a write transaction of `$store` (which has `async fn begin(&self) -> Result<Tx>`),
 /// committing on success; runs it again when it collided with a concurrent transaction. An
-/// early `return` from the body rolls back.
+/// early `return` from the body rolls back. A committed transaction outdates the verification
+/// cache here and, through `announce_change` inside the transaction, on every other instance.
 macro_rules! write_transaction {
     ($store:expr, |$tx:ident| $body:expr) => {{
         let mut attempt = 1;
@@ -139,7 +144,11 @@ macro_rules! write_transaction {
                 let $tx = &mut transaction;
                 let body: $crate::storage::Result<_> = $body;
                 let done = body?;
-                transaction.commit().await?;
+                $store.announce_change(&mut transaction).await?;
+                let committed = transaction.commit().await;
+                // Even a failed commit may have committed.
+                $store.changes.bump();
+                committed?;
                 Ok(done)
             }
             .await;
