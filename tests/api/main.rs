@@ -5,6 +5,7 @@ mod common;
 mod agentex;
 mod agents;
 mod api_keys;
+mod cache;
 mod connections;
 mod input;
 mod lifecycle;
