@@ -91,3 +91,69 @@ impl VerifyCache {
         &self.shards[usize::from(bytes[0]) % SHARDS]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::org::{ApiKey, Role};
+    use crate::secrets::PlainSecret;
+
+    fn entry(value: &str) -> (Key, (SecretState, Owner)) {
+        let plain = PlainSecret::from_operator(value.to_owned());
+        let state = SecretState {
+            id: Uuid::new_v4(),
+            kind: SecretKind::ApiKey,
+            hash: plain.hash(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let owner = Owner::ApiKey(ApiKey {
+            id: Uuid::new_v4(),
+            org_id: Uuid::new_v4(),
+            name: value.to_owned(),
+            role: Role::Member,
+        });
+        ((None, plain.hash()), (state, owner))
+    }
+
+    #[test]
+    fn a_change_hides_everything_cached_before() {
+        let cache = VerifyCache::new(100, Arc::default());
+        let (key, found) = entry("a");
+        cache.insert(key.clone(), cache.generation().unwrap(), found);
+        assert!(cache.get(&key).is_some());
+        cache.changes.bump();
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_change_is_not_kept() {
+        let cache = VerifyCache::new(100, Arc::default());
+        let (key, found) = entry("a");
+        let started = cache.generation().unwrap();
+        cache.changes.bump();
+        cache.insert(key.clone(), started, found);
+        assert!(cache.get(&key).is_none());
+    }
+
+    #[test]
+    fn the_capacity_bounds_every_shard() {
+        let cache = VerifyCache::new(SHARDS, Arc::default());
+        let generation = cache.generation().unwrap();
+        for i in 0..10 * SHARDS {
+            let (key, found) = entry(&i.to_string());
+            cache.insert(key, generation, found);
+        }
+        for shard in &cache.shards {
+            assert!(shard.read().unwrap().entries.len() <= 1);
+        }
+    }
+
+    #[test]
+    fn a_capacity_of_zero_caches_nothing() {
+        let cache = VerifyCache::new(0, Arc::default());
+        assert_eq!(cache.generation(), None);
+    }
+}
