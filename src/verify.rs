@@ -309,15 +309,29 @@ impl Verifier {
 }
 
 /// Collects `last_used_at` in memory; the latest use per secret wins and is flushed in one
-/// transaction per interval, so verification never waits on a write.
-#[derive(Default)]
+/// transaction per interval, so verification never waits on a write. Sharded by secret so that
+/// concurrent verifications rarely wait on one another's lock.
 struct UsageRecorder {
-    pending: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+    pending: Box<[Mutex<LastUses>]>,
+}
+
+/// The latest use of each secret.
+type LastUses = HashMap<Uuid, DateTime<Utc>>;
+
+/// Enough shards that two cores' worth of requests rarely meet on one lock.
+const USAGE_SHARDS: usize = 16;
+
+impl Default for UsageRecorder {
+    fn default() -> UsageRecorder {
+        UsageRecorder {
+            pending: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl UsageRecorder {
     fn record(&self, secret_id: Uuid, at: DateTime<Utc>) {
-        self.pending
+        self.shard(secret_id)
             .lock()
             .expect("usage lock")
             .insert(secret_id, at);
@@ -325,18 +339,28 @@ impl UsageRecorder {
 
     /// Writes what has been collected; on failure the uses are kept for the next flush.
     async fn flush(&self, store: &dyn Store) {
-        let batch: Vec<_> = std::mem::take(&mut *self.pending.lock().expect("usage lock"))
-            .into_iter()
+        let batch: Vec<_> = self
+            .pending
+            .iter()
+            .flat_map(|shard| std::mem::take(&mut *shard.lock().expect("usage lock")))
             .collect();
         if batch.is_empty() {
             return;
         }
         if let Err(err) = store.record_usage(&batch).await {
             tracing::warn!(error = %err, uses = batch.len(), "could not record secret usage; will retry");
-            let mut pending = self.pending.lock().expect("usage lock");
             for (id, at) in batch {
-                pending.entry(id).or_insert(at);
+                self.shard(id)
+                    .lock()
+                    .expect("usage lock")
+                    .entry(id)
+                    .or_insert(at);
             }
         }
+    }
+
+    fn shard(&self, secret_id: Uuid) -> &Mutex<LastUses> {
+        // A UUID's last byte is random in both v4 and v7.
+        &self.pending[usize::from(secret_id.as_bytes()[15]) % USAGE_SHARDS]
     }
 }
