@@ -174,6 +174,10 @@ pub struct Config {
     /// How many days audit events are kept before the background purge deletes them.
     #[arg(long, env = "KEYGATE_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     pub audit_retention_days: u32,
+    /// Most found secrets (verified keys and callers' API keys) kept in memory by `POST /verify`
+    /// and authentication, a few hundred bytes each; 0 turns the cache off.
+    #[arg(long, env = "KEYGATE_VERIFY_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub verify_cache_capacity: usize,
 
     /// Host where clients reach the gateway's listeners, as machine credentials name it.
     #[arg(long, env = "KEYGATE_GATEWAY_HOST", default_value = "127.0.0.1", value_parser = parse_host)]
@@ -270,6 +274,7 @@ impl std::fmt::Debug for Config {
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("usage_flush_ms", &self.usage_flush_ms)
             .field("audit_retention_days", &self.audit_retention_days)
+            .field("verify_cache_capacity", &self.verify_cache_capacity)
             .field("database_max_connections", &self.database_max_connections)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("trusted_proxies", &self.trusted_proxies)

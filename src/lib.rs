@@ -41,7 +41,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     .await?;
     let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     Ok(AppState {
-        verifier: Arc::new(Verifier::new(store.clone())),
+        verifier: Arc::new(Verifier::new(store.clone(), config.verify_cache_capacity)),
         refusals: audit::RefusalRecorder::spawn(store.clone()),
         server_key: Arc::new(server_key),
         store,

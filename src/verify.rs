@@ -1,8 +1,10 @@
 //! Verification, the hot path: "is this secret valid, and whose is it?".
 //!
-//! Every check goes through [`Verifier::lookup`], one read by digest, so a bounded cache with
-//! cross-instance invalidation can later sit there without touching callers. The path writes
-//! nothing: `last_used_at` is collected in memory and flushed in batches by [`UsageRecorder`].
+//! Every check goes through [`Verifier::lookup`], one read by digest answered from the
+//! [`cache::VerifyCache`] when it can be. The path writes nothing: `last_used_at` is collected
+//! in memory and flushed in batches by [`UsageRecorder`].
+
+mod cache;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +21,9 @@ use crate::domain::org::ApiKey;
 use crate::domain::secret::{SecretState, Standing, now};
 use crate::error::Error;
 use crate::secrets::agent_key::parse_dsn;
-use crate::secrets::{Malformed, PlainSecret, SecretKind};
+use crate::secrets::{Malformed, PlainSecret, SecretHash, SecretKind};
 use crate::storage::Store;
+use cache::VerifyCache;
 
 /// Why a presented secret is or is not valid; the `code` of a `POST /verify` answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -84,12 +87,15 @@ impl Outcome {
 
 pub struct Verifier {
     store: Arc<dyn Store>,
+    cache: VerifyCache,
     usage: UsageRecorder,
 }
 
 impl Verifier {
-    pub fn new(store: Arc<dyn Store>) -> Verifier {
+    /// A verifier caching up to about `cache_capacity` found secrets (0: none).
+    pub fn new(store: Arc<dyn Store>, cache_capacity: usize) -> Verifier {
         Verifier {
+            cache: VerifyCache::new(cache_capacity, store.changes()),
             store,
             usage: UsageRecorder::default(),
         }
@@ -119,36 +125,55 @@ impl Verifier {
         })
     }
 
-    /// The one lookup behind every verification: by digest, in the table of the owner kind
-    /// the prefix names. Operator-chosen secrets (no prefix) can only be API keys.
+    /// The one lookup behind every verification: by digest, from the cache or else in the
+    /// table of the owner kind the prefix names.
     async fn lookup(&self, plain: &PlainSecret) -> Result<Option<(SecretState, Owner)>, Error> {
-        let hash = plain.hash();
-        let found = match plain.kind() {
+        let key = (plain.kind(), plain.hash());
+        if let Some(found) = self.cache.get(&key) {
+            return Ok(Some(found).filter(|(state, _)| state.hash.matches(&key.1)));
+        }
+        // Read before the database, so a change committed meanwhile outdates what is found.
+        let generation = self.cache.generation();
+        let found = self.read(plain.kind(), &key.1).await?;
+        if let (Some(generation), Some(found)) = (generation, &found) {
+            self.cache.insert(key, generation, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Reads a secret by digest in its owner kind's table. Operator-chosen secrets (no prefix)
+    /// can only be API keys.
+    async fn read(
+        &self,
+        kind: Option<SecretKind>,
+        hash: &SecretHash,
+    ) -> Result<Option<(SecretState, Owner)>, Error> {
+        let found = match kind {
             Some(SecretKind::AgentKey) => self
                 .store
-                .find_agent_by_secret(&hash)
+                .find_agent_by_secret(hash)
                 .await?
                 .map(|(state, agent)| (state, Owner::Agent(agent))),
             Some(SecretKind::MachineCredential) => self
                 .store
-                .find_machine_credential_by_secret(&hash)
+                .find_machine_credential_by_secret(hash)
                 .await?
                 .map(|(state, holder)| (state, Owner::MachineCredential(holder))),
             Some(SecretKind::ApiKey) | None => self
                 .store
-                .find_api_key_by_secret(&hash)
+                .find_api_key_by_secret(hash)
                 .await?
                 .map(|(state, key)| (state, Owner::ApiKey(key))),
             Some(SecretKind::ProjectAgentKey) => self
                 .store
-                .find_project_agent_key_by_secret(&hash)
+                .find_project_agent_key_by_secret(hash)
                 .await?
                 .map(|(state, key)| (state, Owner::ProjectAgentKey(key))),
             // Checked by HTTP Digest against sealed HA1 values, and not answered for (below).
             Some(SecretKind::ProgrammaticKey) => None,
             Some(SecretKind::AgentexKey) => self
                 .store
-                .find_agent_api_key_by_secret(&hash)
+                .find_agent_api_key_by_secret(hash)
                 .await?
                 .map(|(state, key)| (state, Owner::AgentApiKey(key))),
             // HMAC keys of webhook signatures, never presented: checked where signatures are.
@@ -156,7 +181,7 @@ impl Verifier {
         };
         // The index matched the digest already; the constant-time check keeps any later cache
         // or lookup change from turning into a byte-by-byte comparison of secrets.
-        Ok(found.filter(|(state, _)| state.hash.matches(&hash)))
+        Ok(found.filter(|(state, _)| state.hash.matches(hash)))
     }
 
     /// Checks a secret's lifecycle; the caller records its use once every check has passed.
@@ -284,15 +309,29 @@ impl Verifier {
 }
 
 /// Collects `last_used_at` in memory; the latest use per secret wins and is flushed in one
-/// transaction per interval, so verification never waits on a write.
-#[derive(Default)]
+/// transaction per interval, so verification never waits on a write. Sharded by secret so that
+/// concurrent verifications rarely wait on one another's lock.
 struct UsageRecorder {
-    pending: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+    pending: Box<[Mutex<LastUses>]>,
+}
+
+/// The latest use of each secret.
+type LastUses = HashMap<Uuid, DateTime<Utc>>;
+
+/// Enough shards that two cores' worth of requests rarely meet on one lock.
+const USAGE_SHARDS: usize = 16;
+
+impl Default for UsageRecorder {
+    fn default() -> UsageRecorder {
+        UsageRecorder {
+            pending: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl UsageRecorder {
     fn record(&self, secret_id: Uuid, at: DateTime<Utc>) {
-        self.pending
+        self.shard(secret_id)
             .lock()
             .expect("usage lock")
             .insert(secret_id, at);
@@ -300,18 +339,28 @@ impl UsageRecorder {
 
     /// Writes what has been collected; on failure the uses are kept for the next flush.
     async fn flush(&self, store: &dyn Store) {
-        let batch: Vec<_> = std::mem::take(&mut *self.pending.lock().expect("usage lock"))
-            .into_iter()
+        let batch: Vec<_> = self
+            .pending
+            .iter()
+            .flat_map(|shard| std::mem::take(&mut *shard.lock().expect("usage lock")))
             .collect();
         if batch.is_empty() {
             return;
         }
         if let Err(err) = store.record_usage(&batch).await {
             tracing::warn!(error = %err, uses = batch.len(), "could not record secret usage; will retry");
-            let mut pending = self.pending.lock().expect("usage lock");
             for (id, at) in batch {
-                pending.entry(id).or_insert(at);
+                self.shard(id)
+                    .lock()
+                    .expect("usage lock")
+                    .entry(id)
+                    .or_insert(at);
             }
         }
+    }
+
+    fn shard(&self, secret_id: Uuid) -> &Mutex<LastUses> {
+        // A UUID's last byte is random in both v4 and v7.
+        &self.pending[usize::from(secret_id.as_bytes()[15]) % USAGE_SHARDS]
     }
 }

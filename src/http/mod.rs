@@ -333,7 +333,8 @@ pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        // A line per request at the default level cost more than a cached verify.
+                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id)),
         )

@@ -16,6 +16,7 @@ mod audit;
 mod connections;
 pub mod idempotency;
 mod machine_identities;
+pub mod notify;
 mod orgs;
 mod postgres;
 mod programmatic_keys;
@@ -38,6 +39,7 @@ pub use audit::AuditStore;
 pub use connections::ConnectionStore;
 pub use idempotency::IdempotencyStore;
 pub use machine_identities::MachineIdentityStore;
+pub use notify::ChangeFeed;
 pub use orgs::OrgStore;
 pub use postgres::PostgresStore;
 pub use programmatic_keys::ProgrammaticKeyStore;
@@ -51,6 +53,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Everything keygate keeps, behind one handle.
 pub trait Store:
     Health
+    + ChangeFeed
     + OrgStore
     + ApiKeyStore
     + AgentStore
@@ -68,6 +71,7 @@ pub trait Store:
 
 impl<
     T: Health
+        + ChangeFeed
         + OrgStore
         + ApiKeyStore
         + AgentStore
@@ -138,9 +142,18 @@ pub(crate) async fn should_retry(err: &Error, attempt: u32) -> bool {
 /// Runs `$body`, an expression of type `Result<T>` that may use the open transaction as
 /// `$tx`, in a write transaction of `$store` (which has `async fn begin(&self) -> Result<Tx>`),
 /// committing on success; runs it again when it collided with a concurrent transaction. An
-/// early `return` from the body rolls back.
+/// early `return` from the body rolls back. A committed transaction outdates the verification
+/// cache here and, through `announce_change` inside the transaction, on every other instance.
 macro_rules! write_transaction {
-    ($store:expr, |$tx:ident| $body:expr) => {{
+    ($store:expr, |$tx:ident| $body:expr) => {
+        write_transaction!(@run $store, true, |$tx| $body)
+    };
+    // Writes that cannot change whether any secret verifies (recording refused credentials,
+    // idempotency claims): they leave every instance's verification cache as it is.
+    ($store:expr, secrets_unchanged, |$tx:ident| $body:expr) => {
+        write_transaction!(@run $store, false, |$tx| $body)
+    };
+    (@run $store:expr, $changes_secrets:expr, |$tx:ident| $body:expr) => {{
         let mut attempt = 1;
         loop {
             let result: $crate::storage::Result<_> = async {
@@ -148,7 +161,15 @@ macro_rules! write_transaction {
                 let $tx = &mut transaction;
                 let body: $crate::storage::Result<_> = $body;
                 let done = body?;
-                transaction.commit().await?;
+                if $changes_secrets {
+                    $store.announce_change(&mut transaction).await?;
+                }
+                let committed = transaction.commit().await;
+                if $changes_secrets {
+                    // Even a failed commit may have committed.
+                    $store.changes.bump();
+                }
+                committed?;
                 Ok(done)
             }
             .await;

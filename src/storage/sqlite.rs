@@ -1,6 +1,7 @@
 //! The embedded default: a SQLite file in WAL mode, migrations from `migrations/sqlite`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +16,7 @@ use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::idempotency::impl_idempotency_store;
 use super::machine_identities::impl_machine_identity_store;
+use super::notify::{ChangeFeed, Changes};
 use super::orgs::impl_org_store;
 use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
@@ -34,6 +36,8 @@ const AUDIT_CLOCK: Option<&str> = None;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One instance per SQLite file: its own commits are all the changes there are.
+    changes: Arc<Changes>,
 }
 
 impl SqliteStore {
@@ -51,7 +55,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            changes: Arc::default(),
+        })
     }
 
     /// `BEGIN IMMEDIATE` takes the write lock up front, so concurrent writers wait their turn
@@ -60,22 +67,28 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Nothing to tell other instances: there are none.
+    async fn announce_change(&self, _: &mut Tx) -> Result<()> {
+        Ok(())
+    }
+
     /// One statement per use, in one transaction: SQLite is local, so there is no round trip
-    /// to save.
+    /// to save. Not a `write_transaction!`: usage changes no verification answer, so it keeps
+    /// the cache, and a failed flush is retried by the next one.
     async fn write_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()> {
-        write_transaction!(self, |tx| {
-            for (id, at) in uses {
-                sqlx::query(
-                    "UPDATE secrets SET last_used_at = $1
-                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-                )
-                .bind(*at)
-                .bind(*id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(())
-        })
+        let mut tx = self.begin().await?;
+        for (id, at) in uses {
+            sqlx::query(
+                "UPDATE secrets SET last_used_at = $1
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(*at)
+            .bind(*id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
@@ -88,6 +101,12 @@ impl Health for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+impl ChangeFeed for SqliteStore {
+    fn changes(&self) -> Arc<Changes> {
+        self.changes.clone()
     }
 }
 

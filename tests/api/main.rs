@@ -6,6 +6,7 @@ mod agentex;
 mod agents;
 mod api_keys;
 mod audit;
+mod cache;
 mod connections;
 mod cors;
 mod idempotency;
