@@ -16,6 +16,7 @@ on_both_backends!(
     auditors_may_not_verify_and_members_may,
     a_missing_key_field_is_400,
     failed_attempts_are_bounded_per_caller,
+    failed_attempts_are_bounded_per_end_client_when_the_data_plane_names_it,
     last_used_at_is_recorded_in_batches,
     usage_in_memory_is_written_at_shutdown,
 );
@@ -231,4 +232,43 @@ async fn usage_in_memory_is_written_at_shutdown(backend: Backend) {
     );
     app.restart().await;
     assert!(app.get("/agents/late-writer", ADMIN).await.1["key"]["last_used_at"].is_string());
+}
+
+async fn failed_attempts_are_bounded_per_end_client_when_the_data_plane_names_it(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.verify_failures_per_minute = 3).await;
+    let dsn = app.create_agent("shared-gateway").await;
+    let from = |client: &str, key: &str| json!({"key": key, "client_ip": client});
+    let guess = "xagt-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000";
+    for _ in 0..3 {
+        let (status, _) = app
+            .post("/verify", ADMIN, from("198.51.100.7", guess))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, err) = app
+        .post("/verify", ADMIN, from("198.51.100.7", guess))
+        .await;
+    assert_eq!(
+        (status, &err["code"]),
+        (StatusCode::TOO_MANY_REQUESTS, &json!("rate_limited"))
+    );
+    let (status, verdict) = app.post("/verify", ADMIN, from("198.51.100.8", &dsn)).await;
+    assert_eq!(
+        (status, &verdict["valid"]),
+        (StatusCode::OK, &json!(true)),
+        "another end client behind the same gateway is answered"
+    );
+    assert_eq!(
+        app.verify(ADMIN, &dsn).await.1["valid"],
+        true,
+        "and so is the key itself"
+    );
+    let (status, err) = app
+        .post(
+            "/verify",
+            ADMIN,
+            json!({"key": dsn, "client_ip": "not-an-address"}),
+        )
+        .await;
+    assert!(status.is_client_error(), "{err}");
 }

@@ -31,6 +31,12 @@ pub struct VerifyRequest {
     /// key of either type; a bare `x-agent-api-key` value needs this field unless it was
     /// minted (`agx_key_…`).
     pub agent_api_key_type: Option<AgentApiKeyType>,
+    /// The address of the end client that presented `key`, when the data plane knows it: failed
+    /// answers are then limited per end client (within the calling key), so one client guessing
+    /// never throttles the gateway's answers for the others. Without it they count against the
+    /// calling key.
+    #[schema(value_type = Option<String>, example = "198.51.100.7")]
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -191,7 +197,10 @@ pub async fn verify(
     caller: Caller<User>,
     Json(body): Json<VerifyRequest>,
 ) -> Result<axum::Json<VerifyResponse>, Error> {
-    let limiter_key = caller.api_key_id.to_string();
+    let limiter_key = match body.client_ip {
+        Some(ip) => format!("{}/{}", caller.api_key_id, ip.to_canonical()),
+        None => caller.api_key_id.to_string(),
+    };
     state.verify_limiter.check(&limiter_key)?;
     let presented = Error::required("key", body.key)?;
     let expected = body.agent_api_key_type;
