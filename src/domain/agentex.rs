@@ -551,7 +551,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let (new, plain) = NewAgentApiKey::new(&agent, spec, &server_key);
+        let (new, plain) = NewAgentApiKey::new(&agent, spec, None, &server_key);
         assert!(plain.expose().starts_with("agx_whsec_"));
         let stored = AgentApiKey {
             id: new.id,
