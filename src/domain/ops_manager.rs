@@ -310,12 +310,14 @@ const PUBLIC_KEY_ALPHABET: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
 const PUBLIC_KEY_LEN: usize = 8;
 
 impl NewProgrammaticKey {
-    /// Mints a key pair with `roles`; the private key is returned for the one response that
-    /// shows it. `seal` keeps the HA1 values under the server key, bound to the row's id.
+    /// Mints a key pair with `roles`, working until `expires_at` if given; the private key is
+    /// returned for the one response that shows it. `seal` keeps the HA1 values under the
+    /// server key, bound to the row's id.
     pub fn mint(
         org_id: Uuid,
         desc: String,
         roles: Grants,
+        expires_at: Option<DateTime<Utc>>,
         seal: impl FnOnce(&[u8], &[u8]) -> Sealed,
     ) -> (NewProgrammaticKey, PlainSecret) {
         let public_key: String = random_bytes::<PUBLIC_KEY_LEN>()
@@ -324,7 +326,7 @@ impl NewProgrammaticKey {
             .collect();
         let plain = PlainSecret::mint(SecretKind::ProgrammaticKey);
         let id = Uuid::now_v7();
-        let secret = NewSecret::from_plain(SecretKind::ProgrammaticKey, &plain, None);
+        let secret = NewSecret::from_plain(SecretKind::ProgrammaticKey, &plain, expires_at);
         let ha1 = seal(&ha1_values(&public_key, &plain), &ha1_binding(id));
         let key = ProgrammaticKey {
             id,
