@@ -63,7 +63,9 @@ pub struct CreatedApiKey {
     /// The value of the newly created API key.
     #[schema(example = "agx_key_…")]
     pub api_key: String,
-    /// keygate extension: when the key stops working.
+    /// keygate extension: when the key stops working; absent when it never does, so Agentex's
+    /// clients see their documented body.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -82,7 +84,9 @@ pub struct AgentApiKeyView {
     pub api_key_type: AgentApiKeyType,
     /// keygate extension: when the key last verified (written in batches).
     pub last_used_at: Option<DateTime<Utc>>,
-    /// keygate extension: when the key stops working.
+    /// keygate extension: when the key stops working; absent when it never does, so Agentex's
+    /// clients see their documented body.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

@@ -211,10 +211,13 @@ pub async fn create(
     let expires_at = future_expiry_in("expiresAt", body.expires_at)?;
     let mut attempt = 1;
     let (new, private, change) = loop {
-        let (new, private) =
-            NewProgrammaticKey::mint(caller.org_id, desc.clone(), roles.clone(), expires_at, {
-                |data, aad| state.server_key.seal(data, aad)
-            });
+        let (new, private) = NewProgrammaticKey::mint(
+            caller.org_id,
+            desc.clone(),
+            roles.clone(),
+            expires_at,
+            |data, aad| state.server_key.seal(data, aad),
+        );
         let change = caller.change(
             "programmatic_key.created",
             "programmatic_key",
