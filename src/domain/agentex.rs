@@ -263,11 +263,12 @@ pub struct NewAgentApiKey {
 }
 
 impl NewAgentApiKey {
-    /// A key of `agent` with the chosen secret or a minted one, returned in plain text for the
-    /// one response that shows it.
+    /// A key of `agent` with the chosen secret or a minted one, working until `expires_at` if
+    /// given, returned in plain text for the one response that shows it.
     pub fn new(
         agent: &Agent,
         spec: KeySpec,
+        expires_at: Option<DateTime<Utc>>,
         server_key: &ServerKey,
     ) -> (NewAgentApiKey, PlainSecret) {
         let kind = spec.api_key_type.secret_kind();
@@ -286,7 +287,7 @@ impl NewAgentApiKey {
             agent_id: agent.id,
             name: spec.name,
             api_key_type: spec.api_key_type,
-            secret: NewSecret::from_plain(kind, &plain, None),
+            secret: NewSecret::from_plain(kind, &plain, expires_at),
             sealed,
         };
         (key, plain)
@@ -550,7 +551,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let (new, plain) = NewAgentApiKey::new(&agent, spec, &server_key);
+        let (new, plain) = NewAgentApiKey::new(&agent, spec, None, &server_key);
         assert!(plain.expose().starts_with("agx_whsec_"));
         let stored = AgentApiKey {
             id: new.id,

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::org::Role;
-use super::secret::{NewSecret, now};
+use super::secret::{NewSecret, future_expiry_in, now};
 use crate::error::Error;
 use crate::secrets::server_key::Sealed;
 use crate::secrets::{PlainSecret, SecretKind};
@@ -310,12 +310,14 @@ const PUBLIC_KEY_ALPHABET: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
 const PUBLIC_KEY_LEN: usize = 8;
 
 impl NewProgrammaticKey {
-    /// Mints a key pair with `roles`; the private key is returned for the one response that
-    /// shows it. `seal` keeps the HA1 values under the server key, bound to the row's id.
+    /// Mints a key pair with `roles`, working until `expires_at` if given; the private key is
+    /// returned for the one response that shows it. `seal` keeps the HA1 values under the
+    /// server key, bound to the row's id.
     pub fn mint(
         org_id: Uuid,
         desc: String,
         roles: Grants,
+        expires_at: Option<DateTime<Utc>>,
         seal: impl FnOnce(&[u8], &[u8]) -> Sealed,
     ) -> (NewProgrammaticKey, PlainSecret) {
         let public_key: String = random_bytes::<PUBLIC_KEY_LEN>()
@@ -324,7 +326,7 @@ impl NewProgrammaticKey {
             .collect();
         let plain = PlainSecret::mint(SecretKind::ProgrammaticKey);
         let id = Uuid::now_v7();
-        let secret = NewSecret::from_plain(SecretKind::ProgrammaticKey, &plain, None);
+        let secret = NewSecret::from_plain(SecretKind::ProgrammaticKey, &plain, expires_at);
         let ha1 = seal(&ha1_values(&public_key, &plain), &ha1_binding(id));
         let key = ProgrammaticKey {
             id,
@@ -424,16 +426,19 @@ pub struct NewProjectAgentKey {
 
 impl NewProjectAgentKey {
     /// Mints an agent key for `project`, made through this API by `created_user_id` from
-    /// `created_ip`; the plain key is returned for the one response that shows it.
+    /// `created_ip`, working until `expires_at` if given; the plain key is returned for the one
+    /// response that shows it.
     pub fn mint(
         project: &Project,
         desc: String,
+        expires_at: Option<DateTime<Utc>>,
         created_ip: String,
         created_user_id: String,
     ) -> Result<(NewProjectAgentKey, PlainSecret), Error> {
         let desc = parse_text("desc", desc, 0, AGENT_KEY_DESC_MAX)?;
+        let expires_at = future_expiry_in("expiresAt", expires_at)?;
         let plain = PlainSecret::mint(SecretKind::ProjectAgentKey);
-        let secret = NewSecret::from_plain(SecretKind::ProjectAgentKey, &plain, None);
+        let secret = NewSecret::from_plain(SecretKind::ProjectAgentKey, &plain, expires_at);
         let key = ProjectAgentKey {
             id: Uuid::now_v7(),
             object_id: ObjectId::new(),

@@ -13,8 +13,16 @@ pub fn now() -> DateTime<Utc> {
 
 /// Refuses a requested expiry that is already past.
 pub fn future_expiry(expires_at: Option<DateTime<Utc>>) -> Result<Option<DateTime<Utc>>, Error> {
+    future_expiry_in("expires_at", expires_at)
+}
+
+/// [`future_expiry`] for a family that names the field its own way (Ops Manager: `expiresAt`).
+pub fn future_expiry_in(
+    field: &'static str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, Error> {
     match expires_at {
-        Some(at) if at <= now() => Err(Error::invalid("expires_at", "it must be in the future")),
+        Some(at) if at <= now() => Err(Error::invalid(field, "it must be in the future")),
         other => Ok(other),
     }
 }

@@ -25,6 +25,13 @@ pub trait ProjectAgentKeyStore: Send + Sync + 'static {
         &self,
         project_id: ObjectId,
     ) -> Result<Vec<(ProjectAgentKey, SecretMeta)>>;
+    /// One agent key of the project, with its current secret.
+    async fn find_project_agent_key(
+        &self,
+        org_id: Uuid,
+        project_id: ObjectId,
+        id: ObjectId,
+    ) -> Result<Option<(ProjectAgentKey, SecretMeta)>>;
     /// Deletes the key and its secret; `false` when the project has no such key.
     async fn delete_project_agent_key(
         &self,
@@ -161,6 +168,31 @@ macro_rules! impl_project_agent_key_store {
                     $crate::storage::project_agent_keys::ProjectAgentKeyRow,
                     sql,
                     project_id.to_string()
+                )
+            }
+
+            async fn find_project_agent_key(
+                &self,
+                org_id: uuid::Uuid,
+                project_id: $crate::domain::ops_manager::ObjectId,
+                id: $crate::domain::ops_manager::ObjectId,
+            ) -> $crate::storage::Result<
+                Option<(
+                    $crate::domain::ops_manager::ProjectAgentKey,
+                    $crate::domain::secret::SecretMeta,
+                )>,
+            > {
+                let sql = $crate::storage::project_agent_keys::select_project_agent_key(
+                    "WHERE a.org_id = $1 AND a.project_id = $2 AND a.object_id = $3",
+                );
+                $crate::storage::fetch_rows!(
+                    optional,
+                    &self.pool,
+                    $crate::storage::project_agent_keys::ProjectAgentKeyRow,
+                    sql,
+                    org_id,
+                    project_id.to_string(),
+                    id.to_string()
                 )
             }
 

@@ -9,6 +9,7 @@ mod audit;
 mod cache;
 mod connections;
 mod cors;
+mod expiry;
 mod idempotency;
 mod input;
 mod lifecycle;

@@ -1,5 +1,6 @@
-//! `POST /agent_api_keys` mints (or takes) an agent's API key and shows it once; list, get
-//! and delete, by id or by (agent, type, name), never show it again.
+//! `POST /agent_api_keys` mints (or takes) an agent's API key and shows it once, as keygate's
+//! `POST /agent_api_keys/{id}/rotate` does a bearer key's successor; list, get and delete, by
+//! id or by (agent, type, name), never show it again.
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -11,12 +12,14 @@ use crate::domain::agentex::{
     AgentApiKey, AgentApiKeyType, AgentRef, KeySpec, NewAgentApiKey, Page, all_of, no_such_item,
     parse_key_name,
 };
-use crate::domain::secret::SecretMeta;
+use crate::domain::secret::{OwnerRef, SecretMeta, future_expiry};
 use crate::error::{Error, Location};
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
 use crate::http::extract::{Json, Path, Query};
+use crate::http::rotation::RotateRequest;
+use crate::secrets::SecretKind;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +42,9 @@ pub struct CreateApiKeyRequest {
     /// strength (length × log2 of the size of the character classes used), not start with a
     /// prefix of keygate's own secrets, and not be in use already.
     pub api_key: Option<String>,
+    /// keygate extension: when a bearer key stops working (RFC 3339, in the future). Absent:
+    /// never. Webhook signing secrets (github, slack) take none.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A new agent API key; `api_key` is shown only in this response.
@@ -57,6 +63,10 @@ pub struct CreatedApiKey {
     /// The value of the newly created API key.
     #[schema(example = "agx_key_…")]
     pub api_key: String,
+    /// keygate extension: when the key stops working; absent when it never does, so Agentex's
+    /// clients see their documented body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// An agent API key as read back: never the key itself.
@@ -74,6 +84,10 @@ pub struct AgentApiKeyView {
     pub api_key_type: AgentApiKeyType,
     /// keygate extension: when the key last verified (written in batches).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// keygate extension: when the key stops working; absent when it never does, so Agentex's
+    /// clients see their documented body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<(AgentApiKey, SecretMeta)> for AgentApiKeyView {
@@ -85,6 +99,7 @@ impl From<(AgentApiKey, SecretMeta)> for AgentApiKeyView {
             name: key.name,
             api_key_type: key.api_key_type,
             last_used_at: secret.last_used_at,
+            expires_at: secret.expires_at,
         }
     }
 }
@@ -146,8 +161,16 @@ pub async fn create(
         AgentRef::parse(body.agent_id, body.agent_name, Location::Body),
         KeySpec::parse(body.name, body.api_key_type, body.api_key),
     )?;
+    let expires_at = future_expiry(body.expires_at)?;
+    if expires_at.is_some() && spec.api_key_type.is_signing() {
+        // Webhook senders keep signing with the secret they hold; an expiry would only break them.
+        return Err(Error::invalid(
+            "expires_at",
+            "webhook signing secrets do not expire",
+        ));
+    }
     let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
-    let (key, plain) = NewAgentApiKey::new(&agent, spec, &state.server_key);
+    let (key, plain) = NewAgentApiKey::new(&agent, spec, expires_at, &state.server_key);
     let change = caller.change("agent_api_key.created", "agent_api_key", key.id);
     state
         .store
@@ -168,6 +191,7 @@ pub async fn create(
         name: key.name,
         api_key_type: key.api_key_type,
         api_key: plain.expose().to_owned(),
+        expires_at: key.secret.expires_at,
     }))
 }
 
@@ -323,6 +347,69 @@ pub async fn delete_by_name(
     }
     change.log();
     Ok(axum::Json(format!("Agent api_key '{}' deleted", key.name)))
+}
+
+/// keygate extension, Rotate API key: a new value for a bearer key, shown once. The old one
+/// stops now, or after the grace period (never past its own expiry); the new one keeps the old
+/// one's expiry unless `expires_at` is given. Webhook signing secrets are not rotated here.
+#[utoipa::path(
+    post,
+    path = "/agent_api_keys/{id}/rotate",
+    tag = "Agent APIKeys",
+    operation_id = "rotate_agent_api_key_agent_api_keys__id__rotate_post",
+    params(("id" = Uuid, Path, description = "The agent API key's id")),
+    request_body(content = Option<RotateRequest>, description = "Optional; an empty body rotates without grace"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = CreatedApiKey),
+        (status = 403, description = "Forbidden", body = FastApiError),
+        (status = 404, description = "No such key", body = FastApiError),
+        (status = 409, description = "A concurrent rotation won", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    Path(id): Path<String>,
+    Json(body): Json<Option<RotateRequest>>,
+) -> Result<axum::Json<CreatedApiKey>, Error> {
+    let (key, secret) = find_key(&state, caller.org_id, &id).await?;
+    if key.api_key_type.is_signing() {
+        return Err(Error::invalid_path(
+            "id",
+            "a webhook signing secret is replaced by creating a new key",
+        ));
+    }
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    let change = caller.change("agent_api_key.rotated", "agent_api_key", key.id);
+    let rotated = body
+        .unwrap_or_default()
+        .rotate(
+            state.store.as_ref(),
+            SecretKind::AgentexKey,
+            owner,
+            secret.id,
+            &change,
+        )
+        .await
+        .map_err(|err| match err {
+            Error::NotFound(_) => no_such_item("id", &id),
+            err => err,
+        })?;
+    change.log();
+    Ok(axum::Json(CreatedApiKey {
+        id: key.id,
+        agent_id: key.agent_id,
+        created_at: rotated.created_at,
+        name: key.name,
+        api_key_type: key.api_key_type,
+        api_key: rotated.plain.expose().to_owned(),
+        expires_at: rotated.expires_at,
+    }))
 }
 
 /// A key of the caller's organization by id; a non-UUID id is refused without being repeated.

@@ -19,7 +19,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(api_keys::list))
         .merge(honoured(
-            OpenApiRouter::new().routes(routes!(api_keys::create)),
+            OpenApiRouter::new()
+                .routes(routes!(api_keys::create))
+                .routes(routes!(api_keys::rotate)),
         ))
         .routes(routes!(api_keys::get, api_keys::delete))
         .routes(routes!(api_keys::get_by_name, api_keys::delete_by_name))

@@ -1,19 +1,22 @@
-//! `POST`, `GET /groups/{PROJECT-ID}/agentapikeys` and
-//! `DELETE /groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}`: the keys a project's MongoDB
-//! agents authenticate with. The key is shown once, in the create response; lists mask it.
+//! `POST`, `GET /groups/{PROJECT-ID}/agentapikeys`,
+//! `DELETE /groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}` and keygate's
+//! `POST …/{AGENT-API-KEY-ID}/rotate`: the keys a project's MongoDB agents authenticate with.
+//! The key is shown once, in the create or rotate response; lists mask it.
 
 use axum::extract::State;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::access::{InProject, ProjectOwner, ProjectReader};
 use crate::domain::ops_manager::{NewProjectAgentKey, ObjectId, ProjectAgentKey, masked};
-use crate::domain::secret::SecretMeta;
+use crate::domain::secret::{OwnerRef, SecretMeta};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::client::client_address;
 use crate::http::dialect::OpsManagerError;
 use crate::http::extract::{Json, Path};
+use crate::http::rotation::RotateRequest;
 use crate::secrets::SecretKind;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -22,6 +25,9 @@ pub struct CreateAgentApiKey {
     /// Label for this agent API key, up to 1,000 characters.
     #[schema(value_type = String, required = true, example = "Agent API Key for this project")]
     pub desc: Option<String>,
+    /// keygate extension: when the key stops working (RFC 3339, in the future). Absent: never.
+    #[serde(rename = "expiresAt")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Ops Manager's agent API key document.
@@ -49,10 +55,17 @@ pub struct AgentApiKeyView {
     /// characters.
     #[schema(example = "****************************************************8b87")]
     pub key: String,
+    /// keygate extension: when the key stops working; absent when it never does.
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl AgentApiKeyView {
-    fn new(key: ProjectAgentKey, shown: String) -> AgentApiKeyView {
+    fn new(
+        key: ProjectAgentKey,
+        shown: String,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> AgentApiKeyView {
         AgentApiKeyView {
             id: key.object_id,
             created_by: key.created_by,
@@ -61,13 +74,15 @@ impl AgentApiKeyView {
             created_user_id: key.created_user_id,
             desc: key.desc,
             key: shown,
+            expires_at,
         }
     }
 }
 
 impl From<(ProjectAgentKey, SecretMeta)> for AgentApiKeyView {
     fn from((key, secret): (ProjectAgentKey, SecretMeta)) -> AgentApiKeyView {
-        AgentApiKeyView::new(key, masked(SecretKind::ProjectAgentKey, &secret.hint))
+        let shown = masked(SecretKind::ProjectAgentKey, &secret.hint);
+        AgentApiKeyView::new(key, shown, secret.expires_at)
     }
 }
 
@@ -108,7 +123,8 @@ pub async fn create(
         caller, project, ..
     } = access;
     let desc = Error::required("desc", body.desc)?;
-    let (new, plain) = NewProjectAgentKey::mint(&project, desc, address, caller.actor.clone())?;
+    let actor = caller.actor.clone();
+    let (new, plain) = NewProjectAgentKey::mint(&project, desc, body.expires_at, address, actor)?;
     let change = caller.change(
         "project_agent_key.created",
         "project_agent_key",
@@ -121,6 +137,7 @@ pub async fn create(
     Ok(axum::Json(AgentApiKeyView::new(
         new.key,
         plain.expose().to_owned(),
+        new.secret.expires_at,
     )))
 }
 
@@ -192,4 +209,67 @@ pub async fn delete(
     }
     change.log();
     Ok(())
+}
+
+/// keygate extension, Rotate One Agent API Key (project owners): a new key, shown once, in the
+/// body every rotation takes. The old key stops now, or after the grace period (never past its
+/// own expiry); the new one keeps the old one's expiry unless `expires_at` is given.
+#[utoipa::path(
+    post,
+    path = "/groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}/rotate",
+    tag = "Ops Manager",
+    params(
+        ("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters"),
+        ("AGENT-API-KEY-ID" = String, Path, description = "The agent API key's `_id`"),
+    ),
+    request_body(content = Option<RotateRequest>, description = "Optional; an empty body rotates without grace"),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = AgentApiKeyView),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+        (status = 409, description = "A concurrent rotation won", body = OpsManagerError),
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    access: InProject<ProjectOwner>,
+    Path(path): Path<AgentApiKeyPath>,
+    Json(body): Json<Option<RotateRequest>>,
+) -> Result<axum::Json<AgentApiKeyView>, Error> {
+    let InProject {
+        caller, project, ..
+    } = access;
+    let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
+    let (key, secret) = state
+        .store
+        .find_project_agent_key(caller.org_id, project.id, id)
+        .await?
+        .ok_or(Error::NotFound("agent API key"))?;
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    let change = caller.change("project_agent_key.rotated", "project_agent_key", id);
+    let rotated = body
+        .unwrap_or_default()
+        .rotate(
+            state.store.as_ref(),
+            SecretKind::ProjectAgentKey,
+            owner,
+            secret.id,
+            &change,
+        )
+        .await
+        .map_err(|err| match err {
+            Error::NotFound(_) => Error::NotFound("agent API key"),
+            err => err,
+        })?;
+    change.log();
+    let shown = rotated.plain.expose().to_owned();
+    Ok(axum::Json(AgentApiKeyView::new(
+        key,
+        shown,
+        rotated.expires_at,
+    )))
 }

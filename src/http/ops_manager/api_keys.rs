@@ -16,7 +16,7 @@ use crate::domain::ops_manager::{
     API_KEY_DESC_MAX, AccessEntry, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, masked, parse_network, parse_text,
 };
-use crate::domain::secret::{SecretMeta, now};
+use crate::domain::secret::{SecretMeta, future_expiry_in, now};
 use crate::error::{Error, FieldError, Location, Segment, Violation};
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
@@ -35,6 +35,10 @@ pub struct CreateProgrammaticKey {
     /// Organization roles: `ORG_OWNER`, `ORG_MEMBER`, `ORG_READ_ONLY`; at least one.
     #[schema(value_type = Vec<String>, required = true, example = json!(["ORG_MEMBER"]))]
     pub roles: Option<Vec<String>>,
+    /// keygate extension: when the key pair stops authenticating (RFC 3339, in the future).
+    /// Absent: never.
+    #[serde(rename = "expiresAt")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -204,12 +208,16 @@ pub async fn create(
         org_roles: parse_org_roles(Error::required("roles", body.roles)?)?,
         project_roles: Vec::new(),
     };
+    let expires_at = future_expiry_in("expiresAt", body.expires_at)?;
     let mut attempt = 1;
     let (new, private, change) = loop {
-        let (new, private) =
-            NewProgrammaticKey::mint(caller.org_id, desc.clone(), roles.clone(), |data, aad| {
-                state.server_key.seal(data, aad)
-            });
+        let (new, private) = NewProgrammaticKey::mint(
+            caller.org_id,
+            desc.clone(),
+            roles.clone(),
+            expires_at,
+            |data, aad| state.server_key.seal(data, aad),
+        );
         let change = caller.change(
             "programmatic_key.created",
             "programmatic_key",

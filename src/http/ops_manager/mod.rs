@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             OpenApiRouter::new()
                 .routes(routes!(projects::create))
                 .routes(routes!(agent_api_keys::create))
+                .routes(routes!(agent_api_keys::rotate))
                 .routes(routes!(api_keys::create))
                 .routes(routes!(api_keys::add_to_access_list)),
         ))
