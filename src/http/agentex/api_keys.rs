@@ -276,15 +276,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<axum::Json<String>, Error> {
     let (key, _) = find_key(&state, caller.org_id, &id).await?;
-    let change = caller.change("agent_api_key.deleted", "agent_api_key", key.id);
-    if !state
-        .store
-        .delete_agent_api_key(caller.org_id, key.id, &change)
-        .await?
-    {
-        return Err(no_such_item("id", &id));
-    }
-    change.log();
+    delete_found(&state, &caller, &key, || no_such_item("id", &id)).await?;
     Ok(axum::Json(format!("Agent API key with ID {id} deleted")))
 }
 
@@ -337,15 +329,10 @@ pub async fn delete_by_name(
     Query(params): Query<NamedParams>,
 ) -> Result<axum::Json<String>, Error> {
     let (key, _) = find_named(&state, caller.org_id, name, params).await?;
-    let change = caller.change("agent_api_key.deleted", "agent_api_key", key.id);
-    if !state
-        .store
-        .delete_agent_api_key(caller.org_id, key.id, &change)
-        .await?
-    {
-        return Err(missing_named(&key.name, key.agent_id));
-    }
-    change.log();
+    delete_found(&state, &caller, &key, || {
+        missing_named(&key.name, key.agent_id)
+    })
+    .await?;
     Ok(axum::Json(format!("Agent api_key '{}' deleted", key.name)))
 }
 
@@ -413,6 +400,26 @@ pub async fn rotate(
 }
 
 /// A key of the caller's organization by id; a non-UUID id is refused without being repeated.
+/// Deletes a key found by id or by name, recording the change; `gone` is the answer when a
+/// concurrent delete removed it between the lookup and the delete.
+async fn delete_found(
+    state: &AppState,
+    caller: &Caller<Admin>,
+    key: &AgentApiKey,
+    gone: impl FnOnce() -> Error,
+) -> Result<(), Error> {
+    let change = caller.change("agent_api_key.deleted", "agent_api_key", key.id);
+    if !state
+        .store
+        .delete_agent_api_key(caller.org_id, key.id, &change)
+        .await?
+    {
+        return Err(gone());
+    }
+    change.log();
+    Ok(())
+}
+
 async fn find_key(
     state: &AppState,
     org_id: Uuid,
