@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::domain::page::PageRequest;
+
 /// Who acted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
@@ -123,8 +125,8 @@ pub struct AuditEvent {
     pub outcome: String,
 }
 
-/// Which events `GET /audit` asks for, after the position `after` in (time, id) order.
-#[derive(Clone, Debug, Default)]
+/// Which events `GET /audit` asks for: a page in (time, id) order.
+#[derive(Clone, Debug)]
 pub struct AuditQuery {
     pub org_id: Uuid,
     /// Also events that belong to no organization (refused credentials): operators only.
@@ -135,6 +137,5 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    pub after: Option<(DateTime<Utc>, Uuid)>,
-    pub limit: u32,
+    pub page: PageRequest<(DateTime<Utc>, Uuid)>,
 }

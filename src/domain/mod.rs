@@ -9,4 +9,5 @@ pub mod connections;
 pub mod machine_identities;
 pub mod ops_manager;
 pub mod org;
+pub mod page;
 pub mod secret;

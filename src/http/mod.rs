@@ -12,6 +12,7 @@ mod hoop;
 pub mod idempotency;
 mod native;
 mod ops_manager;
+mod pagination;
 mod rotation;
 
 use std::collections::btree_map::Entry;

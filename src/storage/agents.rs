@@ -8,6 +8,7 @@ use super::Result;
 use super::rows::corrupt;
 use crate::domain::agent::{Agent, AgentMode, NewAgent};
 use crate::domain::audit::Change;
+use crate::domain::page::{Page, PageRequest};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
 use crate::secrets::SecretHash;
@@ -17,7 +18,12 @@ pub trait AgentStore: Send + Sync + 'static {
     /// Creates the agent and its first key in one transaction.
     async fn create_agent(&self, agent: &NewAgent, change: &Change) -> Result<()>;
     /// The organization's agents by name, each with its current key.
-    async fn list_agents(&self, org_id: Uuid) -> Result<Vec<(Agent, SecretMeta)>>;
+    /// A page of the organization's agents in name order.
+    async fn list_agents(
+        &self,
+        org_id: Uuid,
+        page: &PageRequest<String>,
+    ) -> Result<Page<(Agent, SecretMeta), String>>;
     async fn find_agent_by_id(&self, org_id: Uuid, id: Uuid)
     -> Result<Option<(Agent, SecretMeta)>>;
     async fn find_agent_by_name(
@@ -118,21 +124,34 @@ macro_rules! impl_agent_store {
             async fn list_agents(
                 &self,
                 org_id: uuid::Uuid,
+                page: &$crate::domain::page::PageRequest<String>,
             ) -> $crate::storage::Result<
-                Vec<(
-                    $crate::domain::agent::Agent,
-                    $crate::domain::secret::SecretMeta,
-                )>,
+                $crate::domain::page::Page<
+                    (
+                        $crate::domain::agent::Agent,
+                        $crate::domain::secret::SecretMeta,
+                    ),
+                    String,
+                >,
             > {
-                let sql =
-                    $crate::storage::agents::select_agent("WHERE a.org_id = $1 ORDER BY a.name");
-                $crate::storage::fetch_rows!(
+                let sql = $crate::storage::agents::select_agent(
+                    "WHERE a.org_id = $1 AND a.name > $2 ORDER BY a.name LIMIT $3",
+                );
+                let rows: $crate::storage::Result<
+                    Vec<(
+                        $crate::domain::agent::Agent,
+                        $crate::domain::secret::SecretMeta,
+                    )>,
+                > = $crate::storage::fetch_rows!(
                     all,
                     &self.pool,
                     $crate::storage::agents::AgentRow,
                     sql,
-                    org_id
-                )
+                    org_id,
+                    page.after_or_start(),
+                    page.fetch()
+                );
+                Ok(page.page(rows?, |(agent, _): &(_, _)| agent.name.clone()))
             }
 
             async fn find_agent_by_id(

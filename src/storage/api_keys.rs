@@ -8,6 +8,7 @@ use super::Result;
 use super::rows::corrupt;
 use crate::domain::audit::Change;
 use crate::domain::org::{ApiKey, NewApiKey};
+use crate::domain::page::{Page, PageRequest};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
 use crate::secrets::SecretHash;
@@ -16,7 +17,12 @@ use crate::secrets::SecretHash;
 pub trait ApiKeyStore: Send + Sync + 'static {
     async fn create_api_key(&self, key: &NewApiKey, change: &Change) -> Result<()>;
     /// The organization's keys, each with its current secret.
-    async fn list_api_keys(&self, org_id: Uuid) -> Result<Vec<(ApiKey, SecretMeta)>>;
+    /// A page of the organization's API keys in id (creation) order.
+    async fn list_api_keys(
+        &self,
+        org_id: Uuid,
+        page: &PageRequest<Uuid>,
+    ) -> Result<Page<(ApiKey, SecretMeta), Uuid>>;
     async fn find_api_key(&self, org_id: Uuid, id: Uuid) -> Result<Option<(ApiKey, SecretMeta)>>;
     /// The API key a presented secret (by digest) belongs to: the authentication lookup.
     async fn find_api_key_by_secret(
@@ -109,11 +115,26 @@ macro_rules! impl_api_key_store {
             async fn list_api_keys(
                 &self,
                 org_id: uuid::Uuid,
-            ) -> $crate::storage::Result<Vec<($crate::domain::org::ApiKey, $crate::domain::secret::SecretMeta)>> {
+                page: &$crate::domain::page::PageRequest<uuid::Uuid>,
+            ) -> $crate::storage::Result<
+                $crate::domain::page::Page<
+                    ($crate::domain::org::ApiKey, $crate::domain::secret::SecretMeta),
+                    uuid::Uuid,
+                >,
+            > {
                 let sql = $crate::storage::api_keys::select_api_key(
-                    "WHERE k.org_id = $1 ORDER BY s.created_at, k.name",
+                    "WHERE k.org_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3",
                 );
-                $crate::storage::fetch_rows!(all, &self.pool, $crate::storage::api_keys::ApiKeyRow, sql, org_id)
+                let rows: $crate::storage::Result<Vec<($crate::domain::org::ApiKey, $crate::domain::secret::SecretMeta)>> = $crate::storage::fetch_rows!(
+                    all,
+                    &self.pool,
+                    $crate::storage::api_keys::ApiKeyRow,
+                    sql,
+                    org_id,
+                    page.after_or_start(),
+                    page.fetch()
+                );
+                Ok(page.page(rows?, |(key, _): &(_, _)| key.id))
             }
 
             async fn find_api_key(

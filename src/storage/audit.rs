@@ -8,13 +8,17 @@ use uuid::Uuid;
 
 use super::Result;
 use crate::domain::audit::{AuditEvent, AuditQuery, Refusal};
+use crate::domain::page::Page;
 
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
     /// Records refused credentials, in one transaction.
     async fn record_refusals(&self, refusals: &[Refusal]) -> Result<()>;
     /// The events `query` selects, in (time, id) order, at most `query.limit`.
-    async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+    async fn list_audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Page<AuditEvent, (DateTime<Utc>, Uuid)>>;
     /// Deletes up to `batch` events older than `before`; how many went.
     async fn purge_audit_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 }
@@ -109,9 +113,15 @@ macro_rules! impl_audit_store {
             async fn list_audit_events(
                 &self,
                 query: &$crate::domain::audit::AuditQuery,
-            ) -> $crate::storage::Result<Vec<$crate::domain::audit::AuditEvent>> {
-                let (after_at, after_id) = query.after.unzip();
-                $crate::storage::fetch_rows!(
+            ) -> $crate::storage::Result<
+                $crate::domain::page::Page<
+                    $crate::domain::audit::AuditEvent,
+                    (chrono::DateTime<chrono::Utc>, uuid::Uuid),
+                >,
+            > {
+                let (after_at, after_id) = query.page.after.unzip();
+                let events: $crate::storage::Result<Vec<$crate::domain::audit::AuditEvent>> =
+                    $crate::storage::fetch_rows!(
                     all,
                     &self.pool,
                     $crate::storage::audit::AuditEventRow,
@@ -126,8 +136,9 @@ macro_rules! impl_audit_store {
                     query.until,
                     after_at,
                     after_id,
-                    i64::from(query.limit),
-                )
+                    query.page.fetch(),
+                );
+                Ok(query.page.page(events?, |event| (event.at, event.id)))
             }
 
             async fn purge_audit_events(

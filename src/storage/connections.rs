@@ -15,6 +15,7 @@ use crate::domain::connections::{
     Connection, ConnectionSpec, ConnectionSummary, ConnectionType, Listener, NewConnection,
     Protocol,
 };
+use crate::domain::page::{Page, PageRequest};
 use crate::error::Error;
 
 #[async_trait]
@@ -28,7 +29,12 @@ pub trait ConnectionStore: Send + Sync + 'static {
         change: &Change,
     ) -> Result<Connection>;
     /// The organization's connections by name.
-    async fn list_connections(&self, org_id: Uuid) -> Result<Vec<Connection>>;
+    /// A page of the organization's connections in name order.
+    async fn list_connections(
+        &self,
+        org_id: Uuid,
+        page: &PageRequest<String>,
+    ) -> Result<Page<Connection, String>>;
     async fn find_connection(&self, org_id: Uuid, name: &str) -> Result<Option<Connection>>;
     /// Replaces what the connection is. Identities that reached it only through an attribute
     /// it no longer carries lose their credential for it. `None` when there is no such
@@ -107,6 +113,10 @@ pub const STRANDED_HOLDERS: &str = "
     ORDER BY m.identity_id";
 
 pub const DELETE_CONNECTION: &str = "DELETE FROM connections WHERE id = $1";
+
+/// A page of the organization's connections: `$1` the organization, after name `$2`, `$3` of them.
+pub const PAGE: &str = "WHERE c.org_id = $1 AND c.name IN (
+    SELECT name FROM connections WHERE org_id = $1 AND name > $2 ORDER BY name LIMIT $3)";
 
 /// A connection and its attributes, one row per attribute.
 pub fn select_connections(filter: &str) -> String {
@@ -300,15 +310,21 @@ macro_rules! impl_connection_store {
             async fn list_connections(
                 &self,
                 org_id: uuid::Uuid,
-            ) -> $crate::storage::Result<Vec<$crate::domain::connections::Connection>> {
+                page: &$crate::domain::page::PageRequest<String>,
+            ) -> $crate::storage::Result<
+                $crate::domain::page::Page<$crate::domain::connections::Connection, String>,
+            > {
                 use $crate::storage::connections as sql;
-                let rows: Vec<sql::WithAttribute<sql::ConnectionColumns>> = sqlx::query_as(
-                    sqlx::AssertSqlSafe(sql::select_connections("WHERE c.org_id = $1")),
-                )
-                .bind(org_id)
-                .fetch_all(&self.pool)
-                .await?;
-                sql::connections(rows)
+                let rows: Vec<sql::WithAttribute<sql::ConnectionColumns>> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql::select_connections(sql::PAGE)))
+                        .bind(org_id)
+                        .bind(page.after_or_start())
+                        .bind(page.fetch())
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(page.page(sql::connections(rows)?, |connection| {
+                    connection.name.clone()
+                }))
             }
 
             async fn find_connection(

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Result;
-use super::connections::{SummaryColumns, WithAttribute, group_attributes};
+pub use super::connections::WithAttribute;
+use super::connections::{SummaryColumns, group_attributes};
 use super::rows::{KeyColumns, SecretColumns, corrupt};
 use crate::domain::audit::Change;
 use crate::domain::connections::ConnectionSummary;
@@ -25,6 +26,7 @@ use crate::domain::machine_identities::{
     CredentialHolder, CredentialIssuer, CredentialMeta, IdentityChanges, Issued, MachineIdentity,
     NewMachineIdentity,
 };
+use crate::domain::page::{Page, PageRequest};
 use crate::domain::secret::SecretState;
 use crate::secrets::SecretHash;
 
@@ -40,7 +42,12 @@ pub trait MachineIdentityStore: Send + Sync + 'static {
         change: &Change,
     ) -> Result<Vec<Issued>>;
     /// The organization's identities by name, each with its credentials.
-    async fn list_machine_identities(&self, org_id: Uuid) -> Result<Vec<MachineIdentity>>;
+    /// A page of the organization's machine identities in name order, with their credentials.
+    async fn list_machine_identities(
+        &self,
+        org_id: Uuid,
+        page: &PageRequest<String>,
+    ) -> Result<Page<MachineIdentity, String>>;
     async fn find_machine_identity(
         &self,
         org_id: Uuid,
@@ -150,6 +157,10 @@ pub const DELETE_HELD_CONNECTION: &str =
 pub const END_SLOT: &str = "
     UPDATE secrets SET revoked_at = COALESCE(revoked_at, $1), rotated_at = COALESCE(rotated_at, $1)
     WHERE owner_id = $2 AND slot = $3";
+
+/// A page of the organization's identities: `$1` the organization, after name `$2`, `$3` of them.
+pub const PAGE: &str = "WHERE i.org_id = $1 AND i.name IN (
+    SELECT name FROM machine_identities WHERE org_id = $1 AND name > $2 ORDER BY name LIMIT $3)";
 
 /// Identities and their attributes, one row per attribute.
 pub fn select_identities(filter: &str) -> String {
@@ -346,20 +357,40 @@ macro_rules! impl_machine_identity_store {
             async fn list_machine_identities(
                 &self,
                 org_id: uuid::Uuid,
-            ) -> $crate::storage::Result<Vec<$crate::domain::machine_identities::MachineIdentity>>
-            {
+                page: &$crate::domain::page::PageRequest<String>,
+            ) -> $crate::storage::Result<
+                $crate::domain::page::Page<
+                    $crate::domain::machine_identities::MachineIdentity,
+                    String,
+                >,
+            > {
                 use $crate::storage::machine_identities as sql;
-                let filter = "WHERE i.org_id = $1";
-                let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql::select_identities(filter)))
-                    .bind(org_id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let credentials =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql::select_credentials(filter)))
+                let after = page.after_or_start();
+                let rows: Vec<sql::WithAttribute<sql::IdentityColumns>> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql::select_identities(sql::PAGE)))
                         .bind(org_id)
+                        .bind(&after)
+                        .bind(page.fetch())
                         .fetch_all(&self.pool)
                         .await?;
-                sql::identities(rows, credentials)
+                // The credentials of the names read, by range: an identity created in between
+                // has credentials but no row, and is left for the page that shows it.
+                // Rows come in the database's name order: the last is the page's last name.
+                let last = rows.last().map(|row| row.owner.name.clone());
+                let credentials = match last {
+                    Some(last) => sqlx::query_as(sqlx::AssertSqlSafe(sql::select_credentials(
+                        "WHERE i.org_id = $1 AND i.name > $2 AND i.name <= $3",
+                    )))
+                    .bind(org_id)
+                    .bind(&after)
+                    .bind(last)
+                    .fetch_all(&self.pool)
+                    .await?,
+                    None => Vec::new(),
+                };
+                Ok(page.page(sql::identities(rows, credentials)?, |identity| {
+                    identity.name.clone()
+                }))
             }
 
             async fn find_machine_identity(

@@ -7,13 +7,16 @@ use uuid::Uuid;
 use super::Result;
 use crate::domain::audit::Change;
 use crate::domain::org::{NewApiKey, Org};
+use crate::domain::page::{Page, PageRequest};
 
 #[async_trait]
 pub trait OrgStore: Send + Sync + 'static {
     async fn count_orgs(&self) -> Result<i64>;
     /// Creates an organization and its first admin API key in one transaction.
     async fn create_org(&self, org: &Org, admin: &NewApiKey, change: &Change) -> Result<()>;
-    async fn list_orgs(&self) -> Result<Vec<Org>>;
+    /// A page of every organization in name order.
+    async fn list_orgs(&self, page: &PageRequest<String>) -> Result<Page<Org, String>>;
+    async fn find_org(&self, id: Uuid) -> Result<Option<Org>>;
     async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>>;
 }
 
@@ -69,12 +72,39 @@ macro_rules! impl_org_store {
                 })
             }
 
-            async fn list_orgs(&self) -> $crate::storage::Result<Vec<$crate::domain::org::Org>> {
+            async fn list_orgs(
+                &self,
+                page: &$crate::domain::page::PageRequest<String>,
+            ) -> $crate::storage::Result<
+                $crate::domain::page::Page<$crate::domain::org::Org, String>,
+            > {
                 let sql = format!(
-                    "{} ORDER BY created_at, name",
+                    "{} WHERE name > $1 ORDER BY name LIMIT $2",
                     $crate::storage::orgs::SELECT_ORG
                 );
-                $crate::storage::fetch_rows!(all, &self.pool, $crate::storage::orgs::OrgRow, sql)
+                let rows: $crate::storage::Result<Vec<$crate::domain::org::Org>> = $crate::storage::fetch_rows!(
+                    all,
+                    &self.pool,
+                    $crate::storage::orgs::OrgRow,
+                    sql,
+                    page.after_or_start(),
+                    page.fetch()
+                );
+                Ok(page.page(rows?, |org| org.name.clone()))
+            }
+
+            async fn find_org(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::storage::Result<Option<$crate::domain::org::Org>> {
+                let sql = format!("{} WHERE id = $1", $crate::storage::orgs::SELECT_ORG);
+                $crate::storage::fetch_rows!(
+                    optional,
+                    &self.pool,
+                    $crate::storage::orgs::OrgRow,
+                    sql,
+                    id
+                )
             }
 
             async fn find_org_by_name(

@@ -8,6 +8,7 @@ use super::Result;
 use super::projects::object_id;
 use crate::domain::audit::Change;
 use crate::domain::ops_manager::{NewProjectAgentKey, ObjectId, ProjectAgentKey};
+use crate::domain::page::{Page, PageRequest};
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
 use crate::secrets::SecretHash;
@@ -20,11 +21,13 @@ pub trait ProjectAgentKeyStore: Send + Sync + 'static {
         key: &NewProjectAgentKey,
         change: &Change,
     ) -> Result<bool>;
-    /// The project's agent keys, oldest first, each with its secret.
+    /// A page of the project's agent keys, oldest first (in owner id order), each with its
+    /// secret.
     async fn list_project_agent_keys(
         &self,
         project_id: ObjectId,
-    ) -> Result<Vec<(ProjectAgentKey, SecretMeta)>>;
+        page: &PageRequest<Uuid>,
+    ) -> Result<Page<(ProjectAgentKey, SecretMeta), Uuid>>;
     /// One agent key of the project, with its current secret.
     async fn find_project_agent_key(
         &self,
@@ -153,22 +156,34 @@ macro_rules! impl_project_agent_key_store {
             async fn list_project_agent_keys(
                 &self,
                 project_id: $crate::domain::ops_manager::ObjectId,
+                page: &$crate::domain::page::PageRequest<uuid::Uuid>,
             ) -> $crate::storage::Result<
-                Vec<(
-                    $crate::domain::ops_manager::ProjectAgentKey,
-                    $crate::domain::secret::SecretMeta,
-                )>,
+                $crate::domain::page::Page<
+                    (
+                        $crate::domain::ops_manager::ProjectAgentKey,
+                        $crate::domain::secret::SecretMeta,
+                    ),
+                    uuid::Uuid,
+                >,
             > {
                 let sql = $crate::storage::project_agent_keys::select_project_agent_key(
-                    "WHERE a.project_id = $1 ORDER BY a.created_at, a.object_id",
+                    "WHERE a.project_id = $1 AND a.id > $2 ORDER BY a.id LIMIT $3",
                 );
-                $crate::storage::fetch_rows!(
+                let rows: $crate::storage::Result<
+                    Vec<(
+                        $crate::domain::ops_manager::ProjectAgentKey,
+                        $crate::domain::secret::SecretMeta,
+                    )>,
+                > = $crate::storage::fetch_rows!(
                     all,
                     &self.pool,
                     $crate::storage::project_agent_keys::ProjectAgentKeyRow,
                     sql,
-                    project_id.to_string()
-                )
+                    project_id.to_string(),
+                    page.after_or_start(),
+                    page.fetch()
+                );
+                Ok(page.page(rows?, |(key, _): &(_, _)| key.id))
             }
 
             async fn find_project_agent_key(

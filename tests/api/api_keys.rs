@@ -41,7 +41,7 @@ async fn admins_create_keys_that_are_shown_once(backend: Backend) {
         !listed.to_string().contains(ADMIN),
         "the bootstrap key leaked into the list"
     );
-    let ci = listed
+    let ci = listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -104,7 +104,7 @@ async fn revocation_takes_effect_on_the_next_request(backend: Backend) {
         )
     );
     let (_, listed) = app.get("/apikeys", ADMIN).await;
-    let revoked = listed
+    let revoked = listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -122,7 +122,7 @@ async fn revoking_an_unknown_or_foreign_key_is_404(backend: Backend) {
     let app = TestApp::start(backend).await;
     let (_, other_admin) = app.create_org("elsewhere").await;
     let (_, theirs) = app.get("/apikeys", &other_admin).await;
-    let their_id = theirs[0]["id"].as_str().unwrap();
+    let their_id = theirs["items"][0]["id"].as_str().unwrap();
     for path in [
         format!("/apikeys/{their_id}"),
         format!("/apikeys/{}", uuid::Uuid::new_v4()),

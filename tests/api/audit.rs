@@ -53,7 +53,7 @@ fn actions(events: &[Value]) -> Vec<&str> {
 /// The id of the bootstrap admin key.
 async fn admin_key_id(app: &TestApp) -> String {
     let (_, keys) = app.get("/apikeys", ADMIN).await;
-    let bootstrap = keys
+    let bootstrap = keys["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -133,7 +133,7 @@ async fn rotation_keeps_the_expiry_unless_a_new_one_is_given(backend: Backend) {
 async fn the_last_working_admin_key_cannot_be_revoked(backend: Backend) {
     let app = TestApp::start(backend).await;
     let (_, keys) = app.get("/apikeys", ADMIN).await;
-    let bootstrap = keys[0]["id"].as_str().unwrap().to_owned();
+    let bootstrap = keys["items"][0]["id"].as_str().unwrap().to_owned();
     let (status, err) = app.delete(&format!("/apikeys/{bootstrap}"), ADMIN).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert!(

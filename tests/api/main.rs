@@ -17,6 +17,7 @@ mod logs;
 mod machine_identities;
 mod ops_manager;
 mod orgs;
+mod pagination;
 mod server;
 mod storage;
 mod verify;

@@ -1,7 +1,7 @@
 //! hoop agents: `POST /agents` mints an agent key in DSN form; list, get, delete and rotate
 //! complete the family. Errors are hoop's `{"message": ...}`.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,8 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::RotateRequest;
 use crate::secrets::agent_key::build_dsn;
 use crate::secrets::{PlainSecret, SecretKind};
@@ -131,22 +132,30 @@ pub async fn create(
     ))
 }
 
-/// List Agents: a bare array, as hoop returns it; keys are never included.
+/// List Agents: a bare array by name, as hoop returns it, a page at a time; keys are never
+/// included.
 #[utoipa::path(
     get,
     path = "/agents",
     tag = "Agents",
+    params(PageParams),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<AgentView>), (status = 401, description = "Unauthorized", body = HoopError))
+    responses(
+        (status = 200, body = Vec<AgentView>, headers(("Link" = String, description = "`<…?limit=n&cursor=…>; rel=\"next\"` when another page follows"))),
+        (status = 400, description = "Bad Request", body = HoopError),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 422, description = "Unprocessable Entity", body = HoopError),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Anyone>,
-) -> Result<axum::Json<Vec<AgentView>>, Error> {
-    let agents = state.store.list_agents(caller.org_id).await?;
-    Ok(axum::Json(
-        agents.into_iter().map(AgentView::from).collect(),
-    ))
+    OriginalUri(uri): OriginalUri,
+    Query(params): Query<PageParams>,
+) -> Result<Linked<AgentView>, Error> {
+    let page = params.request()?;
+    let agents = state.store.list_agents(caller.org_id, &page).await?;
+    Ok(Linked::from_page(agents, &uri, page.limit))
 }
 
 /// Get Agent by name or id.

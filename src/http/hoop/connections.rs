@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,8 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller, Operator};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{Linked, PageParams};
 
 /// A connection as hoop's clients send it; fields this gateway does not model (the upstream's
 /// secrets, access modes, …) are ignored, as hoop ignores what it does not know.
@@ -140,22 +141,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }
 
-/// List Connections: a bare array, by name.
+/// List Connections: a bare array by name, a page at a time.
 #[utoipa::path(
     get,
     path = "/connections",
     tag = "Connections",
+    params(PageParams),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<ConnectionView>))
+    responses(
+        (status = 200, body = Vec<ConnectionView>, headers(("Link" = String, description = "`<…?limit=n&cursor=…>; rel=\"next\"` when another page follows"))),
+        (status = 400, body = HoopError), (status = 422, body = HoopError),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Anyone>,
-) -> Result<axum::Json<Vec<ConnectionView>>, Error> {
-    let connections = state.store.list_connections(caller.org_id).await?;
-    Ok(axum::Json(
-        connections.into_iter().map(ConnectionView::from).collect(),
-    ))
+    OriginalUri(uri): OriginalUri,
+    Query(params): Query<PageParams>,
+) -> Result<Linked<ConnectionView>, Error> {
+    let page = params.request()?;
+    let connections = state.store.list_connections(caller.org_id, &page).await?;
+    Ok(Linked::from_page(connections, &uri, page.limit))
 }
 
 /// Get Connection.

@@ -2,7 +2,7 @@
 //! credential for each connection it reaches, shown once; list, get, update, delete and a
 //! per-connection rotation complete the family. Errors are hoop's `{"message": ...}`.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,8 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::RotateRequest;
 use crate::secrets::SecretKind;
 use crate::secrets::machine_credential::{MachineCredential, build};
@@ -232,25 +233,30 @@ pub async fn create(
     ))
 }
 
-/// List Machine Identities: a bare array, by name; never a secret.
+/// List Machine Identities: a bare array by name, a page at a time; never a secret.
 #[utoipa::path(
     get,
     path = "/machineidentities",
     tag = "Machine identities",
+    params(PageParams),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<MachineIdentityView>))
+    responses(
+        (status = 200, body = Vec<MachineIdentityView>, headers(("Link" = String, description = "`<…?limit=n&cursor=…>; rel=\"next\"` when another page follows"))),
+        (status = 400, body = HoopError), (status = 422, body = HoopError),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Anyone>,
-) -> Result<axum::Json<Vec<MachineIdentityView>>, Error> {
-    let identities = state.store.list_machine_identities(caller.org_id).await?;
-    Ok(axum::Json(
-        identities
-            .into_iter()
-            .map(MachineIdentityView::from)
-            .collect(),
-    ))
+    OriginalUri(uri): OriginalUri,
+    Query(params): Query<PageParams>,
+) -> Result<Linked<MachineIdentityView>, Error> {
+    let page = params.request()?;
+    let identities = state
+        .store
+        .list_machine_identities(caller.org_id, &page)
+        .await?;
+    Ok(Linked::from_page(identities, &uri, page.limit))
 }
 
 /// Get Machine Identity: never a secret.

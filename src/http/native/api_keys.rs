@@ -12,7 +12,8 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::NativeError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{Items, PageParams};
 use crate::http::rotation::{RotateRequest, Rotated};
 use crate::secrets::{PlainSecret, SecretKind};
 
@@ -130,15 +131,24 @@ pub async fn create(
     get,
     path = "/apikeys",
     tag = "API keys",
+    params(PageParams),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<ApiKeyView>), (status = 401, body = NativeError))
+    responses(
+        (status = 200, body = Items<ApiKeyView>),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 422, body = NativeError),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Anyone>,
-) -> Result<axum::Json<Vec<ApiKeyView>>, Error> {
-    let keys = state.store.list_api_keys(caller.org_id).await?;
-    Ok(axum::Json(keys.into_iter().map(ApiKeyView::from).collect()))
+    Query(params): Query<PageParams>,
+) -> Result<axum::Json<Items<ApiKeyView>>, Error> {
+    let keys = state
+        .store
+        .list_api_keys(caller.org_id, &params.request()?)
+        .await?;
+    Ok(axum::Json(Items::from_page(keys)))
 }
 
 /// Revokes an API key and every secret it still has (a rotated-away one in its grace period

@@ -2,11 +2,8 @@
 //! (time, id), so pages neither repeat nor skip events while new ones are recorded.
 
 use axum::extract::State;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use serde::Deserialize;
 
 use crate::domain::audit::{AuditEvent, AuditQuery};
 use crate::error::Error;
@@ -14,9 +11,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, Overseer};
 use crate::http::dialect::NativeError;
 use crate::http::extract::Query;
-
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
+use crate::http::pagination::{Items, page_request};
 
 /// Which events, and from where in the trail.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -41,14 +36,6 @@ pub struct AuditParams {
     pub cursor: Option<String>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    /// Oldest first.
-    pub items: Vec<AuditEvent>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    pub next_cursor: Option<String>,
-}
-
 /// The audit trail of the caller's organization (admins and auditors): every change with who
 /// made it, from where and in which request, and, for operators, every refused credential.
 /// Never a secret.
@@ -59,7 +46,7 @@ pub struct AuditPage {
     params(AuditParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = AuditPage),
+        (status = 200, body = Items<AuditEvent>),
         (status = 400, body = NativeError), (status = 401, body = NativeError),
         (status = 403, body = NativeError), (status = 422, body = NativeError),
     )
@@ -68,15 +55,8 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller<Overseer>,
     Query(params): Query<AuditParams>,
-) -> Result<axum::Json<AuditPage>, Error> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Error::invalid_query(
-            "limit",
-            format!("it must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+) -> Result<axum::Json<Items<AuditEvent>>, Error> {
+    let page = page_request(params.limit, params.cursor.as_deref())?;
     let query = AuditQuery {
         org_id: caller.org_id,
         // Refused credentials name no organization: only the operators see them.
@@ -87,58 +67,8 @@ pub async fn list(
         action: params.action,
         since: params.since,
         until: params.until,
-        after,
-        // One more than asked tells whether there is a next page.
-        limit: limit + 1,
+        page,
     };
-    let mut items = state.store.list_audit_events(&query).await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(encode_cursor)
-    } else {
-        None
-    };
-    Ok(axum::Json(AuditPage { items, next_cursor }))
-}
-
-fn encode_cursor(event: &AuditEvent) -> String {
-    let position = format!("{}|{}", event.at.to_rfc3339(), event.id);
-    URL_SAFE_NO_PAD.encode(position)
-}
-
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), Error> {
-    let refused = || Error::invalid_query("cursor", "it is not a cursor this server issued");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refused())?;
-    let text = String::from_utf8(bytes).map_err(|_| refused())?;
-    let (at, id) = text.split_once('|').ok_or_else(refused)?;
-    let at = DateTime::parse_from_rfc3339(at).map_err(|_| refused())?;
-    let id = Uuid::parse_str(id).map_err(|_| refused())?;
-    Ok((at.with_timezone(&Utc), id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_reads_back_as_the_position_it_was_made_from() {
-        let event = AuditEvent {
-            id: Uuid::now_v7(),
-            at: Utc::now(),
-            org_id: None,
-            actor_kind: None,
-            actor: None,
-            action: "agent.created".into(),
-            resource_kind: None,
-            resource_id: None,
-            client: None,
-            request_id: None,
-            outcome: "success".into(),
-        };
-        assert_eq!(
-            decode_cursor(&encode_cursor(&event)).unwrap(),
-            (event.at, event.id)
-        );
-        assert!(decode_cursor("not-a-cursor").is_err());
-    }
+    let events = state.store.list_audit_events(&query).await?;
+    Ok(axum::Json(Items::from_page(events)))
 }

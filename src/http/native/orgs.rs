@@ -12,7 +12,8 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Caller, Operator};
 use crate::http::dialect::NativeError;
-use crate::http::extract::Json;
+use crate::http::extract::{Json, Query};
+use crate::http::pagination::{Items, PageParams};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,13 +87,19 @@ pub async fn create(
     get,
     path = "/orgs",
     tag = "Organizations",
+    params(PageParams),
     security(("bearer" = [])),
-    responses((status = 200, body = Vec<OrgView>), (status = 401, body = NativeError), (status = 403, body = NativeError))
+    responses(
+        (status = 200, body = Items<OrgView>),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 403, body = NativeError), (status = 422, body = NativeError),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller<Operator>,
-) -> Result<axum::Json<Vec<OrgView>>, Error> {
-    let orgs = state.store.list_orgs().await?;
-    Ok(axum::Json(orgs.into_iter().map(OrgView::from).collect()))
+    Query(params): Query<PageParams>,
+) -> Result<axum::Json<Items<OrgView>>, Error> {
+    let orgs = state.store.list_orgs(&params.request()?).await?;
+    Ok(axum::Json(Items::from_page(orgs)))
 }

@@ -3,7 +3,7 @@
 //! `POST …/{AGENT-API-KEY-ID}/rotate`: the keys a project's MongoDB agents authenticate with.
 //! The key is shown once, in the create or rotate response; lists mask it.
 
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,8 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::client::client_address;
 use crate::http::dialect::OpsManagerError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::RotateRequest;
 use crate::secrets::SecretKind;
 
@@ -141,15 +142,16 @@ pub async fn create(
     )))
 }
 
-/// Get All Agent API Keys for One Project: a bare array, each key masked.
+/// Get All Agent API Keys for One Project: a bare array, oldest first, each key masked, a page
+/// at a time.
 #[utoipa::path(
     get,
     path = "/groups/{PROJECT-ID}/agentapikeys",
     tag = "Ops Manager",
-    params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters")),
+    params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters"), PageParams),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, body = Vec<AgentApiKeyView>),
+        (status = 200, body = Vec<AgentApiKeyView>, headers(("Link" = String, description = "`<…?limit=n&cursor=…>; rel=\"next\"` when another page follows"))),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -157,14 +159,15 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     access: InProject<ProjectReader>,
-) -> Result<axum::Json<Vec<AgentApiKeyView>>, Error> {
+    OriginalUri(uri): OriginalUri,
+    Query(params): Query<PageParams>,
+) -> Result<Linked<AgentApiKeyView>, Error> {
+    let page = params.request()?;
     let keys = state
         .store
-        .list_project_agent_keys(access.project.id)
+        .list_project_agent_keys(access.project.id, &page)
         .await?;
-    Ok(axum::Json(
-        keys.into_iter().map(AgentApiKeyView::from).collect(),
-    ))
+    Ok(Linked::from_page(keys, &uri, page.limit))
 }
 
 #[derive(Deserialize)]

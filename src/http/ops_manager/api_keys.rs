@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Results;
 use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectReader};
+use super::{PageNum, Paging, Results};
 use crate::domain::ops_manager::{
     API_KEY_DESC_MAX, AccessEntry, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, masked, parse_network, parse_text,
@@ -238,7 +238,7 @@ pub async fn create(
     get,
     path = "/orgs/{ORG-ID}/apiKeys",
     tag = "Ops Manager",
-    params(("ORG-ID" = String, Path, description = "The caller's organization")),
+    params(("ORG-ID" = String, Path, description = "The caller's organization"), PageNum),
     security(("digest" = []), ("bearer" = [])),
     responses(
         (status = 200, body = Results<ProgrammaticKeyView>),
@@ -249,13 +249,14 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
+    paging: Paging,
 ) -> Result<axum::Json<Results<ProgrammaticKeyView>>, Error> {
     let keys = state
         .store
         .list_programmatic_keys(access.caller.org_id)
         .await?;
     let views: Vec<ProgrammaticKeyView> = keys.into_iter().map(ProgrammaticKeyView::from).collect();
-    Ok(axum::Json(views.into()))
+    Ok(axum::Json(paging.of(views)))
 }
 
 /// Get One Organization API Key; private key masked.
@@ -373,7 +374,7 @@ pub async fn delete(
     get,
     path = "/groups/{PROJECT-ID}/apiKeys",
     tag = "Ops Manager",
-    params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters")),
+    params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters"), PageNum),
     security(("digest" = []), ("bearer" = [])),
     responses(
         (status = 200, body = Results<ProgrammaticKeyView>),
@@ -384,6 +385,7 @@ pub async fn delete(
 pub async fn list_in_project(
     State(state): State<AppState>,
     access: InProject<ProjectReader>,
+    paging: Paging,
 ) -> Result<axum::Json<Results<ProgrammaticKeyView>>, Error> {
     let project = access.project.id;
     let keys = state
@@ -395,7 +397,7 @@ pub async fn list_in_project(
         .filter(|(key, _)| key.roles.project_roles.iter().any(|(id, _)| *id == project))
         .map(ProgrammaticKeyView::from)
         .collect();
-    Ok(axum::Json(views.into()))
+    Ok(axum::Json(paging.of(views)))
 }
 
 /// Assign One Organization API Key to One Project: its roles there are replaced by `roles`
@@ -524,14 +526,13 @@ async fn access_list_view(
     state: &AppState,
     org_id: uuid::Uuid,
     id: ObjectId,
-) -> Result<Results<AccessEntryView>, Error> {
+) -> Result<Vec<AccessEntryView>, Error> {
     let entries = state
         .store
         .access_list(org_id, id)
         .await?
         .ok_or_else(not_found)?;
-    let views: Vec<AccessEntryView> = entries.into_iter().map(AccessEntryView::from).collect();
-    Ok(views.into())
+    Ok(entries.into_iter().map(AccessEntryView::from).collect())
 }
 
 /// Get All Access List Entries for One Organization API Key. An empty list lets the key be used
@@ -543,6 +544,7 @@ async fn access_list_view(
     params(
         ("ORG-ID" = String, Path, description = "The caller's organization"),
         ("API-KEY-ID" = String, Path, description = "The key pair's id"),
+        PageNum,
     ),
     security(("digest" = []), ("bearer" = [])),
     responses(
@@ -555,9 +557,10 @@ pub async fn access_list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
     Path(path): Path<ApiKeyPath>,
+    paging: Paging,
 ) -> Result<axum::Json<Results<AccessEntryView>>, Error> {
     let list = access_list_view(&state, access.caller.org_id, path.id()?).await?;
-    Ok(axum::Json(list))
+    Ok(axum::Json(paging.of(list)))
 }
 
 /// Create Access List Entries for One Organization API Key: adds those not on the list yet and
@@ -635,7 +638,7 @@ pub async fn add_to_access_list(
     }
     change.log();
     let list = access_list_view(&state, caller.org_id, id).await?;
-    Ok((StatusCode::CREATED, axum::Json(list)))
+    Ok((StatusCode::CREATED, axum::Json(list.into())))
 }
 
 #[derive(Deserialize)]

@@ -13,12 +13,17 @@ pub mod format;
 mod orgs;
 mod projects;
 
-use serde::Serialize;
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::Uri;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::extract::Query;
 use super::idempotency::honoured;
+use crate::error::Error;
 
 /// Where Ops Manager's clients find its public API.
 pub const BASE: &str = "/api/public/v1.0";
@@ -54,23 +59,124 @@ pub fn base_only_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(orgs::get))
 }
 
-/// Ops Manager's list document.
+/// Ops Manager's list document: one page of the results, how many there are in all, and links
+/// to this page and its neighbours.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Results<T> {
     pub results: Vec<T>,
     #[serde(rename = "totalCount")]
     pub total_count: usize,
-    /// Ops Manager's hypermedia links; keygate has none to offer.
-    #[schema(value_type = Vec<Object>)]
-    pub links: [(); 0],
+    pub links: Vec<Link>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Link {
+    #[schema(example = "/api/public/v1.0/groups?pageNum=2&itemsPerPage=100")]
+    pub href: String,
+    /// `self`, `next` or `previous`.
+    pub rel: &'static str,
+}
+
+/// The whole list on one page (an answer that is not a paged list, e.g. a creation's).
 impl<T> From<Vec<T>> for Results<T> {
     fn from(results: Vec<T>) -> Results<T> {
         Results {
             total_count: results.len(),
             results,
-            links: [],
+            links: Vec::new(),
+        }
+    }
+}
+
+/// `?pageNum=&itemsPerPage=`: which page of an Ops Manager list, as its clients ask.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageNum {
+    /// The page, from 1.
+    #[serde(rename = "pageNum")]
+    #[param(rename = "pageNum", minimum = 1, default = 1)]
+    pub page_num: Option<u64>,
+    /// Items per page.
+    #[serde(rename = "itemsPerPage")]
+    #[param(rename = "itemsPerPage", minimum = 1, maximum = 500, default = 100)]
+    pub items_per_page: Option<u64>,
+}
+
+/// The page a list request asks for, with the request's path and parameters for the links.
+/// Ops Manager's lists are small (an organization's projects and key pairs, a key's access
+/// list) and filtered by the caller's roles after reading, so a page is cut from the whole.
+pub struct Paging {
+    page_num: u64,
+    items_per_page: u64,
+    uri: Uri,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Paging, Error> {
+        let Query(params) = Query::<PageNum>::from_request_parts(parts, state).await?;
+        let page_num = params.page_num.unwrap_or(1);
+        if page_num == 0 {
+            return Err(Error::invalid_query("pageNum", "it must be at least 1"));
+        }
+        let items_per_page = params.items_per_page.unwrap_or(100);
+        if !(1..=500).contains(&items_per_page) {
+            return Err(Error::invalid_query(
+                "itemsPerPage",
+                "it must be between 1 and 500",
+            ));
+        }
+        let uri = match parts.extensions.get::<OriginalUri>() {
+            Some(OriginalUri(uri)) => uri.clone(),
+            None => parts.uri.clone(),
+        };
+        Ok(Paging {
+            page_num,
+            items_per_page,
+            uri,
+        })
+    }
+}
+
+impl Paging {
+    /// This page of `all`, with `self`, `previous` and `next` links where they lead somewhere.
+    pub fn of<T>(&self, all: Vec<T>) -> Results<T> {
+        let total_count = all.len();
+        let skip = (self.page_num - 1).saturating_mul(self.items_per_page);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let mut links = vec![self.link(self.page_num, "self")];
+        if self.page_num > 1 {
+            links.push(self.link(self.page_num - 1, "previous"));
+        }
+        if skip.saturating_add(self.items_per_page as usize) < total_count {
+            links.push(self.link(self.page_num + 1, "next"));
+        }
+        let results = all
+            .into_iter()
+            .skip(skip)
+            .take(self.items_per_page as usize)
+            .collect();
+        Results {
+            results,
+            total_count,
+            links,
+        }
+    }
+
+    fn link(&self, page_num: u64, rel: &'static str) -> Link {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        let kept = self.uri.query().unwrap_or_default();
+        for (name, value) in url::form_urlencoded::parse(kept.as_bytes()) {
+            if name != "pageNum" && name != "itemsPerPage" {
+                query.append_pair(&name, &value);
+            }
+        }
+        query.append_pair("pageNum", &page_num.to_string());
+        query.append_pair("itemsPerPage", &self.items_per_page.to_string());
+        Link {
+            href: format!("{}?{}", self.uri.path(), query.finish()),
+            rel,
         }
     }
 }

@@ -4,8 +4,8 @@
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
-use super::Results;
 use super::access::{Anyone, InOrg, OpsCaller};
+use super::{PageNum, Paging, Results};
 use crate::domain::ops_manager::ObjectId;
 use crate::error::Error;
 use crate::http::AppState;
@@ -31,10 +31,8 @@ pub struct ByName {
 async fn own_org(state: &AppState, caller: &OpsCaller) -> Result<OpsManagerOrg, Error> {
     let org = state
         .store
-        .list_orgs()
+        .find_org(caller.org_id)
         .await?
-        .into_iter()
-        .find(|org| org.id == caller.org_id)
         .ok_or_else(|| Error::internal("the caller's organization is gone"))?;
     Ok(OpsManagerOrg {
         id: caller.org_object_id(),
@@ -49,21 +47,23 @@ async fn own_org(state: &AppState, caller: &OpsCaller) -> Result<OpsManagerOrg, 
     get,
     path = "/api/public/v1.0/orgs",
     tag = "Ops Manager",
-    params(ByName),
+    params(ByName, PageNum),
     security(("digest" = []), ("bearer" = [])),
     responses(
         (status = 200, body = Results<OpsManagerOrg>),
-        (status = 401, body = OpsManagerError), (status = 403, body = OpsManagerError),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
     Query(filter): Query<ByName>,
+    paging: Paging,
 ) -> Result<axum::Json<Results<OpsManagerOrg>>, Error> {
     let org = own_org(&state, &access.caller).await?;
     let found = filter.name.is_none_or(|name| name == org.name);
-    Ok(axum::Json(Vec::from_iter(found.then_some(org)).into()))
+    Ok(axum::Json(paging.of(Vec::from_iter(found.then_some(org)))))
 }
 
 /// Get One Organization: the caller's own.

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Results;
 use super::access::{Anyone, InOrg, InProject, OpsCaller, OrgOwner, ProjectOwner, ProjectReader};
 use super::errors;
+use super::{PageNum, Paging, Results};
 use crate::domain::ops_manager::{ObjectId, Project};
 use crate::error::Error;
 use crate::http::AppState;
@@ -98,14 +98,22 @@ pub async fn create(
     get,
     path = "/groups",
     tag = "Ops Manager",
+    params(PageNum),
     security(("digest" = []), ("bearer" = [])),
-    responses((status = 200, body = Results<ProjectView>), (status = 401, body = OpsManagerError), (status = 403, body = OpsManagerError))
+    responses(
+        (status = 200, body = Results<ProjectView>),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError),
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
+    paging: Paging,
 ) -> Result<axum::Json<Results<ProjectView>>, Error> {
-    Ok(axum::Json(visible(&state, &access.caller).await?.into()))
+    Ok(axum::Json(
+        paging.of(visible(&state, &access.caller).await?),
+    ))
 }
 
 /// The organization's projects in which the caller has a role.
@@ -124,7 +132,7 @@ async fn visible(state: &AppState, caller: &OpsCaller) -> Result<Vec<ProjectView
     get,
     path = "/orgs/{ORG-ID}/groups",
     tag = "Ops Manager",
-    params(("ORG-ID" = String, Path, description = "The caller's organization"), super::orgs::ByName),
+    params(("ORG-ID" = String, Path, description = "The caller's organization"), super::orgs::ByName, PageNum),
     security(("digest" = []), ("bearer" = [])),
     responses(
         (status = 200, body = Results<ProjectView>),
@@ -136,12 +144,13 @@ pub async fn list_in_org(
     State(state): State<AppState>,
     access: InOrg<Anyone>,
     Query(filter): Query<super::orgs::ByName>,
+    paging: Paging,
 ) -> Result<axum::Json<Results<ProjectView>>, Error> {
     let mut projects = visible(&state, &access.caller).await?;
     if let Some(name) = filter.name {
         projects.retain(|project| project.name == name);
     }
-    Ok(axum::Json(projects.into()))
+    Ok(axum::Json(paging.of(projects)))
 }
 
 /// Get One Project.

@@ -627,7 +627,7 @@ async fn an_id_of_another_kind_of_owner_is_no_agent_api_key(backend: Backend) {
     let app = TestApp::start(backend).await;
     let agent_id = agent(&app, "edge-1").await;
     let (_, keys) = app.get("/apikeys", ADMIN).await;
-    let api_key_id = keys[0]["id"].as_str().unwrap().to_owned();
+    let api_key_id = keys["items"][0]["id"].as_str().unwrap().to_owned();
     for id in [&agent_id, &api_key_id] {
         let expected = json!({"detail": format!("Item with id '{id}' does not exist.")});
         assert_eq!(
@@ -641,7 +641,7 @@ async fn an_id_of_another_kind_of_owner_is_no_agent_api_key(backend: Backend) {
     }
     assert_eq!(app.get("/agents/edge-1", ADMIN).await.0, StatusCode::OK);
     let (_, keys) = app.get("/apikeys", ADMIN).await;
-    assert_eq!(keys[0]["id"], json!(api_key_id));
+    assert_eq!(keys["items"][0]["id"], json!(api_key_id));
     assert!(keys[0]["revoked_at"].is_null());
 }
 
