@@ -10,4 +10,5 @@ pub mod machine_identities;
 pub mod ops_manager;
 pub mod org;
 pub mod page;
+pub mod policy;
 pub mod secret;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::org::Role;
-use super::secret::{NewSecret, future_expiry_in, now};
+use super::secret::{NewSecret, now};
 use crate::error::Error;
 use crate::secrets::server_key::Sealed;
 use crate::secrets::{PlainSecret, SecretKind};
@@ -426,8 +426,9 @@ pub struct NewProjectAgentKey {
 
 impl NewProjectAgentKey {
     /// Mints an agent key for `project`, made through this API by `created_user_id` from
-    /// `created_ip`, working until `expires_at` if given; the plain key is returned for the one
-    /// response that shows it.
+    /// `created_ip`, working until `expires_at` (already checked against the clock and the
+    /// organization's policy) if given; the plain key is returned for the one response that
+    /// shows it.
     pub fn mint(
         project: &Project,
         desc: String,
@@ -436,7 +437,6 @@ impl NewProjectAgentKey {
         created_user_id: String,
     ) -> Result<(NewProjectAgentKey, PlainSecret), Error> {
         let desc = parse_text("desc", desc, 0, AGENT_KEY_DESC_MAX)?;
-        let expires_at = future_expiry_in("expiresAt", expires_at)?;
         let plain = PlainSecret::mint(SecretKind::ProjectAgentKey);
         let secret = NewSecret::from_plain(SecretKind::ProjectAgentKey, &plain, expires_at);
         let key = ProjectAgentKey {

@@ -118,6 +118,8 @@ pub struct Rotation {
     pub grace: Duration,
     /// `expires_at: None` means the successor inherits the current secret's expiry.
     pub successor: NewSecret,
+    /// The latest expiry the organization's policy allows the successor; none without one.
+    pub latest_expiry: Option<DateTime<Utc>>,
 }
 
 impl Rotation {
@@ -146,14 +148,21 @@ impl Rotation {
         current_expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, Error> {
-        match (self.successor.expires_at, current_expires_at) {
-            (Some(asked), _) => Ok(Some(asked)),
-            (None, Some(inherited)) if inherited <= at => Err(Error::invalid(
-                "expires_at",
-                "the key has expired; give the new key an expiry in the future",
-            )),
-            (None, inherited) => Ok(inherited),
-        }
+        let expiry = match (self.successor.expires_at, current_expires_at) {
+            (Some(asked), _) => Some(asked),
+            (None, Some(inherited)) if inherited <= at => {
+                return Err(Error::invalid(
+                    "expires_at",
+                    "the key has expired; give the new key an expiry in the future",
+                ));
+            }
+            (None, inherited) => inherited,
+        };
+        // An inherited expiry (or none) never outlives what the policy allows.
+        Ok(match (expiry, self.latest_expiry) {
+            (Some(expiry), Some(latest)) => Some(expiry.min(latest)),
+            (expiry, latest) => expiry.or(latest),
+        })
     }
 }
 
@@ -172,6 +181,7 @@ mod tests {
             current: Uuid::nil(),
             grace: Duration::seconds(grace_secs),
             successor: NewSecret::from_plain(SecretKind::AgentKey, &plain, asked),
+            latest_expiry: None,
         }
     }
 
@@ -190,6 +200,25 @@ mod tests {
         );
         assert_eq!(rotation(0, None).successor_expiry(None, at).unwrap(), None);
         assert!(rotation(0, None).successor_expiry(Some(at), at).is_err());
+    }
+
+    #[test]
+    fn a_policy_caps_an_inherited_expiry_and_gives_one_to_a_key_without() {
+        let at = now();
+        let latest = Some(at + Duration::days(1));
+        let capped = Rotation {
+            latest_expiry: latest,
+            ..rotation(0, None)
+        };
+        assert_eq!(capped.successor_expiry(None, at).unwrap(), latest);
+        assert_eq!(
+            capped
+                .successor_expiry(Some(at + Duration::days(9)), at)
+                .unwrap(),
+            latest
+        );
+        let sooner = Some(at + Duration::hours(1));
+        assert_eq!(capped.successor_expiry(sooner, at).unwrap(), sooner);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -41,9 +42,11 @@ use uuid::Uuid;
 
 use crate::audit::RefusalRecorder;
 use crate::domain::connections::GatewayListeners;
+use crate::domain::secret::{future_expiry_in, now};
 use crate::error::Error;
 use crate::http::dialect::ErrorReport;
 use crate::limiter::FailureLimiter;
+use crate::secrets::SecretKind;
 use crate::secrets::server_key::ServerKey;
 use crate::storage::Store;
 use crate::verify::Verifier;
@@ -74,6 +77,23 @@ pub struct AppState {
     pub trusted_proxies: Arc<[IpNet]>,
     /// How long `Idempotency-Key` answers are replayed, and claims held.
     pub idempotency: idempotency::IdempotencyPolicy,
+}
+
+impl AppState {
+    /// The expiry of a new secret of `kind` in organization `org_id`: the requested one (refused
+    /// when past, or later than the organization's policy allows for the kind), else the
+    /// policy's longest lifetime for the kind, else none. `field` names the request's field.
+    pub async fn new_expiry(
+        &self,
+        org_id: Uuid,
+        kind: SecretKind,
+        field: &'static str,
+        requested: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        let requested = future_expiry_in(field, requested)?;
+        let policy = self.store.org_policy(org_id).await?;
+        policy.new_expiry(kind, field, requested, now())
+    }
 }
 
 #[derive(OpenApi)]

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::audit::Change;
-use crate::domain::secret::{NewSecret, OwnerRef, Rotation, future_expiry};
+use crate::domain::secret::{NewSecret, OwnerRef, Rotation, future_expiry, now};
 use crate::error::Error;
 use crate::secrets::{PlainSecret, SecretKind};
 use crate::storage::Store;
@@ -19,8 +19,9 @@ pub struct RotateRequest {
     /// How long the old secret keeps working, in seconds (at most 30 days, and never past the
     /// old secret's own expiry). 0 or absent: it stops now.
     pub grace_period_seconds: Option<u64>,
-    /// When the new secret stops working (in the future). Absent: the old secret's expiry
-    /// carries over (none if it had none).
+    /// When the new secret stops working (in the future, and within the organization's
+    /// policy). Absent: the old secret's expiry carries over (none if it had none), capped by
+    /// the policy's longest lifetime for the kind.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -61,8 +62,14 @@ impl RotateRequest {
             let message = format!("it must be at most {MAX_GRACE_SECONDS}");
             return Err(Error::invalid("grace_period_seconds", message));
         }
+        let policy = store.org_policy(owner.org_id).await?;
+        let at = now();
+        let asked = match future_expiry(self.expires_at)? {
+            Some(asked) => policy.new_expiry(kind, "expires_at", Some(asked), at)?,
+            None => None,
+        };
         let plain = PlainSecret::mint(kind);
-        let successor = NewSecret::from_plain(kind, &plain, future_expiry(self.expires_at)?);
+        let successor = NewSecret::from_plain(kind, &plain, asked);
         let created_at = successor.created_at;
         let rotation = Rotation {
             owner,
@@ -70,6 +77,7 @@ impl RotateRequest {
             current,
             grace: Duration::seconds(grace as i64),
             successor,
+            latest_expiry: policy.latest_expiry(kind, at),
         };
         let expires_at = store.rotate_secret(&rotation, change).await?;
         Ok(Rotated {

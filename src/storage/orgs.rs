@@ -5,9 +5,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Result;
+use super::rows::corrupt;
 use crate::domain::audit::Change;
 use crate::domain::org::{NewApiKey, Org};
 use crate::domain::page::{Page, PageRequest};
+use crate::domain::policy::OrgPolicy;
+use crate::secrets::SecretKind;
 
 #[async_trait]
 pub trait OrgStore: Send + Sync + 'static {
@@ -18,6 +21,33 @@ pub trait OrgStore: Send + Sync + 'static {
     async fn list_orgs(&self, page: &PageRequest<String>) -> Result<Page<Org, String>>;
     async fn find_org(&self, id: Uuid) -> Result<Option<Org>>;
     async fn find_org_by_name(&self, name: &str) -> Result<Option<Org>>;
+    /// The organization's policy; the empty policy when it has set none.
+    async fn org_policy(&self, org_id: Uuid) -> Result<OrgPolicy>;
+    /// Replaces the organization's policy, under its row lock; `false` when it is gone.
+    async fn set_org_policy(
+        &self,
+        org_id: Uuid,
+        policy: &OrgPolicy,
+        change: &Change,
+    ) -> Result<bool>;
+}
+
+pub const SELECT_POLICY: &str =
+    "SELECT kind, max_lifetime_seconds FROM org_secret_policies WHERE org_id = $1";
+pub const DELETE_POLICY: &str = "DELETE FROM org_secret_policies WHERE org_id = $1";
+pub const INSERT_POLICY: &str =
+    "INSERT INTO org_secret_policies (org_id, kind, max_lifetime_seconds) VALUES ($1, $2, $3)";
+
+/// A policy from its rows: (kind, lifetime in seconds).
+pub fn policy(rows: Vec<(String, i64)>) -> Result<OrgPolicy> {
+    let mut policy = OrgPolicy::default();
+    for (kind, seconds) in rows {
+        let parsed = SecretKind::from_db(&kind).ok_or_else(|| corrupt("secret kind", &kind))?;
+        let seconds =
+            u64::try_from(seconds).map_err(|_| corrupt("lifetime", &seconds.to_string()))?;
+        policy.max_lifetime_seconds.insert(parsed, seconds);
+    }
+    Ok(policy)
 }
 
 pub const INSERT_ORG: &str = "INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)";
@@ -119,6 +149,46 @@ macro_rules! impl_org_store {
                     sql,
                     name
                 )
+            }
+
+            async fn org_policy(
+                &self,
+                org_id: uuid::Uuid,
+            ) -> $crate::storage::Result<$crate::domain::policy::OrgPolicy> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as($crate::storage::orgs::SELECT_POLICY)
+                        .bind(org_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                $crate::storage::orgs::policy(rows)
+            }
+
+            async fn set_org_policy(
+                &self,
+                org_id: uuid::Uuid,
+                policy: &$crate::domain::policy::OrgPolicy,
+                change: &$crate::domain::audit::Change,
+            ) -> $crate::storage::Result<bool> {
+                // Existing secrets keep their expiry: a policy bounds what is issued next.
+                write_transaction!(self, secrets_unchanged, |tx| {
+                    if !lock_org(tx, org_id).await? {
+                        return Ok(false);
+                    }
+                    sqlx::query($crate::storage::orgs::DELETE_POLICY)
+                        .bind(org_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    for (kind, seconds) in &policy.max_lifetime_seconds {
+                        sqlx::query($crate::storage::orgs::INSERT_POLICY)
+                            .bind(org_id)
+                            .bind(kind.as_str())
+                            .bind(*seconds as i64)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    record_change(tx, change).await?;
+                    Ok(true)
+                })
             }
         }
 

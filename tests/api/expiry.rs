@@ -15,6 +15,9 @@ on_both_backends!(
     a_past_expiry_is_refused_in_each_familys_dialect,
     keys_of_every_kind_verify_as_expired_once_their_expiry_passes,
     a_grace_longer_than_the_remaining_life_ends_at_the_original_expiry,
+    an_organization_policy_caps_the_lifetime_of_every_kind,
+    a_rotation_never_outlives_the_policy,
+    only_admins_set_a_policy_and_only_a_sound_one,
 );
 
 /// How far ahead the short-lived keys expire; verification is polled for at most [`WAIT`].
@@ -288,4 +291,200 @@ async fn a_grace_longer_than_the_remaining_life_ends_at_the_original_expiry(back
         ),
     );
     eventually(&app, old_dsn, "expired").await;
+}
+
+const HOUR: i64 = 3600;
+
+/// Sets the default organization's policy: every kind that expires lives at most an hour.
+async fn an_hour_for_every_kind(app: &TestApp) {
+    let kinds = [
+        "agent_key",
+        "api_key",
+        "project_agent_key",
+        "programmatic_key",
+        "machine_credential",
+        "agentex_key",
+    ];
+    let lifetimes: serde_json::Map<String, Value> = kinds
+        .iter()
+        .map(|kind| (kind.to_string(), json!(HOUR)))
+        .collect();
+    let body = json!({ "max_lifetime_seconds": lifetimes });
+    let response = app
+        .request(Method::PUT, "/orgs/policy", Some(ADMIN))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, policy) = crate::common::read(response).await;
+    assert_eq!((status, policy), (StatusCode::OK, body));
+}
+
+/// Asserts that `value` is an expiry about an hour from now.
+fn about_an_hour_away(value: &Value) {
+    let left = (timestamp(value) - Utc::now()).num_seconds();
+    assert!(
+        (HOUR - 60..=HOUR).contains(&left),
+        "{value} is {left} s away"
+    );
+}
+
+async fn an_organization_policy_caps_the_lifetime_of_every_kind(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let project = project(&app).await;
+    let agent_id = agentex_agent(&app).await;
+    an_hour_for_every_kind(&app).await;
+    let member = app.create_api_key("member").await;
+    let (status, policy) = app.get("/orgs/policy", &member).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(policy["max_lifetime_seconds"]["agent_key"], HOUR);
+
+    // Without an expiry, each kind gets the longest the policy allows.
+    app.create_agent("capped").await;
+    let (_, agent) = app.get("/agents/capped", ADMIN).await;
+    about_an_hour_away(&agent["key"]["expires_at"]);
+    let (_, key) = app
+        .post("/apikeys", ADMIN, json!({"name": "ci", "role": "member"}))
+        .await;
+    about_an_hour_away(&key["expires_at"]);
+    let agent_keys = format!("{BASE}/groups/{project}/agentapikeys");
+    let (status, om_key) = app
+        .post(&agent_keys, ADMIN, json!({"desc": "capped"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{om_key}");
+    about_an_hour_away(&om_key["expiresAt"]);
+    let body = json!({"agent_id": agent_id, "name": "capped"});
+    let (_, agentex_key) = app.post("/agent_api_keys", ADMIN, body).await;
+    about_an_hour_away(&agentex_key["expires_at"]);
+    let (status, identity) = app
+        .post("/machineidentities", ADMIN, json!({"name": "capped"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{identity}");
+    about_an_hour_away(&identity["expires_at"]);
+    // A webhook signing secret never expires, policy or not.
+    let body = json!({
+        "agent_id": agent_id, "name": "octo-org/hello-world", "api_key_type": "github",
+    });
+    let (status, signing) = app.post("/agent_api_keys", ADMIN, body).await;
+    assert_eq!(status, StatusCode::OK, "{signing}");
+
+    // A longer one is refused, in each family's dialect.
+    let later = in_seconds(2 * HOUR);
+    let (status, err) = app
+        .post(
+            &agent_keys,
+            ADMIN,
+            json!({"desc": "long", "expiresAt": later}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["parameters"], json!(["expiresAt"]));
+    let org = org_id(&app, ADMIN).await;
+    let body = json!({"desc": "long", "roles": ["ORG_MEMBER"], "expiresAt": later});
+    let (status, err) = app
+        .post(&format!("{BASE}/orgs/{org}/apiKeys"), ADMIN, body)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["parameters"], json!(["expiresAt"]));
+    let body = json!({"agent_id": agent_id, "name": "long", "expires_at": later});
+    let (status, err) = app.post("/agent_api_keys", ADMIN, body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["detail"][0]["loc"], json!(["body", "expires_at"]));
+    for (path, body) in [
+        (
+            "/apikeys",
+            json!({"name": "long", "role": "member", "expires_at": later}),
+        ),
+        ("/agents", json!({"name": "long", "expires_at": later})),
+        (
+            "/machineidentities",
+            json!({"name": "long", "ttl": 2 * HOUR}),
+        ),
+    ] {
+        let (status, err) = app.post(path, ADMIN, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {err}");
+        assert!(err.to_string().contains("policy"), "{path}: {err}");
+    }
+}
+
+async fn a_rotation_never_outlives_the_policy(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.create_agent("old").await;
+    let (_, agent) = app.get("/agents/old", ADMIN).await;
+    assert_eq!(
+        agent["key"]["expires_at"],
+        Value::Null,
+        "made before the policy"
+    );
+    an_hour_for_every_kind(&app).await;
+    let (_, agent) = app.get("/agents/old", ADMIN).await;
+    assert_eq!(
+        agent["key"]["expires_at"],
+        Value::Null,
+        "issued keys keep their expiry"
+    );
+
+    let (status, rotated) = app.post("/agents/old/rotate", ADMIN, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let (_, agent) = app.get("/agents/old", ADMIN).await;
+    about_an_hour_away(&agent["key"]["expires_at"]);
+
+    let body = json!({"expires_at": in_seconds(2 * HOUR)});
+    let (status, err) = app.post("/agents/old/rotate", ADMIN, body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let soon = in_seconds(600);
+    let (status, _) = app
+        .post("/agents/old/rotate", ADMIN, json!({"expires_at": soon}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, agent) = app.get("/agents/old", ADMIN).await;
+    assert_eq!(
+        timestamp(&agent["key"]["expires_at"]),
+        soon,
+        "a shorter life stands"
+    );
+}
+
+async fn only_admins_set_a_policy_and_only_a_sound_one(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let put = |token: String, body: Value| {
+        let request = app
+            .request(Method::PUT, "/orgs/policy", Some(&token))
+            .json(&body);
+        async move { crate::common::read(request.send().await.unwrap()).await }
+    };
+    let member = app.create_api_key("member").await;
+    let sound = json!({"max_lifetime_seconds": {"agent_key": HOUR}});
+    assert_eq!(put(member, sound.clone()).await.0, StatusCode::FORBIDDEN);
+    for unsound in [
+        json!({"max_lifetime_seconds": {"agent_keys": HOUR}}),
+        json!({"max_lifetime_seconds": {"agentex_signing_secret": HOUR}}),
+        json!({"max_lifetime_seconds": {"agent_key": 0}}),
+        json!({"max_lifetime_seconds": {"agent_key": -1}}),
+        json!({"max_lifetime_seconds": {"agent_key": 400_000_000}}),
+        json!({"lifetimes": {}}),
+    ] {
+        let (status, err) = put(ADMIN.to_owned(), unsound.clone()).await;
+        assert!(status.is_client_error(), "{unsound}: {status}");
+        assert!(err["errors"].is_array(), "{unsound}: {err}");
+    }
+    assert_eq!(
+        app.get("/orgs/policy", ADMIN).await.1,
+        json!({"max_lifetime_seconds": {}})
+    );
+    assert_eq!(
+        put(ADMIN.to_owned(), sound.clone()).await,
+        (StatusCode::OK, sound)
+    );
+    let (_, events) = app.get("/audit?action=org.policy_updated", ADMIN).await;
+    assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+    // Clearing the policy lifts every bound.
+    let empty = json!({"max_lifetime_seconds": {}});
+    assert_eq!(
+        put(ADMIN.to_owned(), empty.clone()).await,
+        (StatusCode::OK, empty)
+    );
+    app.create_agent("unbounded").await;
+    let (_, agent) = app.get("/agents/unbounded", ADMIN).await;
+    assert_eq!(agent["key"]["expires_at"], Value::Null);
 }

@@ -95,6 +95,7 @@ impl Fixture {
             current,
             grace,
             successor: NewSecret::from_plain(SecretKind::AgentKey, key, None),
+            latest_expiry: None,
         };
         self.store
             .rotate_secret(&rotation, &host_change(self.org))

@@ -12,7 +12,8 @@ use crate::domain::agentex::{
     AgentApiKey, AgentApiKeyType, AgentRef, KeySpec, NewAgentApiKey, Page, all_of, no_such_item,
     parse_key_name,
 };
-use crate::domain::secret::{OwnerRef, SecretMeta, future_expiry};
+use crate::domain::policy::takes_expiry;
+use crate::domain::secret::{OwnerRef, SecretMeta};
 use crate::error::{Error, Location};
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
@@ -161,14 +162,22 @@ pub async fn create(
         AgentRef::parse(body.agent_id, body.agent_name, Location::Body),
         KeySpec::parse(body.name, body.api_key_type, body.api_key),
     )?;
-    let expires_at = future_expiry(body.expires_at)?;
-    if expires_at.is_some() && spec.api_key_type.is_signing() {
+    if body.expires_at.is_some() && spec.api_key_type.is_signing() {
         // Webhook senders keep signing with the secret they hold; an expiry would only break them.
         return Err(Error::invalid(
             "expires_at",
             "webhook signing secrets do not expire",
         ));
     }
+    let kind = spec.api_key_type.secret_kind();
+    let expires_at = if takes_expiry(kind) {
+        let requested = body.expires_at;
+        state
+            .new_expiry(caller.org_id, kind, "expires_at", requested)
+            .await?
+    } else {
+        None
+    };
     let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
     let (key, plain) = NewAgentApiKey::new(&agent, spec, expires_at, &state.server_key);
     let change = caller.change("agent_api_key.created", "agent_api_key", key.id);

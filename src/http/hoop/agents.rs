@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::agent::{Agent, AgentMode, AgentName, NewAgent};
-use crate::domain::secret::{NewSecret, OwnerRef, SecretMeta, future_expiry};
+use crate::domain::secret::{NewSecret, OwnerRef, SecretMeta};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
@@ -105,17 +105,21 @@ pub async fn create(
     let name = Error::required("name", body.name.filter(|name| !name.is_empty()))?;
     let name = AgentName::parse(&name)?;
     let mode = AgentMode::parse(body.mode.as_deref())?;
+    let expires_at = state
+        .new_expiry(
+            caller.org_id,
+            SecretKind::AgentKey,
+            "expires_at",
+            body.expires_at,
+        )
+        .await?;
     let plain = PlainSecret::mint(SecretKind::AgentKey);
     let agent = NewAgent {
         id: Uuid::now_v7(),
         org_id: caller.org_id,
         name,
         mode,
-        secret: NewSecret::from_plain(
-            SecretKind::AgentKey,
-            &plain,
-            future_expiry(body.expires_at)?,
-        ),
+        secret: NewSecret::from_plain(SecretKind::AgentKey, &plain, expires_at),
     };
     let change = caller.change("agent.created", "agent", agent.id);
     state.store.create_agent(&agent, &change).await?;

@@ -199,6 +199,15 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<MachineIdentityIssued>), Error> {
     // hoop treats an empty name as a missing one (400), not as a rule violation (422).
     let name = Error::required("name", body.name.filter(|name| !name.is_empty()))?;
+    let expires_at = requested_expiry(body.ttl, body.expires_at)?;
+    let expires_at = state
+        .new_expiry(
+            caller.org_id,
+            SecretKind::MachineCredential,
+            "expires_at",
+            expires_at,
+        )
+        .await?;
     let identity = NewMachineIdentity {
         id: Uuid::now_v7(),
         org_id: caller.org_id,
@@ -206,7 +215,7 @@ pub async fn create(
         description: parse_description(body.description)?,
         attributes: parse_attributes("attributes", body.attributes.unwrap_or_default())?,
         connection_names: parse_connection_names(body.connection_names.unwrap_or_default())?,
-        expires_at: requested_expiry(body.ttl, body.expires_at)?,
+        expires_at,
         created_at: now(),
     };
     let mint = CredentialMint::default();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::org::{ApiKey, NewApiKey, Role, parse_label};
-use crate::domain::secret::{OwnerRef, SecretMeta, future_expiry, now};
+use crate::domain::secret::{OwnerRef, SecretMeta, now};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
@@ -115,7 +115,14 @@ pub async fn create(
 ) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
     let name = parse_label("name", Error::required("name", body.name)?)?;
     let role = Error::required("role", body.role)?;
-    let expires_at = future_expiry(body.expires_at)?;
+    let expires_at = state
+        .new_expiry(
+            caller.org_id,
+            SecretKind::ApiKey,
+            "expires_at",
+            body.expires_at,
+        )
+        .await?;
     let (record, plain) = NewApiKey::mint(caller.org_id, name, role, expires_at);
     let change = caller.change("api_key.created", "api_key", record.id);
     state.store.create_api_key(&record, &change).await?;

@@ -1,9 +1,11 @@
-//! keygate's own routes: health, organizations, API keys, verification and the audit trail.
+//! keygate's own routes: health, organizations and their policy, API keys, verification and
+//! the audit trail.
 
 mod api_keys;
 mod audit;
 mod health;
 mod orgs;
+mod policy;
 mod verify;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -17,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(orgs::list))
+        .routes(routes!(policy::get, policy::put))
         .routes(routes!(api_keys::list))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(verify::verify))

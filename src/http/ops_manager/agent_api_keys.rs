@@ -125,7 +125,15 @@ pub async fn create(
     } = access;
     let desc = Error::required("desc", body.desc)?;
     let actor = caller.actor.clone();
-    let (new, plain) = NewProjectAgentKey::mint(&project, desc, body.expires_at, address, actor)?;
+    let expires_at = state
+        .new_expiry(
+            caller.org_id,
+            SecretKind::ProjectAgentKey,
+            "expiresAt",
+            body.expires_at,
+        )
+        .await?;
+    let (new, plain) = NewProjectAgentKey::mint(&project, desc, expires_at, address, actor)?;
     let change = caller.change(
         "project_agent_key.created",
         "project_agent_key",

@@ -16,7 +16,7 @@ use crate::domain::ops_manager::{
     API_KEY_DESC_MAX, AccessEntry, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, masked, parse_network, parse_text,
 };
-use crate::domain::secret::{SecretMeta, future_expiry_in, now};
+use crate::domain::secret::{SecretMeta, now};
 use crate::error::{Error, FieldError, Location, Segment, Violation};
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
@@ -208,7 +208,14 @@ pub async fn create(
         org_roles: parse_org_roles(Error::required("roles", body.roles)?)?,
         project_roles: Vec::new(),
     };
-    let expires_at = future_expiry_in("expiresAt", body.expires_at)?;
+    let expires_at = state
+        .new_expiry(
+            caller.org_id,
+            SecretKind::ProgrammaticKey,
+            "expiresAt",
+            body.expires_at,
+        )
+        .await?;
     let mut attempt = 1;
     let (new, private, change) = loop {
         let (new, private) = NewProgrammaticKey::mint(

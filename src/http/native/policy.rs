@@ -1,0 +1,85 @@
+//! `GET` and `PUT /orgs/policy`: the caller's organization's policy, the longest lifetime it
+//! allows each kind of secret. Creations then get at most that lifetime (the longest, when they
+//! ask for none) and rotations never outlive it; secrets issued before keep their expiry.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::policy::OrgPolicy;
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::auth::{Admin, Anyone, Caller};
+use crate::http::dialect::NativeError;
+use crate::http::extract::Json;
+
+/// The longest lifetime, in seconds, of each kind of secret the organization issues; kinds not
+/// named are unbounded.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// By kind, as `POST /verify` names them: `agent_key`, `api_key`, `project_agent_key`,
+    /// `programmatic_key`, `machine_credential`, `agentex_key`.
+    #[schema(value_type = Object, example = json!({"agent_key": 7776000, "api_key": 31536000}))]
+    pub max_lifetime_seconds: BTreeMap<String, u64>,
+}
+
+impl From<OrgPolicy> for PolicyDocument {
+    fn from(policy: OrgPolicy) -> PolicyDocument {
+        PolicyDocument {
+            max_lifetime_seconds: policy
+                .max_lifetime_seconds
+                .into_iter()
+                .map(|(kind, seconds)| (kind.as_str().to_owned(), seconds))
+                .collect(),
+        }
+    }
+}
+
+/// The organization's policy (every role may read it, to know the lifetimes it will get).
+#[utoipa::path(
+    get,
+    path = "/orgs/policy",
+    tag = "Organizations",
+    security(("bearer" = [])),
+    responses((status = 200, body = PolicyDocument), (status = 401, body = NativeError))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+) -> Result<axum::Json<PolicyDocument>, Error> {
+    let policy = state.store.org_policy(caller.org_id).await?;
+    Ok(axum::Json(policy.into()))
+}
+
+/// Replaces the organization's policy (admins).
+#[utoipa::path(
+    put,
+    path = "/orgs/policy",
+    tag = "Organizations",
+    request_body = PolicyDocument,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = PolicyDocument),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 403, body = NativeError), (status = 422, body = NativeError),
+    )
+)]
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller<Admin>,
+    Json(body): Json<PolicyDocument>,
+) -> Result<axum::Json<PolicyDocument>, Error> {
+    let policy = OrgPolicy::parse(body.max_lifetime_seconds)?;
+    let change = caller.change("org.policy_updated", "org", caller.org_id);
+    if !state
+        .store
+        .set_org_policy(caller.org_id, &policy, &change)
+        .await?
+    {
+        return Err(Error::internal("the caller's organization is gone"));
+    }
+    change.log();
+    Ok(axum::Json(policy.into()))
+}
