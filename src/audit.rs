@@ -1,12 +1,13 @@
 //! The audit trail's background work: writing refused credentials in batches, off the request
 //! path and within a bound, and purging events past retention.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::domain::audit::Refusal;
 use crate::storage::Store;
@@ -28,31 +29,50 @@ pub struct RefusalRecorder {
     /// Refusals dropped since the writer last reported them: one log line per batch, not one
     /// per refusal, however hard the flood.
     dropped: Arc<AtomicU64>,
+    writer: Arc<Writer>,
+}
+
+/// The background writer, and how to stop it once it has written what is queued.
+struct Writer {
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RefusalRecorder {
-    /// Starts the writer on `store`; it ends when every recorder is dropped.
+    /// Starts the writer on `store`; it runs until [`RefusalRecorder::finish`].
     pub fn spawn(store: Arc<dyn Store>) -> RefusalRecorder {
         let (pending, mut received) = mpsc::channel(PENDING_REFUSALS);
+        let (stop, mut stopped) = watch::channel(false);
         let dropped = Arc::new(AtomicU64::new(0));
         let reported = dropped.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(REFUSAL_BATCH);
-            while received.recv_many(&mut batch, REFUSAL_BATCH).await > 0 {
-                if let Err(err) = store.record_refusals(&batch).await {
-                    tracing::warn!(error = %err, count = batch.len(), "refused credentials not recorded in the audit trail");
-                }
-                batch.clear();
-                let count = reported.swap(0, Ordering::Relaxed);
-                if count > 0 {
-                    tracing::warn!(
-                        count,
-                        "audit trail queue was full; refused credentials not recorded"
-                    );
+            loop {
+                tokio::select! {
+                    received_count = received.recv_many(&mut batch, REFUSAL_BATCH) => {
+                        if received_count == 0 {
+                            return;
+                        }
+                        write(store.as_ref(), &mut batch, &reported).await;
+                    }
+                    // The only value ever sent is `true`: stop.
+                    _ = stopped.changed() => break,
                 }
             }
+            // Stopping: take no more, and write what is queued.
+            received.close();
+            while received.recv_many(&mut batch, REFUSAL_BATCH).await > 0 {
+                write(store.as_ref(), &mut batch, &reported).await;
+            }
         });
-        RefusalRecorder { pending, dropped }
+        RefusalRecorder {
+            pending,
+            dropped,
+            writer: Arc::new(Writer {
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
+        }
     }
 
     /// Queues `refusal` for the audit trail, or drops it when the queue is full.
@@ -60,6 +80,30 @@ impl RefusalRecorder {
         if self.pending.try_send(refusal).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Writes every queued refusal and stops the writer; at shutdown, after the last request.
+    pub async fn finish(&self) {
+        let _ = self.writer.stop.send(true);
+        let task = self.writer.task.lock().unwrap().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Writes `batch` in one transaction and empties it; reports refusals dropped meanwhile.
+async fn write(store: &dyn Store, batch: &mut Vec<Refusal>, dropped: &AtomicU64) {
+    if let Err(err) = store.record_refusals(batch).await {
+        tracing::warn!(error = %err, count = batch.len(), "refused credentials not recorded in the audit trail");
+    }
+    batch.clear();
+    let count = dropped.swap(0, Ordering::Relaxed);
+    if count > 0 {
+        tracing::warn!(
+            count,
+            "audit trail queue was full; refused credentials not recorded"
+        );
     }
 }
 

@@ -76,7 +76,8 @@ pub async fn recover_admin_key(
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish
-/// (up to [`http::SHUTDOWN_GRACE`]) and writes the usage still in memory.
+/// (up to [`http::SHUTDOWN_GRACE`]) and writes the usage and refused credentials still in
+/// memory.
 pub async fn run(
     listener: TcpListener,
     config: &Config,
@@ -84,6 +85,7 @@ pub async fn run(
 ) -> Result<(), StartupError> {
     let state = prepare(config).await?;
     let verifier = state.verifier.clone();
+    let refusals = state.refusals.clone();
     let (stop_flusher, flusher_stopped) = tokio::sync::watch::channel(false);
     let flusher = verifier.clone().spawn_usage_flusher(
         Duration::from_millis(config.usage_flush_ms.max(10)),
@@ -125,6 +127,7 @@ pub async fn run(
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
     verifier.flush_usage().await;
+    refusals.finish().await;
     tracing::info!("keygate stopped");
     Ok(served?)
 }
