@@ -26,6 +26,11 @@ use crate::limiter::FailureLimiter;
 use crate::secrets::server_key::ServerKey;
 use crate::verify::Verifier;
 
+/// Cases each property test of the parsers runs: enough to reach the odd corners of each
+/// input format, few enough to keep `cargo test` quick.
+#[cfg(test)]
+const PROPERTY_CASES: u32 = 2_000;
+
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Opens the database (applying migrations), bootstraps an empty one, and builds the state.

@@ -82,7 +82,8 @@ pub fn takes_expiry(kind: SecretKind) -> bool {
     kind != SecretKind::AgentexSigningSecret
 }
 
-fn expiring_kinds() -> Vec<&'static str> {
+/// The names of the kinds whose secrets expire, as `POST /verify` names them.
+pub fn expiring_kinds() -> Vec<&'static str> {
     SecretKind::ALL
         .into_iter()
         .filter(|kind| takes_expiry(*kind))

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::error::{Error, FieldError, Location, Segment, Violation};
@@ -43,9 +44,17 @@ pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<By
         })
 }
 
+/// For `#[serde(default, deserialize_with = "not_null")]`: a field that may be absent but is
+/// never `null`, which `Option` alone would read as absent.
+pub fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Reads `bytes` as JSON, then as `T`.
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let body: &[u8] = if bytes.is_empty() {
         b"{}"
     } else {
         bytes
@@ -56,6 +65,8 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             without_quoted_input(&err.to_string())
         ))
     })?;
+    let mut value = value;
+    as_integers(&mut value);
     if has_nul(&value) {
         return Err(Error::Invalid(vec![FieldError {
             location: Location::Body,
@@ -65,6 +76,28 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         }]));
     }
     serde_path_to_error::deserialize(value).map_err(|err| Error::Invalid(vec![field_error(&err)]))
+}
+
+/// Writes each number without a fraction (`5.0`) as the integer it is: JSON Schema's `integer`,
+/// which the OpenAPI document promises, admits both, while serde reads only `5` as an integer.
+fn as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0 && !number.is_i64() && !number.is_u64()) {
+                let integer = if float < 0.0 {
+                    (float >= i64::MIN as f64).then(|| (float as i64).into())
+                } else {
+                    (float < u64::MAX as f64).then(|| (float as u64).into())
+                };
+                if let Some(integer) = integer {
+                    *number = integer;
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(as_integers),
+        _ => {}
+    }
 }
 
 /// Whether any text of the body, value or key, holds a NUL character. The refusal names no

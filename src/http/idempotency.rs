@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -51,7 +51,7 @@ pub struct IdempotencyPolicy {
 }
 
 /// `routes`, each honouring `Idempotency-Key`, documented as a parameter of its operations
-/// (the family adds the 409 and 422 in its dialect). The routes must create or rotate.
+/// (the family adds the 409 and 422 in its dialect). The routes must create or rotate, by POST.
 pub fn honoured(routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
     let mut routes = routes.route_layer(axum::middleware::from_fn(honour));
     let parameter = ParameterBuilder::new()
@@ -71,10 +71,7 @@ pub fn honoured(routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
         ))
         .build();
     for item in routes.get_openapi_mut().paths.paths.values_mut() {
-        for operation in [&mut item.post, &mut item.put, &mut item.patch]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(operation) = &mut item.post {
             operation
                 .parameters
                 .get_or_insert_with(Vec::new)
@@ -119,7 +116,10 @@ async fn honour(Extension(state): Extension<AppState>, request: Request, next: N
 }
 
 async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<Response, Error> {
-    let Some(value) = request.headers().get(HEADER) else {
+    // Every honoured route creates or rotates by POST; another method on its path is another
+    // operation, or the router's 405, and must not be claimed under the POST's key.
+    let Some(value) = request.headers().get(HEADER).filter(|_| request.method() == Method::POST)
+    else {
         return Ok(next.run(request).await);
     };
     let key = parse_key(value)?;

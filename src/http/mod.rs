@@ -11,8 +11,8 @@ pub mod extract;
 mod hoop;
 pub mod idempotency;
 mod native;
-mod ops_manager;
-mod pagination;
+pub mod ops_manager;
+pub mod pagination;
 mod rotation;
 
 use std::collections::btree_map::Entry;
@@ -35,7 +35,7 @@ use tracing::Level;
 use url::Url;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{Content, OneOfBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
@@ -255,7 +255,8 @@ fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &s
                         "This Idempotency-Key was used with a different request",
                     ),
                 ];
-                // The route may answer these statuses for its own reasons too: say both.
+                // The route may answer these statuses for its own reasons too, perhaps in
+                // another shape (Agentex's 422 lists fields): say both.
                 for (status, description) in statuses {
                     match operation.responses.responses.entry(status.to_owned()) {
                         Entry::Occupied(mut documented) => {
@@ -264,6 +265,17 @@ fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &s
                                     "" => description.to_owned(),
                                     own => format!("{own}; or: {description}"),
                                 };
+                                if let Some(RefOr::T(content)) =
+                                    response.content.get_mut("application/json")
+                                    && let Some(own) = content.schema.take()
+                                {
+                                    let ours = RefOr::Ref(Ref::from_schema_name(error_schema));
+                                    content.schema = Some(if own == ours {
+                                        own
+                                    } else {
+                                        OneOfBuilder::new().item(own).item(ours).into()
+                                    });
+                                }
                             }
                         }
                         Entry::Vacant(vacant) => {

@@ -50,11 +50,14 @@ pub fn write_cursor<K: PageKey>(key: &K) -> String {
     URL_SAFE_NO_PAD.encode(key.write())
 }
 
-fn read_cursor<K: PageKey>(cursor: &str) -> Result<K, Error> {
+/// The key a cursor of [`write_cursor`] holds; anything else is refused (422), a NUL character
+/// included, since PostgreSQL cannot compare text holding one.
+pub fn read_cursor<K: PageKey>(cursor: &str) -> Result<K, Error> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|text| !text.contains('\0'))
         .and_then(|text| K::read(&text))
         .ok_or_else(|| Error::invalid_query("cursor", "it is not a cursor this server issued"))
 }
@@ -154,5 +157,37 @@ mod tests {
                 write_cursor(&"edge-2".to_owned())
             )
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::PROPERTY_CASES))]
+
+        #[test]
+        fn any_cursor_is_read_or_refused_without_panicking(
+            cursor in "\\PC{0,120}|[A-Za-z0-9_-]{0,120}",
+        ) {
+            let _ = read_cursor::<String>(&cursor);
+            let _ = read_cursor::<Uuid>(&cursor);
+            let _ = read_cursor::<(chrono::DateTime<chrono::Utc>, Uuid)>(&cursor);
+        }
+
+        #[test]
+        fn every_key_reads_back_from_its_cursor(
+            name in "[^\\x00]{0,60}",
+            id in proptest::prelude::any::<u128>(),
+            seconds in 0i64..253_402_300_799,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let id = Uuid::from_u128(id);
+            let at = chrono::DateTime::from_timestamp(seconds, nanos).unwrap();
+            proptest::prop_assert_eq!(read_cursor::<String>(&write_cursor(&name)).ok(), Some(name));
+            proptest::prop_assert_eq!(read_cursor::<Uuid>(&write_cursor(&id)).ok(), Some(id));
+            proptest::prop_assert_eq!(read_cursor(&write_cursor(&(at, id))).ok(), Some((at, id)));
+        }
+
+        #[test]
+        fn a_cursor_holding_a_nul_character_is_refused(name in "[a-z]{0,10}\\x00[a-z]{0,10}") {
+            proptest::prop_assert!(read_cursor::<String>(&URL_SAFE_NO_PAD.encode(&name)).is_err());
+        }
     }
 }

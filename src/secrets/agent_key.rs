@@ -155,4 +155,28 @@ mod tests {
         let dsn = parse_dsn("grpc://n:secretkey@h:1").unwrap();
         assert!(!format!("{dsn:?}").contains("secretkey"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::PROPERTY_CASES))]
+
+        #[test]
+        fn any_name_key_and_mode_round_trip_through_the_dsn(
+            gateway_url in proptest::sample::select(vec![
+                "grpc://127.0.0.1:8010", "grpcs://gw.example.com", "grpc://[2001:db8::1]:9000",
+            ]),
+            name in ".{1,40}",
+            key in ".{1,60}",
+            mode in ".{0,20}",
+        ) {
+            let dsn = build_dsn(&gateway(gateway_url), &name, &key, &mode);
+            proptest::prop_assert_eq!(parse_dsn(&dsn), Some(Dsn { name, key, mode: Some(mode) }));
+        }
+
+        #[test]
+        fn any_text_parses_as_a_dsn_or_not_without_panicking(
+            text in "\\PC{0,80}|grpcs?://[^@]{0,20}@[a-z0-9.:\\[\\]]{0,20}(\\?.{0,20})?",
+        ) {
+            let _ = parse_dsn(&text);
+        }
+    }
 }

@@ -348,4 +348,29 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::PROPERTY_CASES))]
+
+        #[test]
+        fn any_text_parses_or_is_malformed_without_panicking(text in "\\PC{0,80}|(xagt-|kgk_|mdbak_)[A-Za-z0-9_-]{0,60}") {
+            let _ = PlainSecret::parse(&text);
+        }
+
+        #[test]
+        fn every_minted_secret_parses_and_any_one_changed_character_is_refused(
+            kind in proptest::sample::select(SecretKind::ALL.to_vec()),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            replacement in proptest::prelude::any::<char>(),
+        ) {
+            let minted = PlainSecret::mint(kind);
+            let value = minted.expose();
+            proptest::prop_assert_eq!(PlainSecret::parse(value).map(|s| s.hash()).ok(), Some(minted.hash()));
+            let at = at.index(value.len());
+            proptest::prop_assume!(value[at..].chars().next() != Some(replacement));
+            let mut garbled = value.to_owned();
+            garbled.replace_range(at..=at, replacement.encode_utf8(&mut [0; 4]));
+            proptest::prop_assert!(PlainSecret::parse(&garbled).is_err());
+        }
+    }
 }

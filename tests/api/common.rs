@@ -66,10 +66,54 @@ pub fn captured_logs() -> String {
 
 static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
+/// Secrets keygate would accept (prefix, shape and checksum) found anywhere in the captured logs,
+/// and chosen secrets ([`forbid_in_logs`]) found there: a leak either way.
+static LEAKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Secrets keygate did not mint (the bootstrap token, an Agentex key chosen by its caller) that
+/// must never be logged either.
+static CHOSEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Adds a secret chosen by a test to those the log scan looks for.
+pub fn forbid_in_logs(secret: &str) {
+    CHOSEN.lock().unwrap().push(secret.to_owned());
+}
+
+/// Every place in `text` where a minted secret or a chosen one stands.
+fn secrets_in(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for kind in keygate::secrets::SecretKind::ALL {
+        for (at, _) in text.match_indices(kind.prefix()) {
+            let candidate = text.get(at..at + kind.minted_len()).unwrap_or_default();
+            if keygate::secrets::PlainSecret::parse(candidate).is_ok() {
+                found.push(candidate.to_owned());
+            }
+        }
+    }
+    let chosen = CHOSEN.lock().unwrap();
+    found.extend(chosen.iter().filter(|secret| text.contains(secret.as_str())).cloned());
+    found
+}
+
+/// Fails the test when any secret has reached the logs so far, from any test server.
+pub fn assert_no_secret_logged() {
+    let leaked = LEAKED.lock().unwrap();
+    assert!(
+        leaked.is_empty(),
+        "{} secret(s) reached the logs, e.g. one of {} characters",
+        leaked.len(),
+        leaked[0].len()
+    );
+}
+
 struct LogSink;
 
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let leaks = secrets_in(&String::from_utf8_lossy(buf));
+        if !leaks.is_empty() {
+            LEAKED.lock().unwrap().extend(leaks);
+        }
         LOGS.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -81,9 +125,11 @@ impl Write for LogSink {
 fn capture_logs() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        // More verbose than production (info), so that a leak at any level is caught.
+        forbid_in_logs(BOOTSTRAP_TOKEN);
+        // The most verbose level, every crate (the test client's included), so that a leak
+        // at any level anywhere is caught.
         tracing_subscriber::fmt()
-            .with_env_filter("debug")
+            .with_env_filter("trace")
             .with_ansi(false)
             .with_writer(|| LogSink)
             .init();
@@ -321,6 +367,9 @@ pub async fn read(response: Response) -> (StatusCode, Value) {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_no_secret_logged();
+        }
         if let Some(server) = self.server.take() {
             server.abort();
         }

@@ -255,4 +255,57 @@ mod tests {
         assert_eq!(WebhookSource::Github.key_name(b"Hello, World!"), None);
         assert_eq!(WebhookSource::Slack.key_name(github), None);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::PROPERTY_CASES))]
+
+        #[test]
+        fn any_headers_and_body_are_read_or_refused_without_panicking(
+            signature in "\\PC{0,80}|(sha256|v0)=[0-9a-fA-F]{0,70}",
+            timestamp in "\\PC{0,24}|-?[0-9]{1,22}",
+            now in proptest::prelude::any::<i64>(),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let sent = headers(&[
+                ("x-hub-signature-256", &signature),
+                ("x-slack-signature", &signature),
+                ("x-slack-request-timestamp", &timestamp),
+            ]);
+            for source in [WebhookSource::Github, WebhookSource::Slack] {
+                let _ = source.signature(&sent, now);
+                let _ = source.key_name(&body);
+            }
+        }
+
+        #[test]
+        fn a_signature_verifies_with_its_secret_and_body_only(
+            secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            now in 0i64..4_000_000_000,
+        ) {
+            let timestamp = now.to_string();
+            let mut github = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
+            github.update(&body);
+            let mut slack = Hmac::<Sha256>::new_from_slice(&secret).unwrap();
+            slack.update(format!("v0:{timestamp}:").as_bytes());
+            slack.update(&body);
+            let signed = [
+                (WebhookSource::Github, headers(&[
+                    ("X-Hub-Signature-256", &format!("sha256={}", hex::encode(github.finalize().into_bytes()))),
+                ])),
+                (WebhookSource::Slack, headers(&[
+                    ("X-Slack-Request-Timestamp", &timestamp),
+                    ("X-Slack-Signature", &format!("v0={}", hex::encode(slack.finalize().into_bytes()))),
+                ])),
+            ];
+            let mut other_secret = secret.clone();
+            other_secret[0] ^= 1;
+            for (source, sent) in signed {
+                let signature = source.signature(&sent, now).unwrap();
+                proptest::prop_assert!(signature.is_made_with(&secret, &body));
+                proptest::prop_assert!(!signature.is_made_with(&other_secret, &body));
+                proptest::prop_assert!(!signature.is_made_with(&secret, &[&body[..], b"x"].concat()));
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ use crate::secrets::{PlainSecret, SecretKind};
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct AgentRequest {
     /// Unique name of the resource
-    #[schema(value_type = String, required = true, example = "default")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "default")]
     pub name: Option<String>,
     /// Mode of execution of the agent: `standard` (default, a standalone process) or `embedded`
     /// (run close to another process or application).

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller, Operator};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Path, Query, not_null};
 use crate::http::pagination::{Linked, PageParams};
 
 /// A connection as hoop's clients send it; fields this gateway does not model (the upstream's
@@ -29,18 +29,19 @@ use crate::http::pagination::{Linked, PageParams};
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectionRequest {
     /// Unique name in the organization: 3 to 254 letters, digits or `_`, with single `-` or
-    /// `.` between them. On update, the connection's own name or absent.
-    #[schema(value_type = String, required = true, example = "prod-postgres")]
+    /// `.` between them. On update, the connection's own name.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "prod-postgres")]
     pub name: Option<String>,
     #[serde(rename = "type")]
     #[schema(value_type = ConnectionType, required = true)]
     pub connection_type: Option<String>,
     /// The protocol: `postgres`, `mysql`, `mssql`, `mongodb`, `ssh`, `rdp`, `tcp`,
     /// `httpproxy`, `kubernetes`, `aws-ssm`, or another, whose credentials are a bare secret.
-    #[schema(value_type = String, required = true, example = "postgres")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "postgres")]
     pub subtype: Option<String>,
     /// The id or name of the agent that serves it.
-    #[schema(value_type = String, required = true, example = "default")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "default")]
     pub agent_id: Option<String>,
     /// Machine identities carrying one of these attributes get a credential for it.
     #[schema(example = json!(["env:prod"]))]
@@ -208,8 +209,8 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<ConnectionRequest>,
 ) -> Result<axum::Json<ConnectionView>, Error> {
-    let (renamed, spec) = body.parse()?;
-    if renamed.is_some_and(|renamed| renamed != name) {
+    let (named, spec) = body.parse()?;
+    if Error::required("name", named)? != name {
         return Err(Error::invalid("name", "a connection cannot be renamed"));
     }
     let existing = find(&state, &caller, &name).await?;

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Path, Query, not_null};
 use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::RotateRequest;
 use crate::secrets::SecretKind;
@@ -30,7 +30,8 @@ use crate::secrets::machine_credential::{MachineCredential, build};
 pub struct MachineIdentityRequest {
     /// Unique name in the organization (hoop's name rule). On update, the identity's own name
     /// or absent.
-    #[schema(value_type = String, required = true, example = "backend-prod")]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, required = true, min_length = 1, example = "backend-prod")]
     pub name: Option<String>,
     #[schema(example = "Production backend service identity")]
     pub description: Option<String>,

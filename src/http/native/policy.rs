@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::policy::OrgPolicy;
+use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
+
+use crate::domain::policy::{MAX_LIFETIME_SECONDS, OrgPolicy, expiring_kinds};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
@@ -21,8 +23,25 @@ use crate::http::extract::Json;
 pub struct PolicyDocument {
     /// By kind, as `POST /verify` names them: `agent_key`, `api_key`, `project_agent_key`,
     /// `programmatic_key`, `machine_credential`, `agentex_key`.
-    #[schema(value_type = Object, example = json!({"agent_key": 7776000, "api_key": 31536000}))]
+    #[schema(schema_with = lifetimes_schema, example = json!({"agent_key": 7776000, "api_key": 31536000}))]
     pub max_lifetime_seconds: BTreeMap<String, u64>,
+}
+
+/// One optional lifetime per kind of secret that expires, each 1 s to ten years.
+fn lifetimes_schema() -> Object {
+    let lifetime = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIFETIME_SECONDS as f64))
+        .build();
+    expiring_kinds()
+        .into_iter()
+        .fold(ObjectBuilder::new(), |object, kind| {
+            object.property(kind, lifetime.clone())
+        })
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .build()
 }
 
 impl From<OrgPolicy> for PolicyDocument {

@@ -9,6 +9,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::RefOr;
 
 use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectReader};
 use super::{PageNum, Paging, Results};
@@ -30,10 +34,10 @@ const PUBLIC_KEY_ATTEMPTS: usize = 3;
 #[serde(deny_unknown_fields)]
 pub struct CreateProgrammaticKey {
     /// What the key is for, 1 to 250 characters.
-    #[schema(value_type = String, required = true, example = "automation")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 250, example = "automation")]
     pub desc: Option<String>,
     /// Organization roles: `ORG_OWNER`, `ORG_MEMBER`, `ORG_READ_ONLY`; at least one.
-    #[schema(value_type = Vec<String>, required = true, example = json!(["ORG_MEMBER"]))]
+    #[schema(value_type = Vec<OrgRole>, required = true, min_items = 1, example = json!(["ORG_MEMBER"]))]
     pub roles: Option<Vec<String>>,
     /// keygate extension: when the key pair stops authenticating (RFC 3339, in the future).
     /// Absent: never.
@@ -518,16 +522,36 @@ impl From<AccessEntry> for AccessEntryView {
 }
 
 /// One entry to add: an address or a network, not both.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccessEntry {
     #[serde(rename = "ipAddress")]
-    #[schema(example = "192.0.2.7")]
     pub ip_address: Option<String>,
     #[serde(rename = "cidrBlock")]
-    #[schema(example = "192.0.2.0/24")]
     pub cidr_block: Option<String>,
 }
+
+/// The entries to add: at least one, each an address or a network.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct NewAccessEntries(pub Vec<NewAccessEntry>);
+
+impl utoipa::PartialSchema for NewAccessEntries {
+    fn schema() -> RefOr<Schema> {
+        let entry = |field: &str, example: &str| {
+            ObjectBuilder::new()
+                .property(field, ObjectBuilder::new().schema_type(Type::String).examples([example]))
+                .required(field)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let entry = OneOfBuilder::new()
+            .item(entry("ipAddress", "192.0.2.7"))
+            .item(entry("cidrBlock", "192.0.2.0/24"));
+        ArrayBuilder::new().items(entry).min_items(Some(1)).into()
+    }
+}
+
+impl utoipa::ToSchema for NewAccessEntries {}
 
 async fn access_list_view(
     state: &AppState,
@@ -581,7 +605,7 @@ pub async fn access_list(
         ("ORG-ID" = String, Path, description = "The caller's organization"),
         ("API-KEY-ID" = String, Path, description = "The key pair's id"),
     ),
-    request_body = Vec<NewAccessEntry>,
+    request_body = NewAccessEntries,
     security(("digest" = []), ("bearer" = [])),
     responses(
         (status = 201, body = Results<AccessEntryView>),
@@ -593,7 +617,7 @@ pub async fn add_to_access_list(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
     Path(path): Path<ApiKeyPath>,
-    Json(entries): Json<Vec<NewAccessEntry>>,
+    Json(NewAccessEntries(entries)): Json<NewAccessEntries>,
 ) -> Result<(StatusCode, axum::Json<Results<AccessEntryView>>), Error> {
     let caller = access.caller;
     let id = path.id()?;

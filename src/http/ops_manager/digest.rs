@@ -134,7 +134,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The client's `Authorization: Digest` parameters.
 #[derive(Debug, PartialEq, Eq)]
-struct Answer {
+pub struct Answer {
     username: String,
     realm: String,
     nonce: String,
@@ -149,7 +149,7 @@ struct Answer {
 impl Answer {
     /// Reads `name=token` and `name="quoted string"` pairs separated by commas; `None` when a
     /// required one is missing, repeated, or the list cannot be read.
-    fn parse(credentials: &str) -> Option<Answer> {
+    pub fn parse(credentials: &str) -> Option<Answer> {
         let mut params: HashMap<String, String> = HashMap::new();
         let mut rest = credentials.trim();
         while !rest.is_empty() {
@@ -353,5 +353,41 @@ mod tests {
         let mut forged = URL_SAFE_NO_PAD.decode(&nonce).unwrap();
         forged[7] ^= 1; // a later issue time
         assert_eq!(nonce_issued_at(&key, &URL_SAFE_NO_PAD.encode(forged)), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::PROPERTY_CASES))]
+
+        #[test]
+        fn any_header_value_is_read_or_refused_without_panicking(
+            text in "\\PC{0,200}|([a-z]{1,8}=(\"([^\"\\\\]|\\\\.){0,12}\"|[^,]{0,12}), ?){0,12}\\\\?\"?",
+        ) {
+            let _ = Answer::parse(&text);
+        }
+
+        #[test]
+        fn quoted_values_with_any_characters_read_back_as_sent(
+            values in proptest::collection::vec("\\PC{0,30}", 8),
+            algorithm in proptest::option::of("[A-Za-z0-9-]{1,16}"),
+        ) {
+            let quote = |value: &str| value.replace('\\', "\\\\").replace('"', "\\\"");
+            let names = ["username", "realm", "nonce", "uri", "response", "cnonce", "nc", "qop"];
+            let mut header = names
+                .iter()
+                .zip(&values)
+                .map(|(name, value)| format!("{name}=\"{}\"", quote(value)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Some(algorithm) = &algorithm {
+                header.push_str(&format!(", algorithm={algorithm}"));
+            }
+            let answer = Answer::parse(&header).expect("a well-formed header");
+            let read = [
+                &answer.username, &answer.realm, &answer.nonce, &answer.uri,
+                &answer.response, &answer.cnonce, &answer.nc, &answer.qop,
+            ];
+            proptest::prop_assert!(read.iter().zip(&values).all(|(read, sent)| *read == sent));
+            proptest::prop_assert_eq!(answer.algorithm, algorithm);
+        }
     }
 }

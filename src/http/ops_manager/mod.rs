@@ -17,6 +17,7 @@ use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::Uri;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::{ObjectBuilder, RefOr, Type};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,7 +30,7 @@ use crate::error::Error;
 pub const BASE: &str = "/api/public/v1.0";
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    let routes = OpenApiRouter::new()
         .routes(routes!(projects::list))
         .routes(routes!(projects::get, projects::delete))
         .routes(routes!(projects::list_in_org))
@@ -48,15 +49,50 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(agent_api_keys::rotate))
                 .routes(routes!(api_keys::create))
                 .routes(routes!(api_keys::add_to_access_list)),
-        ))
+        ));
+    with_object_id_patterns(routes)
 }
 
 /// Ops Manager's organization documents: at the root, `GET /orgs` is keygate's own (for the
 /// operators), so Ops Manager's clients reach these under [`BASE`] only.
 pub fn base_only_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(orgs::list))
-        .routes(routes!(orgs::get))
+    with_object_id_patterns(
+        OpenApiRouter::new()
+            .routes(routes!(orgs::list))
+            .routes(routes!(orgs::get)),
+    )
+}
+
+/// The path parameters that are ObjectIds.
+const OBJECT_ID_PARAMETERS: [&str; 4] = ["ORG-ID", "PROJECT-ID", "API-KEY-ID", "AGENT-API-KEY-ID"];
+
+/// Documents every ObjectId path parameter's shape (24 hex characters, either case) once for
+/// all routes, so that clients know what `INVALID_GROUP_ID` and `INVALID_ORG_ID` refuse.
+fn with_object_id_patterns(mut routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+    for item in routes.get_openapi_mut().paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && OBJECT_ID_PARAMETERS.contains(&parameter.name.as_str())
+                {
+                    parameter.schema = Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some("^[0-9a-fA-F]{24}$"))
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+    routes
 }
 
 /// Ops Manager's list document: one page of the results, how many there are in all, and links
@@ -95,11 +131,11 @@ pub struct PageNum {
     /// The page, from 1.
     #[serde(rename = "pageNum")]
     #[param(rename = "pageNum", minimum = 1, default = 1)]
-    pub page_num: Option<u64>,
+    pub page_num: Option<i32>,
     /// Items per page.
     #[serde(rename = "itemsPerPage")]
     #[param(rename = "itemsPerPage", minimum = 1, maximum = 500, default = 100)]
-    pub items_per_page: Option<u64>,
+    pub items_per_page: Option<i32>,
 }
 
 /// The page a list request asks for, with the request's path and parameters for the links.
@@ -116,8 +152,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Paging, Error> {
         let Query(params) = Query::<PageNum>::from_request_parts(parts, state).await?;
+        // Ops Manager's page parameters are 32-bit integers.
         let page_num = params.page_num.unwrap_or(1);
-        if page_num == 0 {
+        if page_num < 1 {
             return Err(Error::invalid_query("pageNum", "it must be at least 1"));
         }
         let items_per_page = params.items_per_page.unwrap_or(100);
@@ -127,6 +164,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
                 "it must be between 1 and 500",
             ));
         }
+        let (page_num, items_per_page) = (page_num.unsigned_abs().into(), items_per_page.unsigned_abs().into());
         let uri = match parts.extensions.get::<OriginalUri>() {
             Some(OriginalUri(uri)) => uri.clone(),
             None => parts.uri.clone(),

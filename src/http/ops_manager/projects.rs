@@ -19,11 +19,11 @@ use crate::http::extract::Json;
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// Unique within the organization, 1 to 64 characters.
-    #[schema(value_type = String, required = true, example = "production")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "production")]
     pub name: Option<String>,
     /// The caller's organization (the only one it may create projects in); optional.
     #[serde(rename = "orgId")]
-    #[schema(value_type = Option<String>, example = "5a0a1e7e0f2912c554080ab1")]
+    #[schema(value_type = Option<String>, pattern = "^[0-9a-fA-F]{24}$", example = "5a0a1e7e0f2912c554080ab1")]
     pub org_id: Option<String>,
 }
 
