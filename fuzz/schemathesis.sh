@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SEED="${SEED:-20261124}"
 EXAMPLES="${EXAMPLES:-40}"
 SCHEMATHESIS_VERSION=4.32.5
-TARGET="${CARGO_TARGET_DIR:-target}"
+TARGET="$(realpath "${CARGO_TARGET_DIR:-target}")"
 VENV="$TARGET/schemathesis-venv"
 TOKEN=schemathesis-bootstrap-token-0123456789abcdef
 
@@ -44,7 +44,9 @@ done
 
 echo "schemathesis $SCHEMATHESIS_VERSION: seed $SEED, up to $EXAMPLES examples per operation, database ${KEYGATE_DATABASE_URL:-sqlite}"
 status=0
-"$VENV/bin/schemathesis" --config-file fuzz/schemathesis.toml --no-color run "$base/openapi.json" \
+# From the scratch directory, where schemathesis leaves its cache.
+(cd "$work" && "$VENV/bin/schemathesis" --config-file "$OLDPWD/fuzz/schemathesis.toml" --no-color \
+    run "$base/openapi.json" \
     --header "Authorization: Bearer $TOKEN" \
     --checks all \
     --seed "$SEED" \
@@ -53,7 +55,7 @@ status=0
     --request-timeout 10 \
     --suppress-health-check all \
     --generation-database none \
-    --report junit --report-dir "$work/report" || status=$?
+    --report junit --report-dir "$work/report") || status=$?
 
 if ! kill -0 "$server" 2>/dev/null; then
     echo "schemathesis: keygate died during the run" >&2

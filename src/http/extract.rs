@@ -54,11 +54,7 @@ pub fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Reads `bytes` as JSON, then as `T`.
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let body: &[u8] = if bytes.is_empty() {
-        b"{}"
-    } else {
-        bytes
-    };
+    let body: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
     let value: Value = serde_json::from_slice(body).map_err(|err| {
         Error::MalformedBody(format!(
             "invalid JSON body: {}",
@@ -83,7 +79,10 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 fn as_integers(value: &mut Value) {
     match value {
         Value::Number(number) => {
-            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0 && !number.is_i64() && !number.is_u64()) {
+            if let Some(float) = number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && !number.is_i64() && !number.is_u64())
+            {
                 let integer = if float < 0.0 {
                     (float >= i64::MIN as f64).then(|| (float as i64).into())
                 } else {

@@ -118,7 +118,10 @@ async fn honour(Extension(state): Extension<AppState>, request: Request, next: N
 async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<Response, Error> {
     // Every honoured route creates or rotates by POST; another method on its path is another
     // operation, or the router's 405, and must not be claimed under the POST's key.
-    let Some(value) = request.headers().get(HEADER).filter(|_| request.method() == Method::POST)
+    let Some(value) = request
+        .headers()
+        .get(HEADER)
+        .filter(|_| request.method() == Method::POST)
     else {
         return Ok(next.run(request).await);
     };

@@ -22,7 +22,6 @@ on_both_backends!(
     rotate_with_grace_keeps_the_old_key_until_it_ends,
     rotate_refuses_bad_input,
     expiry_must_be_in_the_future_and_is_reported,
-    concurrent_creates_of_one_name_yield_exactly_one_201,
     concurrent_rotations_leave_exactly_one_valid_key,
     delete_also_ends_keys_still_in_their_grace_period,
     roles_limit_what_api_keys_may_do,
@@ -406,23 +405,6 @@ async fn expiry_must_be_in_the_future_and_is_reported(backend: Backend) {
     assert_eq!(verdict["expires_at"], "2999-01-01T00:00:00Z");
     let (_, got) = app.get("/agents/timed", ADMIN).await;
     assert_eq!(got["key"]["expires_at"], "2999-01-01T00:00:00Z");
-}
-
-async fn concurrent_creates_of_one_name_yield_exactly_one_201(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let attempts = (0..64).map(|_| app.post("/agents", ADMIN, json!({"name": "contended"})));
-    let results = futures::future::join_all(attempts).await;
-    let created = results
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::CREATED)
-        .count();
-    let conflicts = results
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::CONFLICT)
-        .count();
-    assert_eq!((created, conflicts), (1, 63), "{results:?}");
-    let (_, listed) = app.get("/agents", ADMIN).await;
-    assert_eq!(listed.as_array().unwrap().len(), 1);
 }
 
 async fn roles_limit_what_api_keys_may_do(backend: Backend) {

@@ -79,8 +79,8 @@ pub fn forbid_in_logs(secret: &str) {
     CHOSEN.lock().unwrap().push(secret.to_owned());
 }
 
-/// Every place in `text` where a minted secret or a chosen one stands.
-fn secrets_in(text: &str) -> Vec<String> {
+/// Every secret keygate could have minted (prefix, shape and checksum) that `text` holds.
+pub fn minted_secrets_in(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for kind in keygate::secrets::SecretKind::ALL {
         for (at, _) in text.match_indices(kind.prefix()) {
@@ -90,8 +90,19 @@ fn secrets_in(text: &str) -> Vec<String> {
             }
         }
     }
+    found
+}
+
+/// Every minted or chosen secret that `text` holds.
+fn secrets_in(text: &str) -> Vec<String> {
+    let mut found = minted_secrets_in(text);
     let chosen = CHOSEN.lock().unwrap();
-    found.extend(chosen.iter().filter(|secret| text.contains(secret.as_str())).cloned());
+    found.extend(
+        chosen
+            .iter()
+            .filter(|secret| text.contains(secret.as_str()))
+            .cloned(),
+    );
     found
 }
 
@@ -350,6 +361,20 @@ impl Upload {
         self.0.read_to_string(&mut response).await.unwrap();
         response
     }
+}
+
+/// Every operation of the served document: (method, path template, operation).
+pub async fn operations(app: &TestApp) -> Vec<(Method, String, Value)> {
+    let (_, doc) = app.get_anonymous("/openapi.json").await;
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            found.push((method, path.clone(), operation.clone()));
+        }
+    }
+    assert!(found.len() >= 10, "the document lists the routes");
+    found
 }
 
 /// Status and JSON body (`Null` when the body is empty).

@@ -3,9 +3,11 @@
 //! can answer.
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, read};
+use crate::common::{
+    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, operations, read,
+};
 
 on_both_backends!(
     nul_characters_are_refused_on_every_route,
@@ -13,20 +15,6 @@ on_both_backends!(
     every_operation_documents_the_statuses_it_can_answer,
     the_recovery_subcommand_prints_a_working_admin_key,
 );
-
-/// Every operation of the served document, as (method, path template, has a body).
-async fn operations(app: &TestApp) -> Vec<(Method, String, Value)> {
-    let (_, doc) = app.get_anonymous("/openapi.json").await;
-    let mut found = Vec::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for (method, operation) in item.as_object().unwrap() {
-            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            found.push((method, path.clone(), operation.clone()));
-        }
-    }
-    assert!(found.len() >= 10, "the document lists the routes");
-    found
-}
 
 async fn nul_characters_are_refused_on_every_route(backend: Backend) {
     let app = TestApp::start(backend).await;

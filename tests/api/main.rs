@@ -18,6 +18,7 @@ mod machine_identities;
 mod ops_manager;
 mod orgs;
 mod pagination;
+mod reliability;
 mod server;
 mod storage;
 mod verify;

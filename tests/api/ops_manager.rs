@@ -36,7 +36,6 @@ on_both_backends!(
     access_lists_refuse_keys_used_from_elsewhere,
     the_created_ip_is_the_forwarded_client_only_behind_trusted_proxies,
     projects_are_named_uniquely_and_deleting_one_deletes_its_keys,
-    concurrent_projects_of_one_name_make_one,
     key_pairs_are_listed_masked_updated_and_deleted_at_once,
     the_ops_manager_org_list_lives_under_its_base_path,
     ops_manager_secrets_never_reach_logs_errors_lists_or_the_database,
@@ -1273,28 +1272,6 @@ async fn projects_are_named_uniquely_and_deleting_one_deletes_its_keys(backend: 
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "the name is free again");
-}
-
-/// The database, not a check before the insert, keeps project names unique.
-async fn concurrent_projects_of_one_name_make_one(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    let path = format!("{BASE}/groups");
-    let attempts = (0..6).map(|_| app.post(&path, ADMIN, json!({"name": "racing"})));
-    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
-        .await
-        .into_iter()
-        .map(|(status, _)| status)
-        .collect();
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    let refused = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CONFLICT)
-        .count();
-    assert_eq!((created, refused), (1, 5), "{statuses:?}");
-    assert_eq!(app.get(&path, ADMIN).await.1["totalCount"], 1);
 }
 
 async fn key_pairs_are_listed_masked_updated_and_deleted_at_once(backend: Backend) {

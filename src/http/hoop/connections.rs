@@ -29,7 +29,7 @@ use crate::http::pagination::{Linked, PageParams};
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectionRequest {
     /// Unique name in the organization: 3 to 254 letters, digits or `_`, with single `-` or
-    /// `.` between them. On update, the connection's own name.
+    /// `.` between them. On update, the connection's own name or absent.
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String, required = true, min_length = 1, example = "prod-postgres")]
     pub name: Option<String>,
@@ -50,6 +50,9 @@ pub struct ConnectionRequest {
     #[schema(example = "app")]
     pub database_name: Option<String>,
 }
+
+/// What `PUT` takes: the same document, `name` optional.
+pub type ConnectionUpdate = super::Update<ConnectionRequest>;
 
 impl ConnectionRequest {
     /// The name given, if any, and what the connection is.
@@ -193,7 +196,7 @@ pub async fn get(
     path = "/connections/{name}",
     tag = "Connections",
     params(("name" = String, Path, description = "The connection's name")),
-    request_body = ConnectionRequest,
+    request_body = ConnectionUpdate,
     security(("bearer" = [])),
     responses(
         (status = 200, body = ConnectionView),
@@ -209,10 +212,10 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<ConnectionRequest>,
 ) -> Result<axum::Json<ConnectionView>, Error> {
-    let (named, spec) = body.parse()?;
-    if Error::required("name", named)? != name {
+    if body.name.as_ref().is_some_and(|given| *given != name) {
         return Err(Error::invalid("name", "a connection cannot be renamed"));
     }
+    let (_, spec) = body.parse()?;
     let existing = find(&state, &caller, &name).await?;
     let change = caller.change("connection.updated", "connection", existing.id);
     let updated = state

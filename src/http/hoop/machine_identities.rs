@@ -47,6 +47,9 @@ pub struct MachineIdentityRequest {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// What `PUT` takes: the same document, `name` optional.
+pub type MachineIdentityUpdate = super::Update<MachineIdentityRequest>;
+
 /// An identity with the credentials just issued to it, each shown only here.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MachineIdentityIssued {
@@ -297,7 +300,7 @@ pub async fn get(
     path = "/machineidentities/{name}",
     tag = "Machine identities",
     params(("name" = String, Path, description = "The identity's name")),
-    request_body = MachineIdentityRequest,
+    request_body = MachineIdentityUpdate,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated; `credentials` holds those newly issued", body = MachineIdentityIssued),
@@ -313,11 +316,7 @@ pub async fn update(
     Path(name): Path<String>,
     Json(body): Json<MachineIdentityRequest>,
 ) -> Result<axum::Json<MachineIdentityIssued>, Error> {
-    if body
-        .name
-        .as_ref()
-        .is_some_and(|renamed| !renamed.is_empty() && *renamed != name)
-    {
+    if body.name.as_ref().is_some_and(|given| *given != name) {
         return Err(Error::invalid(
             "name",
             "a machine identity cannot be renamed",

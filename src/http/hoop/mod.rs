@@ -7,6 +7,12 @@ mod connections;
 mod machine_identities;
 mod serverinfo;
 
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -43,4 +49,28 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(machine_identities::create))
                 .routes(routes!(machine_identities::rotate)),
         ))
+}
+
+/// The document `T` that creates a resource, as its `PUT` takes it: the same fields, where
+/// `name` may be left out (the path names the resource, which is never renamed).
+pub struct Update<T>(PhantomData<T>);
+
+impl<T: ToSchema> PartialSchema for Update<T> {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = T::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required.retain(|field| field != "name");
+        }
+        schema
+    }
+}
+
+impl<T: ToSchema> ToSchema for Update<T> {
+    fn name() -> Cow<'static, str> {
+        format!("{}Update", T::name()).into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        T::schemas(schemas);
+    }
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, Object, ObjectBuilder, SchemaFormat, Type,
+};
 
 use crate::domain::policy::{MAX_LIFETIME_SECONDS, OrgPolicy, expiring_kinds};
 use crate::error::Error;

@@ -9,10 +9,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
 };
-use utoipa::openapi::RefOr;
 
 use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectReader};
 use super::{PageNum, Paging, Results};
@@ -540,7 +540,12 @@ impl utoipa::PartialSchema for NewAccessEntries {
     fn schema() -> RefOr<Schema> {
         let entry = |field: &str, example: &str| {
             ObjectBuilder::new()
-                .property(field, ObjectBuilder::new().schema_type(Type::String).examples([example]))
+                .property(
+                    field,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .examples([example]),
+                )
                 .required(field)
                 .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         };

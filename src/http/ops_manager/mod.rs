@@ -164,7 +164,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
                 "it must be between 1 and 500",
             ));
         }
-        let (page_num, items_per_page) = (page_num.unsigned_abs().into(), items_per_page.unsigned_abs().into());
+        let (page_num, items_per_page) = (
+            page_num.unsigned_abs().into(),
+            items_per_page.unsigned_abs().into(),
+        );
         let uri = match parts.extensions.get::<OriginalUri>() {
             Some(OriginalUri(uri)) => uri.clone(),
             None => parts.uri.clone(),
