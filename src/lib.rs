@@ -14,7 +14,6 @@ pub mod telemetry;
 pub mod verify;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,10 +105,9 @@ pub async fn run(
         http::idempotency::spawn_purger(state.store.clone(), state.idempotency.window);
     let audit_purger = audit::spawn_purger(state.store.clone(), config.audit_retention_days);
     let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
-    let app = http::router(state, request_timeout, &config.cors_origins)
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state, request_timeout, &config.cors_origins);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = serve_until(listener, app, request_timeout, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
@@ -135,6 +133,64 @@ pub async fn run(
     refusals.finish().await;
     tracing::info!("keygate stopped");
     Ok(served?)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the connections to
+/// finish their requests. A request's head must arrive within `head_timeout`: axum's own server
+/// sets no such deadline, so a client trickling header bytes would hold its connection (and a
+/// file descriptor) for ever; the body is bounded by the router's request timeout.
+async fn serve_until(
+    listener: TcpListener,
+    app: axum::Router,
+    head_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // keep serving the others.
+                    tracing::warn!(error = %err, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = app.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(client));
+                request.map(axum::body::Body::new)
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// Binds the configured address and serves until SIGINT or SIGTERM.

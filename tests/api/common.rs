@@ -188,7 +188,12 @@ impl TestApp {
         let mut app = TestApp {
             base: String::new(),
             config,
-            client: reqwest::Client::new(),
+            // Idle connections are dropped before a server with the shortest request timeout
+            // (1 s) closes them as idle, so a request never goes out on a closing connection.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_millis(500))
+                .build()
+                .unwrap(),
             stop: None,
             server: None,
             postgres_db,
