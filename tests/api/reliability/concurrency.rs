@@ -114,7 +114,7 @@ fn creates() -> Vec<Create> {
 
 async fn sixty_four_concurrent_creates_make_one_resource_or_sixty_four(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let estate = Estate::build(&app, ADMIN).await;
+    let estate = Estate::build(&app, ADMIN, "estate").await;
     let creates = creates();
     // Every create operation (those honouring Idempotency-Key, rotations aside) is in the table.
     for (method, template, operation) in operations(&app).await {

@@ -9,6 +9,7 @@ mod database_faults;
 mod hostile;
 mod races;
 
+use md5::Digest;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,11 +18,12 @@ use crate::common::{TestApp, read};
 /// Ops Manager's base path.
 const OPS: &str = "/api/public/v1.0";
 
-/// One resource of each kind in an organization, made by its admin.
+/// One resource of each kind in an organization, made by its admin, named after a tag.
 pub struct Estate {
     pub agent: String,
     pub connection: String,
     pub identity: String,
+    pub agentex_key_name: String,
     pub agentex_key: String,
     pub ops_org: String,
     pub project: String,
@@ -31,7 +33,7 @@ pub struct Estate {
 }
 
 impl Estate {
-    pub async fn build(app: &TestApp, admin: &str) -> Estate {
+    pub async fn build(app: &TestApp, admin: &str, tag: &str) -> Estate {
         let created = |path: &str, body: Value| {
             let path = path.to_owned();
             async move {
@@ -40,42 +42,45 @@ impl Estate {
                 answer
             }
         };
-        created("/agents", json!({"name": "estate-agent"})).await;
+        let (agent, connection) = (format!("{tag}-agent"), format!("{tag}-pg"));
+        let (identity, agentex_key_name) = (format!("{tag}-identity"), format!("{tag}-key"));
+        created("/agents", json!({"name": agent})).await;
         created(
             "/connections",
-            json!({"name": "estate-pg", "type": "database", "subtype": "postgres",
-                   "agent_id": "estate-agent"}),
+            json!({"name": connection, "type": "database", "subtype": "postgres",
+                   "agent_id": agent}),
         )
         .await;
         created(
             "/machineidentities",
-            json!({"name": "estate-identity", "connection_names": ["estate-pg"]}),
+            json!({"name": identity, "connection_names": [connection]}),
         )
         .await;
         let agentex_key = created(
             "/agent_api_keys",
-            json!({"agent_name": "estate-agent", "name": "estate-key"}),
+            json!({"agent_name": agent, "name": agentex_key_name}),
         )
         .await;
         let (_, orgs) = send(app, Method::GET, &format!("{OPS}/orgs"), admin, None).await;
         let ops_org = orgs["results"][0]["id"].as_str().unwrap().to_owned();
-        let project = created(&format!("{OPS}/groups"), json!({"name": "estate-project"})).await;
+        let project = created("/groups", json!({"name": format!("{tag}-project")})).await;
         let project = project["id"].as_str().unwrap().to_owned();
         let project_key = created(
-            &format!("{OPS}/groups/{project}/agentapikeys"),
-            json!({"desc": "estate"}),
+            &format!("/groups/{project}/agentapikeys"),
+            json!({"desc": tag}),
         )
         .await;
         let key_pair = created(
-            &format!("{OPS}/orgs/{ops_org}/apiKeys"),
-            json!({"desc": "estate", "roles": ["ORG_MEMBER"]}),
+            &format!("/orgs/{ops_org}/apiKeys"),
+            json!({"desc": tag, "roles": ["ORG_MEMBER"]}),
         )
         .await;
-        let api_key = created("/apikeys", json!({"name": "estate", "role": "member"})).await;
+        let api_key = created("/apikeys", json!({"name": tag, "role": "member"})).await;
         Estate {
-            agent: "estate-agent".into(),
-            connection: "estate-pg".into(),
-            identity: "estate-identity".into(),
+            agent,
+            connection,
+            identity,
+            agentex_key_name,
             agentex_key: agentex_key["id"].as_str().unwrap().into(),
             ops_org,
             project,
@@ -87,6 +92,10 @@ impl Estate {
 
     /// `template` (an OpenAPI path) with each parameter naming this estate's resource.
     pub fn path(&self, template: &str) -> String {
+        let by_name = format!(
+            "/agent_api_keys/name/{}?agent_name={}",
+            self.agentex_key_name, self.agent
+        );
         template
             .replace("{nameOrId}", &self.agent)
             .replace("{connection}", &self.connection)
@@ -104,15 +113,28 @@ impl Estate {
                 "/machineidentities/{name}",
                 &format!("/machineidentities/{}", self.identity),
             )
-            .replace(
-                "/agent_api_keys/name/{name}",
-                "/agent_api_keys/name/estate-key",
-            )
+            .replace("/agent_api_keys/name/{name}", &by_name)
             .replace("/apikeys/{id}", &format!("/apikeys/{}", self.api_key))
             .replace(
                 "/agent_api_keys/{id}",
                 &format!("/agent_api_keys/{}", self.agentex_key),
             )
+    }
+
+    /// What would reveal this estate to an outsider: its names and ids.
+    pub fn identifiers(&self) -> Vec<&str> {
+        vec![
+            &self.agent,
+            &self.connection,
+            &self.identity,
+            &self.agentex_key_name,
+            &self.agentex_key,
+            &self.ops_org,
+            &self.project,
+            &self.project_key,
+            &self.key_pair,
+            &self.api_key,
+        ]
     }
 }
 
@@ -143,4 +165,47 @@ pub fn count(list: &Value) -> usize {
 /// Prints one line of figures for docs/RELIABILITY.md.
 pub fn figures(family: &str, backend: crate::common::Backend, line: std::fmt::Arguments) {
     println!("figures: {family} [{backend:?}] {line}");
+}
+
+/// A request authenticated by HTTP Digest (MD5, `qop=auth`) with a key pair, after asking for
+/// a fresh challenge.
+pub async fn send_digest(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    (public, private): (&str, &str),
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let challenge = app
+        .request(method.clone(), path, None)
+        .send()
+        .await
+        .unwrap();
+    let Some(header) = challenge.headers().get("www-authenticate") else {
+        return read(challenge).await;
+    };
+    let header = header.to_str().unwrap().to_owned();
+    let Some(nonce) = header
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+    else {
+        return read(challenge).await;
+    };
+    let md5 = |text: String| hex::encode(md5::Md5::digest(text.as_bytes()));
+    let ha1 = md5(format!("{public}:MMS Public API:{private}"));
+    let ha2 = md5(format!("{method}:{path}"));
+    let response = md5(format!("{ha1}:{nonce}:00000001:keygate-tests:auth:{ha2}"));
+    let authorization = format!(
+        "Digest username=\"{public}\", realm=\"MMS Public API\", nonce=\"{nonce}\", \
+         uri=\"{path}\", response=\"{response}\", cnonce=\"keygate-tests\", nc=00000001, qop=auth"
+    );
+    let request = app
+        .request(method, path, None)
+        .header("authorization", authorization);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    read(request.send().await.unwrap()).await
 }

@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use futures::future::join_all;
 use hmac::{Hmac, Mac};
-use md5::Digest;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use super::{figures, send};
+use super::{figures, send, send_digest};
 use crate::common::{
     BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, minted_secrets_in, on_both_backends,
 };
@@ -213,7 +212,13 @@ async fn make(app: &TestApp, kind: Kind, round: usize, ops_org: &str) -> Subject
 async fn works(app: &TestApp, kind: Kind, secret: &str, context: &str) -> bool {
     match kind {
         Kind::ApiKey => app.get("/agents", secret).await.0 == StatusCode::OK,
-        Kind::KeyPair => digest_get(app, "/groups", context, secret).await == StatusCode::OK,
+        Kind::KeyPair => {
+            let key_pair = (context, secret);
+            send_digest(app, Method::GET, "/groups", key_pair, None)
+                .await
+                .0
+                == StatusCode::OK
+        }
         Kind::SigningSecret => {
             let body = json!({"repository": {"full_name": context}}).to_string();
             let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -238,33 +243,6 @@ async fn works(app: &TestApp, kind: Kind, secret: &str, context: &str) -> bool {
             app.verify(ADMIN, secret).await.1["code"] == "valid"
         }
     }
-}
-
-/// A GET authenticated by HTTP Digest (MD5, `qop=auth`) with a key pair.
-async fn digest_get(app: &TestApp, path: &str, public: &str, private: &str) -> StatusCode {
-    let challenge = app.request(Method::GET, path, None).send().await.unwrap();
-    let header = challenge.headers()["www-authenticate"].to_str().unwrap();
-    let nonce = header
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let md5 = |text: String| hex::encode(md5::Md5::digest(text.as_bytes()));
-    let ha1 = md5(format!("{public}:MMS Public API:{private}"));
-    let ha2 = md5(format!("GET:{path}"));
-    let response = md5(format!("{ha1}:{nonce}:00000001:race:auth:{ha2}"));
-    let authorization = format!(
-        "Digest username=\"{public}\", realm=\"MMS Public API\", nonce=\"{nonce}\", \
-         uri=\"{path}\", response=\"{response}\", cnonce=\"race\", nc=00000001, qop=auth"
-    );
-    app.request(Method::GET, path, None)
-        .header("authorization", authorization)
-        .send()
-        .await
-        .unwrap()
-        .status()
 }
 
 /// One round: makes the subject, fires its changes together, and checks what is left.
