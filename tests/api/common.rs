@@ -404,22 +404,27 @@ impl Drop for TestApp {
             server.abort();
         }
         if let Some(name) = self.postgres_db.take() {
-            // Drop runs outside async context: a short-lived runtime on its own thread.
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let mut admin = admin_connection().await;
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
-                });
-            })
-            .join()
-            .unwrap();
+            drop_postgres_database(name);
         }
     }
+}
+
+/// Drops a database of the test Postgres server, from outside async context (`Drop`): a
+/// short-lived runtime on its own thread.
+pub fn drop_postgres_database(name: String) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut admin = admin_connection().await;
+            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
+        });
+    })
+    .join()
+    .unwrap();
 }
 
 /// A connection to the test Postgres server's administrative database.

@@ -13,7 +13,13 @@ use md5::Digest;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, read};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use crate::common::{
+    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, create_postgres_database, drop_postgres_database,
+    minted_secrets_in, read,
+};
 
 /// Ops Manager's base path.
 const OPS: &str = "/api/public/v1.0";
@@ -208,4 +214,187 @@ pub async fn send_digest(
         None => request,
     };
     read(request.send().await.unwrap()).await
+}
+
+/// Counts rows with `sql` (a `SELECT COUNT(*)`) in the database at `url`, SQLite or Postgres.
+pub async fn count_rows(url: &str, sql: &'static str) -> i64 {
+    use sqlx::Connection;
+    if url.starts_with("postgres") {
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    } else {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    }
+}
+
+/// The real keygate binary on a port of its own, logging at the most verbose level to a file:
+/// a server that can be killed, and restarted on the same database.
+pub struct KeygateProcess {
+    child: std::sync::Mutex<Option<Child>>,
+    port: u16,
+    database_url: String,
+    postgres_db: Option<String>,
+    client: reqwest::Client,
+    data_dir: tempfile::TempDir,
+}
+
+impl KeygateProcess {
+    /// Starts on a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> KeygateProcess {
+        let (postgres_db, url) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => {
+                let (name, url) = create_postgres_database().await;
+                (Some(name), Some(url))
+            }
+        };
+        let mut process = Self::start_on(url).await;
+        process.postgres_db = postgres_db;
+        process
+    }
+
+    /// Starts on the database at `url` (a SQLite file in its data directory without one).
+    pub async fn start_on(url: Option<String>) -> KeygateProcess {
+        let data_dir = tempfile::tempdir().unwrap();
+        let database_url = url.unwrap_or_else(|| {
+            format!("sqlite://{}", data_dir.path().join("keygate.db").display())
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut process = KeygateProcess {
+            child: std::sync::Mutex::new(None),
+            port,
+            database_url,
+            postgres_db: None,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+            data_dir,
+        };
+        process.restart().await;
+        process
+    }
+
+    /// Starts the binary (again) and waits until it answers.
+    pub async fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.path().join("keygate.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .env_clear()
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+            ])
+            .arg(self.data_dir.path())
+            .args([
+                "--database-url",
+                &self.database_url,
+                "--bootstrap-token",
+                ADMIN,
+            ])
+            .args(["--log", "trace", "--request-timeout-secs", "5"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        *self.child.lock().unwrap() = Some(child);
+        for _ in 0..400 {
+            if self.client.get(self.url("/healthz")).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("keygate did not start");
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
+    }
+
+    /// A request as the bootstrap admin; `None` when the server did not answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<StatusCode> {
+        let request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        let response = request.send().await.ok()?;
+        let status = response.status();
+        // The answer may be cut by a kill: a status without its body is no acknowledgement.
+        response.bytes().await.ok().map(|_| status)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    /// Everything the process logged, at the most verbose level, holds no secret it minted.
+    pub fn assert_logs_hold_no_secret(&self) {
+        let logs = std::fs::read_to_string(self.data_dir.path().join("keygate.log")).unwrap();
+        // Filtered at trace; debug is the most verbose level anything here emits.
+        assert!(
+            logs.contains("DEBUG"),
+            "the logs were written at the most verbose level"
+        );
+        assert!(
+            minted_secrets_in(&logs).is_empty(),
+            "a secret reached the logs"
+        );
+        assert!(
+            !logs.contains(ADMIN),
+            "the bootstrap token reached the logs"
+        );
+    }
+}
+
+impl Drop for KeygateProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(name) = self.postgres_db.take() {
+            drop_postgres_database(name);
+        }
+    }
 }
