@@ -323,6 +323,13 @@ impl KeygateProcess {
         panic!("keygate did not start");
     }
 
+    pub fn is_running(&self) -> bool {
+        let mut child = self.child.lock().unwrap();
+        child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {
