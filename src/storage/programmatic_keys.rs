@@ -12,10 +12,10 @@ use super::projects::object_id;
 use super::rows::corrupt;
 use crate::domain::audit::Change;
 use crate::domain::ops_manager::{
-    AccessEntry, DigestAccount, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
-    ProjectRole, parse_network,
+    AccessEntry, DigestAccount, DigestCredential, Grants, NewProgrammaticKey, ObjectId, OrgRole,
+    ProgrammaticKey, ProjectRole, parse_network,
 };
-use crate::domain::secret::{SecretMeta, SecretState};
+use crate::domain::secret::SecretMeta;
 use crate::error::Error;
 use crate::secrets::server_key::Sealed;
 
@@ -98,9 +98,8 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
 }
 
 pub const INSERT_KEY: &str = "
-    INSERT INTO programmatic_keys (id, org_id, object_id, public_key, description, ha1_key_id,
-                                   ha1_sealed, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    INSERT INTO programmatic_keys (id, org_id, object_id, public_key, description, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6)";
 pub const INSERT_ORG_ROLE: &str =
     "INSERT INTO programmatic_key_org_roles (key_id, role) VALUES ($1, $2)";
 pub const DELETE_ORG_ROLES: &str = "DELETE FROM programmatic_key_org_roles WHERE key_id = $1";
@@ -137,13 +136,18 @@ pub fn select_key(filter: &str) -> String {
     )
 }
 
-/// A key pair by its public key, with its secret's state and sealed HA1 values.
+/// A key pair by its public key (`$1`), one row per private key that has not ended by `$2`
+/// (the current one, and one rotated away whose grace has not ended), the current one first,
+/// each with its sealed HA1 values.
 pub fn select_digest_account() -> String {
     format!(
-        "SELECT {KEY_COLUMNS}, k.ha1_key_id, k.ha1_sealed, {}
+        "SELECT {KEY_COLUMNS}, x.sealed_key_id, x.sealed, {}
          FROM programmatic_keys k
-         JOIN secrets s ON s.owner_id = k.id AND s.rotated_at IS NULL
-         WHERE k.public_key = $1",
+         JOIN secrets s ON s.owner_id = k.id AND s.revoked_at IS NULL
+              AND (s.rotated_at IS NULL OR s.expires_at > $2)
+         JOIN sealed_secrets x ON x.secret_id = s.id
+         WHERE k.public_key = $1
+         ORDER BY s.rotated_at IS NOT NULL, s.created_at DESC",
         super::rows::SECRET_COLUMNS
     )
 }
@@ -202,36 +206,33 @@ pub type Listed = (ProgrammaticKey, SecretMeta);
 pub struct DigestColumns {
     #[sqlx(flatten)]
     pub key: KeyColumns,
-    pub ha1_key_id: String,
-    pub ha1_sealed: Vec<u8>,
-}
-
-/// A key pair found by its public key, before its roles and access list are read.
-pub struct FoundAccount {
-    pub key: ProgrammaticKey,
-    pub secret: SecretState,
-    pub ha1: Sealed,
+    pub sealed_key_id: String,
+    pub sealed: Vec<u8>,
 }
 
 pub type DigestRow = super::rows::BySecret<DigestColumns>;
 
-impl TryFrom<DigestColumns> for (ProgrammaticKey, Sealed) {
-    type Error = Error;
-    fn try_from(row: DigestColumns) -> Result<(ProgrammaticKey, Sealed)> {
-        let sealed = Sealed {
-            key_id: row.ha1_key_id,
-            bytes: row.ha1_sealed,
+/// A key pair found by its public key, before its roles and access list are read: the key
+/// pair, and its private keys, from rows ordered as [`select_digest_account`] orders them.
+pub fn found_account(
+    rows: Vec<DigestRow>,
+) -> Result<Option<(ProgrammaticKey, Vec<DigestCredential>)>> {
+    let mut key = None;
+    let mut credentials = Vec::with_capacity(rows.len());
+    for row in rows {
+        let ha1 = Sealed {
+            key_id: row.owner.sealed_key_id,
+            bytes: row.owner.sealed,
         };
-        Ok((row.key.try_into()?, sealed))
+        if key.is_none() {
+            key = Some(row.owner.key.try_into()?);
+        }
+        credentials.push(DigestCredential {
+            secret: row.secret.try_into()?,
+            ha1,
+        });
     }
-}
-
-impl TryFrom<DigestRow> for FoundAccount {
-    type Error = Error;
-    fn try_from(row: DigestRow) -> Result<FoundAccount> {
-        let (secret, (key, ha1)): (SecretState, (ProgrammaticKey, Sealed)) = row.try_into()?;
-        Ok(FoundAccount { key, secret, ha1 })
-    }
+    Ok(key.map(|key| (key, credentials)))
 }
 
 #[derive(sqlx::FromRow)]
@@ -326,8 +327,6 @@ macro_rules! impl_programmatic_key_store {
                         .bind(key.object_id.to_string())
                         .bind(&key.public_key)
                         .bind(&key.desc)
-                        .bind(&new.ha1.key_id)
-                        .bind(new.ha1.bytes.as_slice())
                         .bind(key.created_at)
                         .execute(&mut **tx)
                         .await?;
@@ -519,15 +518,18 @@ macro_rules! impl_programmatic_key_store {
                 public_key: &str,
             ) -> $crate::storage::Result<Option<$crate::domain::ops_manager::DigestAccount>> {
                 use $crate::storage::programmatic_keys as sql;
-                let found: $crate::storage::Result<Option<sql::FoundAccount>> = $crate::storage::fetch_rows!(
-                    optional, &self.pool, sql::DigestRow, sql::select_digest_account(), public_key
-                );
-                let Some(sql::FoundAccount { mut key, secret, ha1 }) = found? else {
+                let rows: Vec<sql::DigestRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql::select_digest_account()))
+                        .bind(public_key)
+                        .bind($crate::domain::secret::now())
+                        .fetch_all(&self.pool)
+                        .await?;
+                let Some((mut key, credentials)) = sql::found_account(rows)? else {
                     return Ok(None);
                 };
                 read_roles(self, &mut key).await?;
                 let access_list = read_access_list(self, key.id).await?;
-                Ok(Some($crate::domain::ops_manager::DigestAccount { key, secret, ha1, access_list }))
+                Ok(Some($crate::domain::ops_manager::DigestAccount { key, credentials, access_list }))
             }
 
             async fn record_nonce_use(

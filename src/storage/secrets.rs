@@ -34,6 +34,9 @@ pub const INSERT_SECRET: &str = "
     INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+pub const INSERT_SEALED: &str =
+    "INSERT INTO sealed_secrets (secret_id, sealed_key_id, sealed) VALUES ($1, $2, $3)";
+
 /// Locks the owner row (with the backend's row-lock suffix appended).
 pub const LOCK_OWNER: &str = "SELECT id FROM owners WHERE id = $1 AND org_id = $2";
 
@@ -143,6 +146,14 @@ macro_rules! impl_secret_store {
                 .bind(secret.expires_at)
                 .execute(&mut **tx)
                 .await?;
+            if let Some(sealed) = &secret.sealed {
+                sqlx::query($crate::storage::secrets::INSERT_SEALED)
+                    .bind(secret.id)
+                    .bind(&sealed.key_id)
+                    .bind(sealed.bytes.as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+            }
             Ok(())
         }
 

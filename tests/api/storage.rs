@@ -24,6 +24,7 @@ on_both_backends!(
     usage_batches_set_last_used_at,
     last_used_at_only_moves_forward,
     a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration,
+    key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration,
 );
 
 /// A change made straight on the store, as the server's host makes them.
@@ -363,6 +364,11 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
             .is_none()
     );
     drop(store);
+    drop_database(postgres_db).await;
+}
+
+/// Drops the Postgres database a migration test made, if it made one.
+async fn drop_database(postgres_db: Option<String>) {
     if let Some(name) = postgres_db {
         let mut admin = crate::common::admin_connection().await;
         let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
@@ -370,4 +376,85 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
             .await
             .unwrap();
     }
+}
+
+/// Key pairs made when their HA1 values were kept on the key pair's row find them, unchanged,
+/// beside their private key once the values are kept per secret (migration 10).
+async fn key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (postgres_db, url) = match backend {
+        Backend::Sqlite => (
+            None,
+            format!("sqlite://{}", dir.path().join("old.db").display()),
+        ),
+        Backend::Postgres => {
+            let (name, url) = crate::common::create_postgres_database().await;
+            (Some(name), url)
+        }
+    };
+    let private = PlainSecret::mint(SecretKind::ProgrammaticKey);
+    let (org, key, secret) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let sealed: Vec<u8> = (0..60).collect();
+    let rows = [
+        "INSERT INTO orgs (id, name, created_at) VALUES ($1, 'default', $4)",
+        "INSERT INTO owners (id, org_id) VALUES ($2, $1)",
+        "INSERT INTO programmatic_keys
+             (id, org_id, object_id, public_key, description, ha1_key_id, ha1_sealed, created_at)
+         VALUES ($2, $1, '0123456789abcdef01234567', 'oldpair', 'old', 'k1', $5, $4)",
+        "INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at)
+         VALUES ($3, 'programmatic_key', $6, 'hint', $2, '', $4)",
+    ];
+    macro_rules! seed_before_sealed_secrets {
+        ($pool:expr, $migrations:literal) => {{
+            let pool = $pool;
+            let mut before = sqlx::migrate!($migrations);
+            before.migrations = std::borrow::Cow::Owned(
+                before
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 10)
+                    .cloned()
+                    .collect(),
+            );
+            before.run(&pool).await.unwrap();
+            for sql in rows {
+                sqlx::query(sql)
+                    .bind(org)
+                    .bind(key)
+                    .bind(secret)
+                    .bind(now())
+                    .bind(sealed.clone())
+                    .bind(private.hash().as_bytes().to_vec())
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }};
+    }
+    match backend {
+        Backend::Sqlite => seed_before_sealed_secrets!(
+            sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap(),
+            "migrations/sqlite"
+        ),
+        Backend::Postgres => seed_before_sealed_secrets!(
+            sqlx::PgPool::connect(&url).await.unwrap(),
+            "migrations/postgres"
+        ),
+    }
+
+    let store = storage::connect(&url, 2).await.unwrap();
+    let account = store.find_digest_account("oldpair").await.unwrap().unwrap();
+    assert_eq!(account.key.id, key);
+    assert_eq!(account.credentials.len(), 1);
+    let credential = &account.credentials[0];
+    assert_eq!(credential.secret.id, secret);
+    assert_eq!(
+        (credential.ha1.key_id.as_str(), &credential.ha1.bytes),
+        ("k1", &sealed)
+    );
+    drop(store);
+    drop_database(postgres_db).await;
 }
