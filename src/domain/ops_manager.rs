@@ -378,15 +378,8 @@ pub struct DigestAccount {
     pub key: ProgrammaticKey,
     /// The private keys that may still work, the current one first: after a rotation with a
     /// grace period, the old one too until the grace ends.
-    pub credentials: Vec<DigestCredential>,
+    pub credentials: Vec<crate::domain::secret::SealedSecret>,
     pub access_list: Vec<AccessEntry>,
-}
-
-/// One private key of a key pair: its state, and its HA1 values sealed under the server key.
-#[derive(Clone, Debug)]
-pub struct DigestCredential {
-    pub secret: crate::domain::secret::SecretState,
-    pub ha1: Sealed,
 }
 
 /// One entry of a key's access list: a network its requests may come from.

@@ -82,6 +82,14 @@ pub struct SecretState {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A secret that may still work with the material checking it needs, sealed under the server
+/// key: a key pair's HA1 values, a webhook signing secret.
+#[derive(Clone, Debug)]
+pub struct SealedSecret {
+    pub secret: SecretState,
+    pub sealed: Sealed,
+}
+
 /// Where a secret stands at a moment of its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {

@@ -12,12 +12,11 @@ use super::projects::object_id;
 use super::rows::corrupt;
 use crate::domain::audit::Change;
 use crate::domain::ops_manager::{
-    AccessEntry, DigestAccount, DigestCredential, Grants, NewProgrammaticKey, ObjectId, OrgRole,
-    ProgrammaticKey, ProjectRole, parse_network,
+    AccessEntry, DigestAccount, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
+    ProjectRole, parse_network,
 };
 use crate::domain::secret::SecretMeta;
 use crate::error::Error;
-use crate::secrets::server_key::Sealed;
 
 #[async_trait]
 pub trait ProgrammaticKeyStore: Send + Sync + 'static {
@@ -136,20 +135,9 @@ pub fn select_key(filter: &str) -> String {
     )
 }
 
-/// A key pair by its public key (`$1`), one row per private key that has not ended by `$2`
-/// (the current one, and one rotated away whose grace has not ended), the current one first,
-/// each with its sealed HA1 values.
-pub fn select_digest_account() -> String {
-    format!(
-        "SELECT {KEY_COLUMNS}, x.sealed_key_id, x.sealed, {}
-         FROM programmatic_keys k
-         JOIN secrets s ON s.owner_id = k.id AND s.revoked_at IS NULL
-              AND (s.rotated_at IS NULL OR s.expires_at > $2)
-         JOIN sealed_secrets x ON x.secret_id = s.id
-         WHERE k.public_key = $1
-         ORDER BY s.rotated_at IS NOT NULL, s.created_at DESC",
-        super::rows::SECRET_COLUMNS
-    )
+/// A key pair by its public key.
+pub fn select_by_public_key() -> String {
+    format!("SELECT {KEY_COLUMNS} FROM programmatic_keys k WHERE k.public_key = $1")
 }
 
 /// Organization roles of the organization's keys (`$1`), or of one key (also `$2`).
@@ -201,39 +189,6 @@ impl TryFrom<KeyColumns> for ProgrammaticKey {
 pub type KeyRow = super::rows::WithKey<KeyColumns>;
 /// A key pair with its current secret.
 pub type Listed = (ProgrammaticKey, SecretMeta);
-
-#[derive(sqlx::FromRow)]
-pub struct DigestColumns {
-    #[sqlx(flatten)]
-    pub key: KeyColumns,
-    pub sealed_key_id: String,
-    pub sealed: Vec<u8>,
-}
-
-pub type DigestRow = super::rows::BySecret<DigestColumns>;
-
-/// A key pair found by its public key, before its roles and access list are read: the key
-/// pair, and its private keys, from rows ordered as [`select_digest_account`] orders them.
-pub fn found_account(
-    rows: Vec<DigestRow>,
-) -> Result<Option<(ProgrammaticKey, Vec<DigestCredential>)>> {
-    let mut key = None;
-    let mut credentials = Vec::with_capacity(rows.len());
-    for row in rows {
-        let ha1 = Sealed {
-            key_id: row.owner.sealed_key_id,
-            bytes: row.owner.sealed,
-        };
-        if key.is_none() {
-            key = Some(row.owner.key.try_into()?);
-        }
-        credentials.push(DigestCredential {
-            secret: row.secret.try_into()?,
-            ha1,
-        });
-    }
-    Ok(key.map(|key| (key, credentials)))
-}
 
 #[derive(sqlx::FromRow)]
 pub struct OrgRoleRow {
@@ -518,15 +473,13 @@ macro_rules! impl_programmatic_key_store {
                 public_key: &str,
             ) -> $crate::storage::Result<Option<$crate::domain::ops_manager::DigestAccount>> {
                 use $crate::storage::programmatic_keys as sql;
-                let rows: Vec<sql::DigestRow> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql::select_digest_account()))
-                        .bind(public_key)
-                        .bind($crate::domain::secret::now())
-                        .fetch_all(&self.pool)
-                        .await?;
-                let Some((mut key, credentials)) = sql::found_account(rows)? else {
+                let found: $crate::storage::Result<Option<$crate::domain::ops_manager::ProgrammaticKey>> =
+                    $crate::storage::fetch_rows!(optional, &self.pool, sql::KeyColumns, sql::select_by_public_key(), public_key);
+                let Some(mut key) = found? else {
                     return Ok(None);
                 };
+                let credentials =
+                    $crate::storage::SecretStore::live_sealed_secrets(self, key.id).await?;
                 read_roles(self, &mut key).await?;
                 let access_list = read_access_list(self, key.id).await?;
                 Ok(Some($crate::domain::ops_manager::DigestAccount { key, credentials, access_list }))

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::Result;
 use crate::domain::audit::Change;
-use crate::domain::secret::Rotation;
+use crate::domain::secret::{Rotation, SealedSecret};
+use crate::secrets::server_key::Sealed;
 
 #[async_trait]
 pub trait SecretStore: Send + Sync + 'static {
@@ -26,6 +27,45 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Writes `last_used_at` for a batch of secrets; it only ever moves forward, so instances
     /// flushing in any order keep the latest use.
     async fn record_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()>;
+
+    /// The owner's secrets kept sealed that have not ended: the current one first, then one
+    /// rotated away whose grace period has not passed. Revoked ones are left out; an expired
+    /// current one is not, so that the caller can say why it failed.
+    async fn live_sealed_secrets(&self, owner_id: Uuid) -> Result<Vec<SealedSecret>>;
+}
+
+/// `$1`'s sealed secrets that have not ended by `$2`, the current one first.
+pub fn select_live_sealed() -> String {
+    format!(
+        "SELECT {}, x.sealed_key_id, x.sealed
+         FROM secrets s
+         JOIN sealed_secrets x ON x.secret_id = s.id
+         WHERE s.owner_id = $1 AND s.revoked_at IS NULL
+           AND (s.rotated_at IS NULL OR s.expires_at > $2)
+         ORDER BY s.rotated_at IS NOT NULL, s.created_at DESC",
+        super::rows::SECRET_COLUMNS
+    )
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SealedRow {
+    #[sqlx(flatten)]
+    pub secret: super::rows::SecretColumns,
+    pub sealed_key_id: String,
+    pub sealed: Vec<u8>,
+}
+
+impl TryFrom<SealedRow> for SealedSecret {
+    type Error = crate::error::Error;
+    fn try_from(row: SealedRow) -> Result<SealedSecret> {
+        Ok(SealedSecret {
+            secret: row.secret.try_into()?,
+            sealed: Sealed {
+                key_id: row.sealed_key_id,
+                bytes: row.sealed,
+            },
+        })
+    }
 }
 
 pub const INSERT_OWNER: &str = "INSERT INTO owners (id, org_id) VALUES ($1, $2)";
@@ -114,6 +154,20 @@ macro_rules! impl_secret_store {
                 uses: &[(uuid::Uuid, chrono::DateTime<chrono::Utc>)],
             ) -> $crate::storage::Result<()> {
                 self.write_usage(uses).await
+            }
+
+            async fn live_sealed_secrets(
+                &self,
+                owner_id: uuid::Uuid,
+            ) -> $crate::storage::Result<Vec<$crate::domain::secret::SealedSecret>> {
+                $crate::storage::fetch_rows!(
+                    all,
+                    &self.pool,
+                    $crate::storage::secrets::SealedRow,
+                    $crate::storage::secrets::select_live_sealed(),
+                    owner_id,
+                    $crate::domain::secret::now()
+                )
             }
         }
 

@@ -24,7 +24,7 @@ on_both_backends!(
     usage_batches_set_last_used_at,
     last_used_at_only_moves_forward,
     a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration,
-    key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration,
+    sealed_material_moves_to_its_secret_unchanged_through_the_per_secret_migrations,
 );
 
 /// A change made straight on the store, as the server's host makes them.
@@ -378,9 +378,11 @@ async fn drop_database(postgres_db: Option<String>) {
     }
 }
 
-/// Key pairs made when their HA1 values were kept on the key pair's row find them, unchanged,
-/// beside their private key once the values are kept per secret (migration 10).
-async fn key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration(backend: Backend) {
+/// Key pairs and Agentex signing keys made when their sealed material was kept on the key's
+/// row find it, unchanged, beside their secret once it is kept per secret (migrations 10, 11).
+async fn sealed_material_moves_to_its_secret_unchanged_through_the_per_secret_migrations(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
     let (postgres_db, url) = match backend {
         Backend::Sqlite => (
@@ -393,7 +395,9 @@ async fn key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration
         }
     };
     let private = PlainSecret::mint(SecretKind::ProgrammaticKey);
+    let signing = PlainSecret::mint(SecretKind::AgentexSigningSecret);
     let (org, key, secret) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (agent, agentex_key, agentex_secret) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let sealed: Vec<u8> = (0..60).collect();
     let rows = [
         "INSERT INTO orgs (id, name, created_at) VALUES ($1, 'default', $4)",
@@ -403,6 +407,14 @@ async fn key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration
          VALUES ($2, $1, '0123456789abcdef01234567', 'oldpair', 'old', 'k1', $5, $4)",
         "INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at)
          VALUES ($3, 'programmatic_key', $6, 'hint', $2, '', $4)",
+        "INSERT INTO owners (id, org_id) VALUES ($7, $1)",
+        "INSERT INTO agents (id, org_id, name, mode, created_at) VALUES ($7, $1, 'edge', 'standard', $4)",
+        "INSERT INTO owners (id, org_id) VALUES ($8, $1)",
+        "INSERT INTO agent_api_keys
+             (id, org_id, agent_id, name, api_key_type, created_at, sealed_secret, sealed_key_id)
+         VALUES ($8, $1, $7, 'octo/repo', 'github', $4, $5, 'k2')",
+        "INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at)
+         VALUES ($9, 'agentex_signing_secret', $10, 'hint', $8, '', $4)",
     ];
     macro_rules! seed_before_sealed_secrets {
         ($pool:expr, $migrations:literal) => {{
@@ -425,6 +437,10 @@ async fn key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration
                     .bind(now())
                     .bind(sealed.clone())
                     .bind(private.hash().as_bytes().to_vec())
+                    .bind(agent)
+                    .bind(agentex_key)
+                    .bind(agentex_secret)
+                    .bind(signing.hash().as_bytes().to_vec())
                     .execute(&pool)
                     .await
                     .unwrap();
@@ -452,9 +468,14 @@ async fn key_pairs_keep_their_sealed_ha1_values_through_the_per_secret_migration
     let credential = &account.credentials[0];
     assert_eq!(credential.secret.id, secret);
     assert_eq!(
-        (credential.ha1.key_id.as_str(), &credential.ha1.bytes),
+        (credential.sealed.key_id.as_str(), &credential.sealed.bytes),
         ("k1", &sealed)
     );
+    let signing_secrets = store.live_sealed_secrets(agentex_key).await.unwrap();
+    assert_eq!(signing_secrets.len(), 1);
+    assert_eq!(signing_secrets[0].secret.id, agentex_secret);
+    let moved = &signing_secrets[0].sealed;
+    assert_eq!((moved.key_id.as_str(), &moved.bytes), ("k2", &sealed));
     drop(store);
     drop_database(postgres_db).await;
 }

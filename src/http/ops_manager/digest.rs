@@ -247,7 +247,7 @@ async fn check(parts: &Parts, state: &AppState, answer: &Answer) -> Result<Authe
     for credential in &account.credentials {
         let values = state
             .server_key
-            .open(&credential.ha1, &ha1_binding(account.key.id))
+            .open(&credential.sealed, &ha1_binding(account.key.id))
             .ok_or_else(|| {
                 Error::internal("a key pair's HA1 is sealed under another server key; do all instances share KEYGATE_SECRET_KEY?")
             })?;
