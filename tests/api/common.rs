@@ -331,11 +331,7 @@ impl Drop for TestApp {
                     .enable_all()
                     .build()
                     .unwrap();
-                runtime.block_on(async {
-                    let mut admin = admin_connection().await;
-                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                    let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
-                });
+                runtime.block_on(drop_postgres_database(&name));
             })
             .join()
             .unwrap();
@@ -352,6 +348,15 @@ pub async fn admin_connection() -> sqlx::PgConnection {
 }
 
 /// A fresh database on the test Postgres server: (name, URL).
+/// Drops a database [`create_postgres_database`] made, whoever is still connected to it. A
+/// failure leaves the database behind rather than failing the test (this also runs in `Drop`,
+/// perhaps while a failed test unwinds).
+pub async fn drop_postgres_database(name: &str) {
+    let mut admin = admin_connection().await;
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
+}
+
 pub async fn create_postgres_database() -> (String, String) {
     let name = format!("keygate_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = admin_connection().await;

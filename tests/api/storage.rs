@@ -392,11 +392,7 @@ async fn empty_database(backend: Backend, dir: &tempfile::TempDir) -> (Option<St
 /// Drops the Postgres database a migration test made, if it made one.
 async fn drop_database(postgres_db: Option<String>) {
     if let Some(name) = postgres_db {
-        let mut admin = crate::common::admin_connection().await;
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql))
-            .await
-            .unwrap();
+        crate::common::drop_postgres_database(&name).await;
     }
 }
 
