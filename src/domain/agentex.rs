@@ -258,8 +258,8 @@ pub struct NewAgentApiKey {
     pub agent_id: Uuid,
     pub name: String,
     pub api_key_type: AgentApiKeyType,
+    /// Its secret; a signing secret's is also sealed under the server key.
     pub secret: NewSecret,
-    pub sealed: Option<Sealed>,
 }
 
 impl NewAgentApiKey {
@@ -277,20 +277,43 @@ impl NewAgentApiKey {
             None => PlainSecret::mint(kind),
         };
         let id = Uuid::now_v7();
-        let sealed = spec.api_key_type.is_signing().then(|| {
-            let context = sealing_context(id, agent.id, spec.api_key_type);
-            server_key.seal(plain.expose().as_bytes(), &context)
-        });
+        let secret = stored_secret(
+            id,
+            agent.id,
+            spec.api_key_type,
+            &plain,
+            expires_at,
+            server_key,
+        );
         let key = NewAgentApiKey {
             id,
             org_id: agent.org_id,
             agent_id: agent.id,
             name: spec.name,
             api_key_type: spec.api_key_type,
-            secret: NewSecret::from_plain(kind, &plain, expires_at),
-            sealed,
+            secret,
         };
         (key, plain)
+    }
+}
+
+/// The stored form of `plain`, a secret of key `id` of `agent_id`: its digest and, for a
+/// signing secret, the secret sealed under the server key and bound to the key.
+pub fn stored_secret(
+    id: Uuid,
+    agent_id: Uuid,
+    api_key_type: AgentApiKeyType,
+    plain: &PlainSecret,
+    expires_at: Option<DateTime<Utc>>,
+    server_key: &ServerKey,
+) -> NewSecret {
+    let sealed = api_key_type.is_signing().then(|| {
+        let context = sealing_context(id, agent_id, api_key_type);
+        server_key.seal(plain.expose().as_bytes(), &context)
+    });
+    NewSecret {
+        sealed,
+        ..NewSecret::from_plain(api_key_type.secret_kind(), plain, expires_at)
     }
 }
 
@@ -304,21 +327,17 @@ pub struct AgentApiKey {
     pub name: String,
     pub api_key_type: AgentApiKeyType,
     pub created_at: DateTime<Utc>,
-    /// The signing secret of a github or slack key, sealed under the server key.
-    pub sealed: Option<Sealed>,
 }
 
 impl AgentApiKey {
-    /// The plain signing secret of a github or slack key. A bearer key has none, and a sealed
-    /// secret the server key cannot open (another server key, an altered or moved row) is an
-    /// internal error, logged with both key ids.
-    pub fn signing_secret(&self, server_key: &ServerKey) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let Some(sealed) = &self.sealed else {
-            return Err(Error::internal(format!(
-                "agent API key {} has no signing secret",
-                self.id
-            )));
-        };
+    /// The plain signing secret `sealed` of this github or slack key. A sealed secret the
+    /// server key cannot open (another server key, an altered or moved row) is an internal
+    /// error, logged with both key ids.
+    pub fn signing_secret(
+        &self,
+        sealed: &Sealed,
+        server_key: &ServerKey,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let context = sealing_context(self.id, self.agent_id, self.api_key_type);
         server_key.open(sealed, &context).ok_or_else(|| {
             Error::internal(format!(
@@ -561,20 +580,20 @@ mod tests {
             name: new.name.clone(),
             api_key_type: new.api_key_type,
             created_at: new.secret.created_at,
-            sealed: new.sealed.clone(),
         };
-        let opened = stored.signing_secret(&server_key).unwrap();
+        let sealed = new.secret.sealed.clone().unwrap();
+        let opened = stored.signing_secret(&sealed, &server_key).unwrap();
         assert_eq!(opened.as_slice(), plain.expose().as_bytes());
         let moved = AgentApiKey {
             id: Uuid::now_v7(),
             ..stored.clone()
         };
-        assert!(moved.signing_secret(&server_key).is_err());
+        assert!(moved.signing_secret(&sealed, &server_key).is_err());
         let retyped = AgentApiKey {
             api_key_type: AgentApiKeyType::Slack,
             ..stored
         };
-        assert!(retyped.signing_secret(&server_key).is_err());
+        assert!(retyped.signing_secret(&sealed, &server_key).is_err());
     }
 
     #[test]

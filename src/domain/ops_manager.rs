@@ -300,8 +300,8 @@ pub struct ProgrammaticKey {
 #[derive(Clone, Debug)]
 pub struct NewProgrammaticKey {
     pub key: ProgrammaticKey,
+    /// The private key, with its sealed HA1 values.
     pub secret: NewSecret,
-    pub ha1: Sealed,
 }
 
 /// Lower-case letters for public keys, which clients show and type.
@@ -326,8 +326,7 @@ impl NewProgrammaticKey {
             .collect();
         let plain = PlainSecret::mint(SecretKind::ProgrammaticKey);
         let id = Uuid::now_v7();
-        let secret = NewSecret::from_plain(SecretKind::ProgrammaticKey, &plain, expires_at);
-        let ha1 = seal(&ha1_values(&public_key, &plain), &ha1_binding(id));
+        let secret = private_key_secret(id, &public_key, &plain, expires_at, seal);
         let key = ProgrammaticKey {
             id,
             object_id: ObjectId::new(),
@@ -337,7 +336,22 @@ impl NewProgrammaticKey {
             roles,
             created_at: secret.created_at,
         };
-        (NewProgrammaticKey { key, secret, ha1 }, plain)
+        (NewProgrammaticKey { key, secret }, plain)
+    }
+}
+
+/// The stored form of private key `plain` of key pair `id` (public key `public_key`): its
+/// digest, and the HA1 values Digest checks need, sealed by `seal` and bound to the key pair.
+pub fn private_key_secret(
+    id: Uuid,
+    public_key: &str,
+    plain: &PlainSecret,
+    expires_at: Option<DateTime<Utc>>,
+    seal: impl FnOnce(&[u8], &[u8]) -> Sealed,
+) -> NewSecret {
+    NewSecret {
+        sealed: Some(seal(&ha1_values(public_key, plain), &ha1_binding(id))),
+        ..NewSecret::from_plain(SecretKind::ProgrammaticKey, plain, expires_at)
     }
 }
 
@@ -362,8 +376,9 @@ fn ha1_values(public_key: &str, private: &PlainSecret) -> Vec<u8> {
 #[derive(Clone, Debug)]
 pub struct DigestAccount {
     pub key: ProgrammaticKey,
-    pub secret: crate::domain::secret::SecretState,
-    pub ha1: Sealed,
+    /// The private keys that may still work, the current one first: after a rotation with a
+    /// grace period, the old one too until the grace ends.
+    pub credentials: Vec<crate::domain::secret::SealedSecret>,
     pub access_list: Vec<AccessEntry>,
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::secrets::server_key::Sealed;
 use crate::secrets::{PlainSecret, SecretHash, SecretKind};
 
 /// The current time as both databases keep it (Postgres stores microseconds).
@@ -36,6 +37,9 @@ pub struct NewSecret {
     pub hint: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// What checking it needs beyond a digest, sealed under the server key: a key pair's
+    /// Digest HA1 values. Stored beside this secret and gone with it.
+    pub sealed: Option<Sealed>,
 }
 
 impl NewSecret {
@@ -52,6 +56,7 @@ impl NewSecret {
             hint: plain.hint(),
             created_at: now(),
             expires_at,
+            sealed: None,
         }
     }
 }
@@ -75,6 +80,14 @@ pub struct SecretState {
     pub hash: SecretHash,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A secret that may still work with the material checking it needs, sealed under the server
+/// key: a key pair's HA1 values, a webhook signing secret.
+#[derive(Clone, Debug)]
+pub struct SealedSecret {
+    pub secret: SecretState,
+    pub sealed: Sealed,
 }
 
 /// Where a secret stands at a moment of its lifecycle.

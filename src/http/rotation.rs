@@ -57,6 +57,25 @@ impl RotateRequest {
         current: Uuid,
         change: &Change,
     ) -> Result<Rotated, Error> {
+        let stored =
+            |plain: &PlainSecret, expires_at| NewSecret::from_plain(kind, plain, expires_at);
+        self.rotate_to(store, kind, owner, slot, current, change, stored)
+            .await
+    }
+
+    /// [`Self::rotate`] for a kind whose stored form is more than a digest: `stored` makes it
+    /// from the newly minted secret and the expiry asked for.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rotate_to(
+        self,
+        store: &dyn Store,
+        kind: SecretKind,
+        owner: OwnerRef,
+        slot: String,
+        current: Uuid,
+        change: &Change,
+        stored: impl FnOnce(&PlainSecret, Option<DateTime<Utc>>) -> NewSecret,
+    ) -> Result<Rotated, Error> {
         let grace = self.grace_period_seconds.unwrap_or(0);
         if grace > MAX_GRACE_SECONDS {
             let message = format!("it must be at most {MAX_GRACE_SECONDS}");
@@ -69,7 +88,7 @@ impl RotateRequest {
             None => None,
         };
         let plain = PlainSecret::mint(kind);
-        let successor = NewSecret::from_plain(kind, &plain, asked);
+        let successor = stored(&plain, asked);
         let created_at = successor.created_at;
         let rotation = Rotation {
             owner,

@@ -11,7 +11,6 @@ use crate::domain::agentex::{AgentApiKey, AgentApiKeyType, NewAgentApiKey, Page}
 use crate::domain::audit::Change;
 use crate::domain::secret::{SecretMeta, SecretState};
 use crate::error::Error;
-use crate::secrets::server_key::Sealed;
 use crate::secrets::{SecretHash, SecretKind};
 
 #[async_trait]
@@ -52,15 +51,15 @@ pub trait AgentApiKeyStore: Send + Sync + 'static {
 
 pub const INSERT_AGENT_API_KEY: &str = "
     INSERT INTO agent_api_keys
-        (id, org_id, agent_id, name, api_key_type, created_at, sealed_secret, sealed_key_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        (id, org_id, agent_id, name, api_key_type, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// Whether `$1` is an agent API key of organization `$2`: deleting an owner by id must not
 /// delete an agent or an API key named by a mistaken id.
 pub const IS_AGENT_API_KEY: &str = "SELECT id FROM agent_api_keys WHERE id = $1 AND org_id = $2";
 
 const AGENT_API_KEY_COLUMNS: &str = "k.id, k.org_id, k.agent_id, a.name AS agent_name, k.name,
-    k.api_key_type, k.created_at, k.sealed_secret, k.sealed_key_id";
+    k.api_key_type, k.created_at";
 
 /// Agent API keys with their secret.
 pub fn select_agent_api_key(filter: &str) -> String {
@@ -96,18 +95,11 @@ pub struct AgentApiKeyColumns {
     pub name: String,
     pub api_key_type: String,
     pub created_at: DateTime<Utc>,
-    pub sealed_secret: Option<Vec<u8>>,
-    pub sealed_key_id: Option<String>,
 }
 
 impl TryFrom<AgentApiKeyColumns> for AgentApiKey {
     type Error = Error;
     fn try_from(row: AgentApiKeyColumns) -> Result<AgentApiKey> {
-        let sealed = match (row.sealed_secret, row.sealed_key_id) {
-            (Some(bytes), Some(key_id)) => Some(Sealed { key_id, bytes }),
-            (None, None) => None,
-            _ => return Err(corrupt("sealed secret without its key id", "?")),
-        };
         Ok(AgentApiKey {
             id: row.id,
             org_id: row.org_id,
@@ -117,7 +109,6 @@ impl TryFrom<AgentApiKeyColumns> for AgentApiKey {
                 .ok_or_else(|| corrupt("agent API key type", &row.api_key_type))?,
             name: row.name,
             created_at: row.created_at,
-            sealed,
         })
     }
 }
@@ -150,8 +141,6 @@ macro_rules! impl_agent_api_key_store {
                         .bind(&key.name)
                         .bind(key.api_key_type.as_str())
                         .bind(key.secret.created_at)
-                        .bind(key.sealed.as_ref().map(|sealed| sealed.bytes.as_slice()))
-                        .bind(key.sealed.as_ref().map(|sealed| sealed.key_id.as_str()))
                         .execute(&mut **tx)
                         .await
                         .map_err(|err| match &err {

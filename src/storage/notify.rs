@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 /// The Postgres channel every committed write notifies.
 pub const CHANNEL: &str = "keygate_changes";
@@ -62,32 +64,110 @@ impl Changes {
     }
 }
 
-/// Listens on [`CHANNEL`] with a connection of its own (not one of the pool's) and bumps
-/// `changes` on every notification. Returns once `LISTEN` is in place, so changes committed
-/// after this returns are heard.
-pub async fn follow(url: &str, changes: Arc<Changes>) -> Result<JoinHandle<()>, sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(tokio::spawn(async move {
+/// How the listener tells a live connection from a dead one. A peer that vanished without a
+/// reset leaves a socket that simply never reads again, so the listener asks for a heartbeat
+/// of its own every `heartbeat` and, when nothing at all has arrived for `silence`, takes the
+/// connection for dead: it bypasses the cache, connects afresh and then forgets everything
+/// cached before.
+#[derive(Clone, Copy, Debug)]
+pub struct Liveness {
+    pub heartbeat: Duration,
+    pub silence: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Liveness {
+        Liveness {
+            heartbeat: Duration::from_secs(5),
+            silence: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Listens on [`CHANNEL`] with a connection of its own to `url` (not one of the pool's) and
+/// bumps `changes` on every notification; `pool` sends the listener's heartbeats. Returns once
+/// `LISTEN` is in place, so changes committed after this returns are heard.
+pub async fn follow(
+    url: &str,
+    pool: PgPool,
+    changes: Arc<Changes>,
+    liveness: Liveness,
+) -> Result<JoinHandle<()>, sqlx::Error> {
+    // A channel only this listener hears.
+    let heartbeat = format!("keygate_heartbeat_{}", Uuid::new_v4().simple());
+    let mut listener = listen(url, &heartbeat).await?;
+    let url = url.to_owned();
+    let beat = {
+        let heartbeat = heartbeat.clone();
+        async move {
+            let mut every = tokio::time::interval(liveness.heartbeat);
+            loop {
+                every.tick().await;
+                let sent = sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(&heartbeat)
+                    .execute(&pool)
+                    .await;
+                if let Err(err) = sent {
+                    tracing::debug!(error = %err, "change listener heartbeat not sent");
+                }
+            }
+        }
+    };
+    let hear = async move {
         loop {
-            match listener.try_recv().await {
-                Ok(Some(_)) => changes.bump(),
+            match tokio::time::timeout(liveness.silence, listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => {
+                    if notification.channel() == CHANNEL {
+                        changes.bump();
+                    }
+                }
                 // The connection was lost and is back, LISTEN included: what was sent between
                 // went unheard, so everything cached before is forgotten.
-                Ok(None) => {
+                Ok(Ok(None)) => {
                     tracing::warn!("lost the change listener's connection; cache cleared");
                     changes.hearing();
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     // Until the listener is back, the cache is bypassed rather than trusted.
                     tracing::warn!(error = %err, "change listener cannot reconnect; cache bypassed");
                     changes.deafened();
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    if listener.listen(CHANNEL).await.is_ok() {
+                    if listener
+                        .listen_all([CHANNEL, heartbeat.as_str()])
+                        .await
+                        .is_ok()
+                    {
                         changes.hearing();
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        silence = ?liveness.silence,
+                        "change listener heard nothing, not even its heartbeat; reconnecting, cache bypassed"
+                    );
+                    changes.deafened();
+                    match listen(&url, &heartbeat).await {
+                        Ok(fresh) => {
+                            listener = fresh;
+                            changes.hearing();
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "change listener cannot reconnect");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 }
             }
         }
+    };
+    Ok(tokio::spawn(async move {
+        tokio::join!(beat, hear);
     }))
+}
+
+/// A new connection listening on [`CHANNEL`] and on `heartbeat`.
+async fn listen(url: &str, heartbeat: &str) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect(url).await?;
+    listener.listen_all([CHANNEL, heartbeat]).await?;
+    Ok(listener)
 }

@@ -15,7 +15,7 @@ use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::idempotency::impl_idempotency_store;
 use super::machine_identities::impl_machine_identity_store;
-use super::notify::{self, ChangeFeed, Changes};
+use super::notify::{self, ChangeFeed, Changes, Liveness};
 use super::orgs::impl_org_store;
 use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
@@ -63,7 +63,8 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let changes = Arc::new(Changes::default());
-        let listener = notify::follow(url, changes.clone()).await?;
+        let listener =
+            notify::follow(url, pool.clone(), changes.clone(), Liveness::default()).await?;
         Ok(PostgresStore {
             pool,
             changes,

@@ -15,9 +15,8 @@ use crate::domain::ops_manager::{
     AccessEntry, DigestAccount, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, parse_network,
 };
-use crate::domain::secret::{SecretMeta, SecretState};
+use crate::domain::secret::SecretMeta;
 use crate::error::Error;
-use crate::secrets::server_key::Sealed;
 
 #[async_trait]
 pub trait ProgrammaticKeyStore: Send + Sync + 'static {
@@ -98,9 +97,8 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
 }
 
 pub const INSERT_KEY: &str = "
-    INSERT INTO programmatic_keys (id, org_id, object_id, public_key, description, ha1_key_id,
-                                   ha1_sealed, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    INSERT INTO programmatic_keys (id, org_id, object_id, public_key, description, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6)";
 pub const INSERT_ORG_ROLE: &str =
     "INSERT INTO programmatic_key_org_roles (key_id, role) VALUES ($1, $2)";
 pub const DELETE_ORG_ROLES: &str = "DELETE FROM programmatic_key_org_roles WHERE key_id = $1";
@@ -137,15 +135,9 @@ pub fn select_key(filter: &str) -> String {
     )
 }
 
-/// A key pair by its public key, with its secret's state and sealed HA1 values.
-pub fn select_digest_account() -> String {
-    format!(
-        "SELECT {KEY_COLUMNS}, k.ha1_key_id, k.ha1_sealed, {}
-         FROM programmatic_keys k
-         JOIN secrets s ON s.owner_id = k.id AND s.rotated_at IS NULL
-         WHERE k.public_key = $1",
-        super::rows::SECRET_COLUMNS
-    )
+/// A key pair by its public key.
+pub fn select_by_public_key() -> String {
+    format!("SELECT {KEY_COLUMNS} FROM programmatic_keys k WHERE k.public_key = $1")
 }
 
 /// Organization roles of the organization's keys (`$1`), or of one key (also `$2`).
@@ -197,42 +189,6 @@ impl TryFrom<KeyColumns> for ProgrammaticKey {
 pub type KeyRow = super::rows::WithKey<KeyColumns>;
 /// A key pair with its current secret.
 pub type Listed = (ProgrammaticKey, SecretMeta);
-
-#[derive(sqlx::FromRow)]
-pub struct DigestColumns {
-    #[sqlx(flatten)]
-    pub key: KeyColumns,
-    pub ha1_key_id: String,
-    pub ha1_sealed: Vec<u8>,
-}
-
-/// A key pair found by its public key, before its roles and access list are read.
-pub struct FoundAccount {
-    pub key: ProgrammaticKey,
-    pub secret: SecretState,
-    pub ha1: Sealed,
-}
-
-pub type DigestRow = super::rows::BySecret<DigestColumns>;
-
-impl TryFrom<DigestColumns> for (ProgrammaticKey, Sealed) {
-    type Error = Error;
-    fn try_from(row: DigestColumns) -> Result<(ProgrammaticKey, Sealed)> {
-        let sealed = Sealed {
-            key_id: row.ha1_key_id,
-            bytes: row.ha1_sealed,
-        };
-        Ok((row.key.try_into()?, sealed))
-    }
-}
-
-impl TryFrom<DigestRow> for FoundAccount {
-    type Error = Error;
-    fn try_from(row: DigestRow) -> Result<FoundAccount> {
-        let (secret, (key, ha1)): (SecretState, (ProgrammaticKey, Sealed)) = row.try_into()?;
-        Ok(FoundAccount { key, secret, ha1 })
-    }
-}
 
 #[derive(sqlx::FromRow)]
 pub struct OrgRoleRow {
@@ -326,8 +282,6 @@ macro_rules! impl_programmatic_key_store {
                         .bind(key.object_id.to_string())
                         .bind(&key.public_key)
                         .bind(&key.desc)
-                        .bind(&new.ha1.key_id)
-                        .bind(new.ha1.bytes.as_slice())
                         .bind(key.created_at)
                         .execute(&mut **tx)
                         .await?;
@@ -519,15 +473,16 @@ macro_rules! impl_programmatic_key_store {
                 public_key: &str,
             ) -> $crate::storage::Result<Option<$crate::domain::ops_manager::DigestAccount>> {
                 use $crate::storage::programmatic_keys as sql;
-                let found: $crate::storage::Result<Option<sql::FoundAccount>> = $crate::storage::fetch_rows!(
-                    optional, &self.pool, sql::DigestRow, sql::select_digest_account(), public_key
-                );
-                let Some(sql::FoundAccount { mut key, secret, ha1 }) = found? else {
+                let found: $crate::storage::Result<Option<$crate::domain::ops_manager::ProgrammaticKey>> =
+                    $crate::storage::fetch_rows!(optional, &self.pool, sql::KeyColumns, sql::select_by_public_key(), public_key);
+                let Some(mut key) = found? else {
                     return Ok(None);
                 };
+                let credentials =
+                    $crate::storage::SecretStore::live_sealed_secrets(self, key.id).await?;
                 read_roles(self, &mut key).await?;
                 let access_list = read_access_list(self, key.id).await?;
-                Ok(Some($crate::domain::ops_manager::DigestAccount { key, secret, ha1, access_list }))
+                Ok(Some($crate::domain::ops_manager::DigestAccount { key, credentials, access_list }))
             }
 
             async fn record_nonce_use(

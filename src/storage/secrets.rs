@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::Result;
 use crate::domain::audit::Change;
-use crate::domain::secret::Rotation;
+use crate::domain::secret::{Rotation, SealedSecret};
+use crate::secrets::server_key::Sealed;
 
 #[async_trait]
 pub trait SecretStore: Send + Sync + 'static {
@@ -26,6 +27,45 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Writes `last_used_at` for a batch of secrets; it only ever moves forward, so instances
     /// flushing in any order keep the latest use.
     async fn record_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()>;
+
+    /// The owner's secrets kept sealed that have not ended: the current one first, then one
+    /// rotated away whose grace period has not passed. Revoked ones are left out; an expired
+    /// current one is not, so that the caller can say why it failed.
+    async fn live_sealed_secrets(&self, owner_id: Uuid) -> Result<Vec<SealedSecret>>;
+}
+
+/// `$1`'s sealed secrets that have not ended by `$2`, the current one first.
+pub fn select_live_sealed() -> String {
+    format!(
+        "SELECT {}, x.sealed_key_id, x.sealed
+         FROM secrets s
+         JOIN sealed_secrets x ON x.secret_id = s.id
+         WHERE s.owner_id = $1 AND s.revoked_at IS NULL
+           AND (s.rotated_at IS NULL OR s.expires_at > $2)
+         ORDER BY s.rotated_at IS NOT NULL, s.created_at DESC",
+        super::rows::SECRET_COLUMNS
+    )
+}
+
+#[derive(sqlx::FromRow)]
+pub struct SealedRow {
+    #[sqlx(flatten)]
+    pub secret: super::rows::SecretColumns,
+    pub sealed_key_id: String,
+    pub sealed: Vec<u8>,
+}
+
+impl TryFrom<SealedRow> for SealedSecret {
+    type Error = crate::error::Error;
+    fn try_from(row: SealedRow) -> Result<SealedSecret> {
+        Ok(SealedSecret {
+            secret: row.secret.try_into()?,
+            sealed: Sealed {
+                key_id: row.sealed_key_id,
+                bytes: row.sealed,
+            },
+        })
+    }
 }
 
 pub const INSERT_OWNER: &str = "INSERT INTO owners (id, org_id) VALUES ($1, $2)";
@@ -33,6 +73,9 @@ pub const INSERT_OWNER: &str = "INSERT INTO owners (id, org_id) VALUES ($1, $2)"
 pub const INSERT_SECRET: &str = "
     INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at, expires_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+pub const INSERT_SEALED: &str =
+    "INSERT INTO sealed_secrets (secret_id, sealed_key_id, sealed) VALUES ($1, $2, $3)";
 
 /// Locks the owner row (with the backend's row-lock suffix appended).
 pub const LOCK_OWNER: &str = "SELECT id FROM owners WHERE id = $1 AND org_id = $2";
@@ -112,6 +155,20 @@ macro_rules! impl_secret_store {
             ) -> $crate::storage::Result<()> {
                 self.write_usage(uses).await
             }
+
+            async fn live_sealed_secrets(
+                &self,
+                owner_id: uuid::Uuid,
+            ) -> $crate::storage::Result<Vec<$crate::domain::secret::SealedSecret>> {
+                $crate::storage::fetch_rows!(
+                    all,
+                    &self.pool,
+                    $crate::storage::secrets::SealedRow,
+                    $crate::storage::secrets::select_live_sealed(),
+                    owner_id,
+                    $crate::domain::secret::now()
+                )
+            }
         }
 
         async fn insert_owner(
@@ -143,6 +200,14 @@ macro_rules! impl_secret_store {
                 .bind(secret.expires_at)
                 .execute(&mut **tx)
                 .await?;
+            if let Some(sealed) = &secret.sealed {
+                sqlx::query($crate::storage::secrets::INSERT_SEALED)
+                    .bind(secret.id)
+                    .bind(&sealed.key_id)
+                    .bind(sealed.bytes.as_slice())
+                    .execute(&mut **tx)
+                    .await?;
+            }
             Ok(())
         }
 

@@ -122,3 +122,127 @@ async fn a_revocation_through_one_instance_is_refused_by_another() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A listener whose connection went silent — the database's end vanished without a reset, so
+/// the socket simply never reads again — notices by its own heartbeat, bypasses the cache while
+/// it reconnects, and forgets everything cached before: the changes it missed cannot be served
+/// stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres: set KEYGATE_TEST_POSTGRES_URL and pass --include-ignored"]
+async fn a_listener_whose_connection_went_silent_reconnects_and_forgets_the_cache() {
+    use keygate::storage::notify::{self, CHANNEL, Changes, Liveness};
+
+    let (name, url) = crate::common::create_postgres_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut through_proxy = url::Url::parse(&url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        through_proxy.host_str().unwrap(),
+        through_proxy.port().unwrap_or(5432)
+    );
+    let proxy = FreezingProxy::start(upstream).await;
+    through_proxy.set_port(Some(proxy.port)).unwrap();
+
+    let changes = std::sync::Arc::new(Changes::default());
+    let liveness = Liveness {
+        heartbeat: Duration::from_millis(100),
+        silence: Duration::from_millis(600),
+    };
+    let listener = notify::follow(
+        through_proxy.as_str(),
+        pool.clone(),
+        changes.clone(),
+        liveness,
+    )
+    .await
+    .unwrap();
+    let notify_change = || {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+    };
+
+    let before = changes.generation().unwrap();
+    notify_change().await.unwrap();
+    let heard = generation_after(&changes, before).await;
+
+    proxy.freeze();
+    // This change is never delivered on the silent connection; the reconnect makes up for it.
+    notify_change().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        changes.generation(),
+        Some(heard),
+        "the silence is not noticed yet"
+    );
+    let reconnected = generation_after(&changes, heard).await;
+
+    // And the new connection hears changes again.
+    notify_change().await.unwrap();
+    generation_after(&changes, reconnected).await;
+
+    listener.abort();
+    pool.close().await;
+    crate::common::drop_postgres_database(&name).await;
+}
+
+/// Waits (at most 5 s) for a generation newer than `before`, and returns it.
+async fn generation_after(changes: &keygate::storage::notify::Changes, before: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match changes.generation() {
+            Some(now) if now > before => return now,
+            _ => assert!(Instant::now() < deadline, "no new generation after 5 s"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP proxy whose connections can be made to go silent: after `freeze`, the connections it
+/// carried stay open but pass nothing, as when a peer vanishes without a reset; connections
+/// made afterwards pass as usual.
+struct FreezingProxy {
+    port: u16,
+    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: String) -> FreezingProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let epoch = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = epoch.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let born = current.load(Ordering::SeqCst);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (mut from, mut to) in [(client_read, server_write), (server_read, client_write)]
+                {
+                    let current = current.clone();
+                    tokio::spawn(async move {
+                        let mut buffer = vec![0; 16 * 1024];
+                        while let Ok(read) = from.read(&mut buffer).await {
+                            if read == 0 || current.load(Ordering::SeqCst) != born {
+                                // Silent from now on: hold both ends open, pass nothing.
+                                std::future::pending::<()>().await;
+                            }
+                            if to.write_all(&buffer[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezingProxy { port, epoch }
+    }
+
+    fn freeze(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

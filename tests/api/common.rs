@@ -404,24 +404,20 @@ impl Drop for TestApp {
             server.abort();
         }
         if let Some(name) = self.postgres_db.take() {
-            drop_postgres_database(name);
+            drop_postgres_database_now(name);
         }
     }
 }
 
-/// Drops a database of the test Postgres server, from outside async context (`Drop`): a
-/// short-lived runtime on its own thread.
-pub fn drop_postgres_database(name: String) {
+/// [`drop_postgres_database`] from outside async context (`Drop`): a short-lived runtime on its
+/// own thread.
+pub fn drop_postgres_database_now(name: String) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let mut admin = admin_connection().await;
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
-        });
+        runtime.block_on(drop_postgres_database(&name));
     })
     .join()
     .unwrap();
@@ -433,6 +429,15 @@ pub async fn admin_connection() -> sqlx::PgConnection {
     <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .unwrap_or_else(|err| panic!("cannot reach Postgres at {POSTGRES_ENV}: {err}"))
+}
+
+/// Drops a database [`create_postgres_database`] made, whoever is still connected to it. A
+/// failure leaves the database behind rather than failing the test (this also runs in `Drop`,
+/// perhaps while a failed test unwinds).
+pub async fn drop_postgres_database(name: &str) {
+    let mut admin = admin_connection().await;
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let _ = sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql)).await;
 }
 
 /// A fresh database on the test Postgres server: (name, URL).

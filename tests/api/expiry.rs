@@ -8,8 +8,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends};
-use crate::ops_manager::{BASE, DigestClient, KeyPair, org_id};
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, captured_logs, on_both_backends};
+use crate::ops_manager::{BASE, DigestClient, KeyPair, key_pair, org_id};
 
 on_both_backends!(
     a_past_expiry_is_refused_in_each_familys_dialect,
@@ -18,6 +18,7 @@ on_both_backends!(
     an_organization_policy_caps_the_lifetime_of_every_kind,
     a_rotation_never_outlives_the_policy,
     only_admins_set_a_policy_and_only_a_sound_one,
+    a_key_pair_rotated_with_grace_signs_in_with_either_private_key_until_the_grace_ends,
 );
 
 /// How far ahead the short-lived keys expire; verification is polled for at most [`WAIT`].
@@ -487,4 +488,83 @@ async fn only_admins_set_a_policy_and_only_a_sound_one(backend: Backend) {
     app.create_agent("unbounded").await;
     let (_, agent) = app.get("/agents/unbounded", ADMIN).await;
     assert_eq!(agent["key"]["expires_at"], Value::Null);
+}
+
+async fn a_key_pair_rotated_with_grace_signs_in_with_either_private_key_until_the_grace_ends(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let old = key_pair(&app, json!(["ORG_OWNER"])).await;
+    let org = org_id(&app, ADMIN).await;
+    let path = format!("{BASE}/orgs/{org}/apiKeys/{}", old.id);
+    let signs_in = |key: &KeyPair| {
+        let client = DigestClient::new(&app, key);
+        let path = format!("{BASE}/orgs/{org}/apiKeys");
+        async move { client.send(Method::GET, &path, None).await.0 }
+    };
+    assert_eq!(signs_in(&old).await, StatusCode::OK);
+
+    let expires_at = in_seconds(HOUR);
+    let body = json!({"grace_period_seconds": LIFE_SECONDS, "expires_at": expires_at});
+    let (status, rotated) = app.post(&format!("{path}/rotate"), ADMIN, body).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(
+        rotated["publicKey"],
+        old.public.as_str(),
+        "the same user name"
+    );
+    assert_eq!(timestamp(&rotated["expiresAt"]), expires_at);
+    let new = KeyPair {
+        id: old.id.clone(),
+        public: old.public.clone(),
+        private: rotated["privateKey"].as_str().unwrap().to_owned(),
+    };
+    assert_ne!(new.private, old.private);
+    assert!(new.private.starts_with("mdbpk_"), "shown in full, once");
+    assert_eq!(signs_in(&new).await, StatusCode::OK);
+    assert_eq!(
+        signs_in(&old).await,
+        StatusCode::OK,
+        "within the grace period"
+    );
+
+    let (_, listed) = app.get(&path, ADMIN).await;
+    assert_eq!(timestamp(&listed["expiresAt"]), expires_at);
+    assert!(
+        !listed.to_string().contains(&new.private),
+        "masked once shown"
+    );
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while signs_in(&old).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old key outlived its grace"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(signs_in(&new).await, StatusCode::OK);
+
+    // Without grace the old private key stops at once.
+    let (status, again) = app.post(&format!("{path}/rotate"), ADMIN, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(signs_in(&new).await, StatusCode::UNAUTHORIZED);
+    let newest = KeyPair {
+        private: again["privateKey"].as_str().unwrap().to_owned(),
+        ..new
+    };
+    assert_eq!(signs_in(&newest).await, StatusCode::OK);
+    assert_eq!(
+        timestamp(&again["expiresAt"]),
+        expires_at,
+        "the expiry carries over"
+    );
+
+    let logs = captured_logs();
+    for private in [&old.private, &newest.private] {
+        assert!(
+            !logs.contains(private.as_str()),
+            "a private key reached the logs"
+        );
+    }
 }

@@ -1466,19 +1466,23 @@ async fn ops_manager_secrets_never_reach_logs_errors_lists_or_the_database(backe
     let stored: Vec<Vec<u8>> = match backend {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-            sqlx::query_scalar("SELECT ha1_sealed FROM programmatic_keys")
+            sqlx::query_scalar("SELECT sealed FROM sealed_secrets")
                 .fetch_all(&pool)
                 .await
                 .unwrap()
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            sqlx::query_scalar("SELECT ha1_sealed FROM programmatic_keys")
+            sqlx::query_scalar("SELECT sealed FROM sealed_secrets")
                 .fetch_all(&pool)
                 .await
                 .unwrap()
         }
     };
+    assert!(
+        !stored.is_empty(),
+        "the key pairs' HA1 values are kept sealed"
+    );
     let ha1_bytes =
         md5::Md5::digest(format!("{}:{REALM}:{}", owner.public, owner.private).as_bytes());
     for sealed in stored {

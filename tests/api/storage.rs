@@ -24,7 +24,36 @@ on_both_backends!(
     usage_batches_set_last_used_at,
     last_used_at_only_moves_forward,
     a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration,
+    sealed_material_moves_to_its_secret_unchanged_through_the_per_secret_migrations,
 );
+
+/// Gives the fresh database at `$url` the schema of the migrations numbered below `$before`,
+/// runs `$seed` with its pool as `$pool`, and closes the pool: a database as an older keygate
+/// left it.
+macro_rules! old_database {
+    ($backend:expr, $url:expr, $before:expr, |$pool:ident| $seed:block) => {
+        match $backend {
+            Backend::Sqlite => old_database!(
+                @at sqlx::SqlitePool::connect(&format!("{}?mode=rwc", $url)).await.unwrap(),
+                "migrations/sqlite", $before, |$pool| $seed
+            ),
+            Backend::Postgres => old_database!(
+                @at sqlx::PgPool::connect(&$url).await.unwrap(),
+                "migrations/postgres", $before, |$pool| $seed
+            ),
+        }
+    };
+    (@at $connect:expr, $migrations:literal, $before:expr, |$pool:ident| $seed:block) => {{
+        let $pool = $connect;
+        let mut older = sqlx::migrate!($migrations);
+        older.migrations = std::borrow::Cow::Owned(
+            older.migrations.iter().filter(|m| m.version < $before).cloned().collect(),
+        );
+        older.run(&$pool).await.unwrap();
+        $seed
+        $pool.close().await;
+    }};
+}
 
 /// A change made straight on the store, as the server's host makes them.
 pub fn host_change(org: Uuid) -> Change {
@@ -253,16 +282,7 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
     backend: Backend,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let (postgres_db, url) = match backend {
-        Backend::Sqlite => (
-            None,
-            format!("sqlite://{}", dir.path().join("old.db").display()),
-        ),
-        Backend::Postgres => {
-            let (name, url) = crate::common::create_postgres_database().await;
-            (Some(name), url)
-        }
-    };
+    let (postgres_db, url) = empty_database(backend, &dir).await;
     let (agent_key, api_key, grace_key) = (mint(), PlainSecret::mint(SecretKind::ApiKey), mint());
     let (org, agent, key) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let rows = [
@@ -275,39 +295,27 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
         (&grace_key, "agent_key", Some(agent), None, Some(now())),
         (&api_key, "api_key", None, Some(key), None),
     ];
-    macro_rules! seed_first_schema {
-        ($pool:expr, $migrations:literal) => {{
-            let pool = $pool;
-            let mut first = sqlx::migrate!($migrations);
-            first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
-            first.run(&pool).await.unwrap();
-            for sql in rows {
-                sqlx::query(sql).bind(org).bind(agent).bind(key).bind(now()).execute(&pool).await.unwrap();
-            }
-            for (plain, kind, agent_id, api_key_id, rotated_at) in secrets {
-                sqlx::query(
-                    "INSERT INTO secrets (id, kind, hash, hint, agent_id, api_key_id, created_at, rotated_at)
-                     VALUES ($1, $2, $3, 'hint', $4, $5, $6, $7)",
-                )
-                .bind(Uuid::now_v7()).bind(kind).bind(plain.hash().as_bytes().to_vec())
-                .bind(agent_id).bind(api_key_id).bind(now()).bind(rotated_at)
-                .execute(&pool).await.unwrap();
-            }
-            pool.close().await;
-        }};
-    }
-    match backend {
-        Backend::Sqlite => seed_first_schema!(
-            sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+    old_database!(backend, url, 2, |pool| {
+        for sql in rows {
+            sqlx::query(sql)
+                .bind(org)
+                .bind(agent)
+                .bind(key)
+                .bind(now())
+                .execute(&pool)
                 .await
-                .unwrap(),
-            "migrations/sqlite"
-        ),
-        Backend::Postgres => seed_first_schema!(
-            sqlx::PgPool::connect(&url).await.unwrap(),
-            "migrations/postgres"
-        ),
-    }
+                .unwrap();
+        }
+        for (plain, kind, agent_id, api_key_id, rotated_at) in secrets {
+            sqlx::query(
+                "INSERT INTO secrets (id, kind, hash, hint, agent_id, api_key_id, created_at, rotated_at)
+                 VALUES ($1, $2, $3, 'hint', $4, $5, $6, $7)",
+            )
+            .bind(Uuid::now_v7()).bind(kind).bind(plain.hash().as_bytes().to_vec())
+            .bind(agent_id).bind(api_key_id).bind(now()).bind(rotated_at)
+            .execute(&pool).await.unwrap();
+        }
+    });
 
     let store = storage::connect(&url, 2).await.unwrap();
     let (state, found) = store
@@ -363,11 +371,94 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
             .is_none()
     );
     drop(store);
-    if let Some(name) = postgres_db {
-        let mut admin = crate::common::admin_connection().await;
-        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-        sqlx::Executor::execute(&mut admin, sqlx::AssertSqlSafe(sql))
-            .await
-            .unwrap();
+    drop_database(postgres_db).await;
+}
+
+/// A fresh database for a migration test: a file in `dir`, or a new Postgres database (its
+/// name, to drop it afterwards) and its URL.
+async fn empty_database(backend: Backend, dir: &tempfile::TempDir) -> (Option<String>, String) {
+    match backend {
+        Backend::Sqlite => (
+            None,
+            format!("sqlite://{}", dir.path().join("old.db").display()),
+        ),
+        Backend::Postgres => {
+            let (name, url) = crate::common::create_postgres_database().await;
+            (Some(name), url)
+        }
     }
+}
+
+/// Drops the Postgres database a migration test made, if it made one.
+async fn drop_database(postgres_db: Option<String>) {
+    if let Some(name) = postgres_db {
+        crate::common::drop_postgres_database(&name).await;
+    }
+}
+
+/// Key pairs and Agentex signing keys made when their sealed material was kept on the key's
+/// row find it, unchanged, beside their secret once it is kept per secret (migrations 10, 11).
+async fn sealed_material_moves_to_its_secret_unchanged_through_the_per_secret_migrations(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (postgres_db, url) = empty_database(backend, &dir).await;
+    let private = PlainSecret::mint(SecretKind::ProgrammaticKey);
+    let signing = PlainSecret::mint(SecretKind::AgentexSigningSecret);
+    let (org, key, secret) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (agent, agentex_key, agentex_secret) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let sealed: Vec<u8> = (0..60).collect();
+    let rows = [
+        "INSERT INTO orgs (id, name, created_at) VALUES ($1, 'default', $4)",
+        "INSERT INTO owners (id, org_id) VALUES ($2, $1)",
+        "INSERT INTO programmatic_keys
+             (id, org_id, object_id, public_key, description, ha1_key_id, ha1_sealed, created_at)
+         VALUES ($2, $1, '0123456789abcdef01234567', 'oldpair', 'old', 'k1', $5, $4)",
+        "INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at)
+         VALUES ($3, 'programmatic_key', $6, 'hint', $2, '', $4)",
+        "INSERT INTO owners (id, org_id) VALUES ($7, $1)",
+        "INSERT INTO agents (id, org_id, name, mode, created_at) VALUES ($7, $1, 'edge', 'standard', $4)",
+        "INSERT INTO owners (id, org_id) VALUES ($8, $1)",
+        "INSERT INTO agent_api_keys
+             (id, org_id, agent_id, name, api_key_type, created_at, sealed_secret, sealed_key_id)
+         VALUES ($8, $1, $7, 'octo/repo', 'github', $4, $5, 'k2')",
+        "INSERT INTO secrets (id, kind, hash, hint, owner_id, slot, created_at)
+         VALUES ($9, 'agentex_signing_secret', $10, 'hint', $8, '', $4)",
+    ];
+    old_database!(backend, url, 10, |pool| {
+        for sql in rows {
+            sqlx::query(sql)
+                .bind(org)
+                .bind(key)
+                .bind(secret)
+                .bind(now())
+                .bind(sealed.clone())
+                .bind(private.hash().as_bytes().to_vec())
+                .bind(agent)
+                .bind(agentex_key)
+                .bind(agentex_secret)
+                .bind(signing.hash().as_bytes().to_vec())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    });
+
+    let store = storage::connect(&url, 2).await.unwrap();
+    let account = store.find_digest_account("oldpair").await.unwrap().unwrap();
+    assert_eq!(account.key.id, key);
+    assert_eq!(account.credentials.len(), 1);
+    let credential = &account.credentials[0];
+    assert_eq!(credential.secret.id, secret);
+    assert_eq!(
+        (credential.sealed.key_id.as_str(), &credential.sealed.bytes),
+        ("k1", &sealed)
+    );
+    let signing_secrets = store.live_sealed_secrets(agentex_key).await.unwrap();
+    assert_eq!(signing_secrets.len(), 1);
+    assert_eq!(signing_secrets[0].secret.id, agentex_secret);
+    let moved = &signing_secrets[0].sealed;
+    assert_eq!((moved.key_id.as_str(), &moved.bytes), ("k2", &sealed));
+    drop(store);
+    drop_database(postgres_db).await;
 }

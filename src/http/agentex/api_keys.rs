@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::find_agent;
 use crate::domain::agentex::{
     AgentApiKey, AgentApiKeyType, AgentRef, KeySpec, NewAgentApiKey, Page, all_of, no_such_item,
-    parse_key_name,
+    parse_key_name, stored_secret,
 };
 use crate::domain::policy::takes_expiry;
 use crate::domain::secret::{OwnerRef, SecretMeta};
@@ -20,7 +20,7 @@ use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
 use crate::http::extract::{Json, Path, Query};
 use crate::http::rotation::RotateRequest;
-use crate::secrets::SecretKind;
+use crate::secrets::PlainSecret;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -345,9 +345,10 @@ pub async fn delete_by_name(
     Ok(axum::Json(format!("Agent api_key '{}' deleted", key.name)))
 }
 
-/// keygate extension, Rotate API key: a new value for a bearer key, shown once. The old one
-/// stops now, or after the grace period (never past its own expiry); the new one keeps the old
-/// one's expiry unless `expires_at` is given. Webhook signing secrets are not rotated here.
+/// keygate extension, Rotate API key: a new value, shown once. The old one stops now, or after
+/// the grace period (never past its own expiry): a webhook signing secret then checks
+/// deliveries signed with either while the sender switches. A bearer key's new value keeps the
+/// old one's expiry unless `expires_at` is given; signing secrets never expire.
 #[utoipa::path(
     post,
     path = "/agent_api_keys/{id}/rotate",
@@ -371,25 +372,37 @@ pub async fn rotate(
     Json(body): Json<Option<RotateRequest>>,
 ) -> Result<axum::Json<CreatedApiKey>, Error> {
     let (key, secret) = find_key(&state, caller.org_id, &id).await?;
-    if key.api_key_type.is_signing() {
-        return Err(Error::invalid_path(
-            "id",
-            "a webhook signing secret is replaced by creating a new key",
+    let body = body.unwrap_or_default();
+    if body.expires_at.is_some() && key.api_key_type.is_signing() {
+        return Err(Error::invalid(
+            "expires_at",
+            "webhook signing secrets do not expire",
         ));
     }
     let owner = OwnerRef {
         org_id: key.org_id,
         id: key.id,
     };
+    let stored = |plain: &PlainSecret, expires_at| {
+        stored_secret(
+            key.id,
+            key.agent_id,
+            key.api_key_type,
+            plain,
+            expires_at,
+            &state.server_key,
+        )
+    };
     let change = caller.change("agent_api_key.rotated", "agent_api_key", key.id);
     let rotated = body
-        .unwrap_or_default()
-        .rotate(
+        .rotate_to(
             state.store.as_ref(),
-            SecretKind::AgentexKey,
+            key.api_key_type.secret_kind(),
             owner,
+            String::new(),
             secret.id,
             &change,
+            stored,
         )
         .await
         .map_err(|err| match err {

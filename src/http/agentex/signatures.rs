@@ -131,14 +131,16 @@ async fn check(
         }
         Err(_) => None,
     };
-    let Some((key, secret)) = found else {
+    let Some((key, _)) = found else {
         return Ok(verdict(SignatureCode::NoKey, Some(name), None));
     };
-    let signing_secret = key.signing_secret(&state.server_key)?;
-    if signature.is_made_with(&signing_secret, payload) {
-        state.verifier.record_use(secret.id);
-        Ok(verdict(SignatureCode::Valid, Some(name), Some(key.id)))
-    } else {
-        Ok(verdict(SignatureCode::Mismatch, Some(name), None))
+    // The current signing secret, or one rotated away whose grace has not ended.
+    for signing in state.store.live_sealed_secrets(key.id).await? {
+        let signing_secret = key.signing_secret(&signing.sealed, &state.server_key)?;
+        if signature.is_made_with(&signing_secret, payload) {
+            state.verifier.record_use(signing.secret.id);
+            return Ok(verdict(SignatureCode::Valid, Some(name), Some(key.id)));
+        }
     }
+    Ok(verdict(SignatureCode::Mismatch, Some(name), None))
 }

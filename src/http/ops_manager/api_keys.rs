@@ -18,14 +18,15 @@ use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectRea
 use super::{PageNum, Paging, Results};
 use crate::domain::ops_manager::{
     API_KEY_DESC_MAX, AccessEntry, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
-    ProjectRole, masked, parse_network, parse_text,
+    ProjectRole, masked, parse_network, parse_text, private_key_secret,
 };
-use crate::domain::secret::{SecretMeta, now};
+use crate::domain::secret::{OwnerRef, SecretMeta, now};
 use crate::error::{Error, FieldError, Location, Segment, Violation};
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
 use crate::http::extract::{Json, Path};
-use crate::secrets::SecretKind;
+use crate::http::rotation::RotateRequest;
+use crate::secrets::{PlainSecret, SecretKind};
 
 /// How often a new key pair is minted again when its random public key is already taken.
 const PUBLIC_KEY_ATTEMPTS: usize = 3;
@@ -92,13 +93,20 @@ pub struct ProgrammaticKeyView {
     /// characters.
     #[serde(rename = "privateKey")]
     pub private_key: String,
+    /// keygate extension: when the private key stops working; absent when it never does.
+    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     pub roles: Vec<RoleView>,
     #[schema(value_type = Vec<Object>)]
     pub links: [(); 0],
 }
 
 impl ProgrammaticKeyView {
-    fn new(key: ProgrammaticKey, private_key: String) -> ProgrammaticKeyView {
+    fn new(
+        key: ProgrammaticKey,
+        private_key: String,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> ProgrammaticKeyView {
         let org_id = ObjectId::of_org(key.org_id);
         let org_roles = key.roles.org_roles.iter().map(|role| RoleView {
             org_id: Some(org_id),
@@ -120,6 +128,7 @@ impl ProgrammaticKeyView {
             desc: key.desc,
             public_key: key.public_key,
             private_key,
+            expires_at,
             roles,
             links: [],
         }
@@ -128,7 +137,8 @@ impl ProgrammaticKeyView {
 
 impl From<(ProgrammaticKey, SecretMeta)> for ProgrammaticKeyView {
     fn from((key, secret): (ProgrammaticKey, SecretMeta)) -> ProgrammaticKeyView {
-        ProgrammaticKeyView::new(key, masked(SecretKind::ProgrammaticKey, &secret.hint))
+        let private_key = masked(SecretKind::ProgrammaticKey, &secret.hint);
+        ProgrammaticKeyView::new(key, private_key, secret.expires_at)
     }
 }
 
@@ -240,7 +250,8 @@ pub async fn create(
         }
     };
     change.log();
-    let view = ProgrammaticKeyView::new(new.key, private.expose().to_owned());
+    let view =
+        ProgrammaticKeyView::new(new.key, private.expose().to_owned(), new.secret.expires_at);
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
@@ -343,6 +354,75 @@ pub async fn update(
     change.log();
     let found = store.find_programmatic_key(caller.org_id, id).await?;
     Ok(axum::Json(found.ok_or_else(not_found)?.into()))
+}
+
+/// keygate extension, Rotate One Organization API Key (organization owners): a new private key
+/// for the same public key, shown once. The old private key stops now, or after the grace
+/// period (never past its own expiry); the new one keeps the old one's expiry unless
+/// `expires_at` is given.
+#[utoipa::path(
+    post,
+    path = "/orgs/{ORG-ID}/apiKeys/{API-KEY-ID}/rotate",
+    tag = "Ops Manager",
+    params(
+        ("ORG-ID" = String, Path, description = "The caller's organization"),
+        ("API-KEY-ID" = String, Path, description = "The key pair's id"),
+    ),
+    request_body(content = Option<RotateRequest>, description = "Optional; an empty body rotates without grace"),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = ProgrammaticKeyView),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+        (status = 409, description = "A concurrent rotation won", body = OpsManagerError),
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    access: InOrg<OrgOwner>,
+    Path(path): Path<ApiKeyPath>,
+    Json(body): Json<Option<RotateRequest>>,
+) -> Result<axum::Json<ProgrammaticKeyView>, Error> {
+    let caller = access.caller;
+    let id = path.id()?;
+    let (key, secret) = state
+        .store
+        .find_programmatic_key(caller.org_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    let stored = |plain: &PlainSecret, expires_at| {
+        private_key_secret(key.id, &key.public_key, plain, expires_at, |data, aad| {
+            state.server_key.seal(data, aad)
+        })
+    };
+    let change = caller.change("programmatic_key.rotated", "programmatic_key", id);
+    let rotated = body
+        .unwrap_or_default()
+        .rotate_to(
+            state.store.as_ref(),
+            SecretKind::ProgrammaticKey,
+            owner,
+            String::new(),
+            secret.id,
+            &change,
+            stored,
+        )
+        .await
+        .map_err(|err| match err {
+            Error::NotFound(_) => not_found(),
+            err => err,
+        })?;
+    change.log();
+    let shown = rotated.plain.expose().to_owned();
+    Ok(axum::Json(ProgrammaticKeyView::new(
+        key,
+        shown,
+        rotated.expires_at,
+    )))
 }
 
 /// Delete One Organization API Key: it stops working at once (organization owners).

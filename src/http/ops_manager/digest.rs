@@ -241,26 +241,34 @@ async fn check(parts: &Parts, state: &AppState, answer: &Answer) -> Result<Authe
     let Some(account) = state.store.find_digest_account(&answer.username).await? else {
         return refused;
     };
-    let values = state
-        .server_key
-        .open(&account.ha1, &ha1_binding(account.key.id))
-        .ok_or_else(|| {
-            Error::internal("a key pair's HA1 is sealed under another server key; do all instances share KEYGATE_SECRET_KEY?")
-        })?;
-    let ha1 = algorithm
-        .ha1(&values)
-        .ok_or_else(|| Error::internal("a key pair's sealed HA1 values have the wrong length"))?;
-    let expected = answer.expected(algorithm, session, ha1, parts.method.as_str());
+    // The current private key, or one rotated away whose grace has not ended.
     let given = answer.response.to_ascii_lowercase();
-    if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-        return refused;
+    let mut matched = None;
+    for credential in &account.credentials {
+        let values = state
+            .server_key
+            .open(&credential.sealed, &ha1_binding(account.key.id))
+            .ok_or_else(|| {
+                Error::internal("a key pair's HA1 is sealed under another server key; do all instances share KEYGATE_SECRET_KEY?")
+            })?;
+        let ha1 = algorithm.ha1(&values).ok_or_else(|| {
+            Error::internal("a key pair's sealed HA1 values have the wrong length")
+        })?;
+        let expected = answer.expected(algorithm, session, ha1, parts.method.as_str());
+        if bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+            matched = Some(&credential.secret);
+            break;
+        }
     }
+    let Some(secret) = matched else {
+        return refused;
+    };
     let at = now();
     let age = at - issued;
     if age > NONCE_LIFETIME || age < -CLOCK_SKEW {
         return Err(Error::StaleNonce);
     }
-    if account.secret.standing(at) != Standing::Active {
+    if secret.standing(at) != Standing::Active {
         return refused;
     }
     let nonce_digest: [u8; 32] = Sha256::digest(answer.nonce.as_bytes()).into();
@@ -275,7 +283,7 @@ async fn check(parts: &Parts, state: &AppState, answer: &Answer) -> Result<Authe
     if !access_allows(&account.access_list, client) {
         return Err(errors::address_not_allowed());
     }
-    state.verifier.record_use(account.secret.id);
+    state.verifier.record_use(secret.id);
     Ok(Authentication::Accepted(Principal::ProgrammaticKey(
         account.key,
     )))

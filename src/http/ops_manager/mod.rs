@@ -48,6 +48,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(agent_api_keys::create))
                 .routes(routes!(agent_api_keys::rotate))
                 .routes(routes!(api_keys::create))
+                .routes(routes!(api_keys::rotate))
                 .routes(routes!(api_keys::add_to_access_list)),
         ));
     with_object_id_patterns(routes)

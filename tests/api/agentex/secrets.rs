@@ -132,7 +132,7 @@ async fn stored_bytes(app: &TestApp, backend: Backend) -> Vec<u8> {
                 .await
                 .unwrap();
             let mut bytes = Vec::new();
-            for table in ["agent_api_keys", "secrets", "owners"] {
+            for table in ["agent_api_keys", "secrets", "owners", "sealed_secrets"] {
                 let sql = format!("SELECT t::text FROM {table} t");
                 let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .fetch_all(&mut db)
@@ -141,12 +141,10 @@ async fn stored_bytes(app: &TestApp, backend: Backend) -> Vec<u8> {
                 rows.into_iter()
                     .for_each(|(row,)| bytes.extend(row.into_bytes()));
             }
-            let sealed: Vec<(Vec<u8>,)> = sqlx::query_as(
-                "SELECT sealed_secret FROM agent_api_keys WHERE sealed_secret IS NOT NULL",
-            )
-            .fetch_all(&mut db)
-            .await
-            .unwrap();
+            let sealed: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT sealed FROM sealed_secrets")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
             assert!(!sealed.is_empty(), "the signing secrets are kept, sealed");
             sealed.into_iter().for_each(|(row,)| bytes.extend(row));
             bytes
@@ -201,9 +199,13 @@ async fn a_sealed_secret_copied_to_another_row_does_not_open(backend: Backend) {
         let body = json!({"agent_name": "edge-1", "name": name, "api_key_type": "github", "api_key": secret});
         created_key(&app, body).await;
     }
-    let copy = "UPDATE agent_api_keys SET sealed_secret =
-                  (SELECT sealed_secret FROM agent_api_keys WHERE name = 'octo/first')
-                WHERE name = 'octo/second'";
+    let copy = "UPDATE sealed_secrets SET sealed =
+                  (SELECT x.sealed FROM sealed_secrets x
+                   JOIN secrets s ON s.id = x.secret_id
+                   JOIN agent_api_keys k ON k.id = s.owner_id WHERE k.name = 'octo/first')
+                WHERE secret_id =
+                  (SELECT s.id FROM secrets s
+                   JOIN agent_api_keys k ON k.id = s.owner_id WHERE k.name = 'octo/second')";
     let url = app.config.database_url();
     match backend {
         Backend::Sqlite => {

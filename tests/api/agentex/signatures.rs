@@ -19,6 +19,7 @@ on_both_backends!(
     slack_deliveries_verify_with_the_apps_key_within_300_seconds,
     signature_requests_are_validated_in_fastapis_shape,
     a_deleted_signing_key_stops_verifying_at_once,
+    a_rotated_signing_secret_checks_deliveries_signed_with_either_until_the_grace_ends,
 );
 
 const GITHUB_SECRET: &str = "gh-webhook-secret:Zx81-aQ_7Tq0PLm93kdW";
@@ -370,4 +371,63 @@ async fn a_deleted_signing_key_stops_verifying_at_once(backend: Backend) {
     assert_eq!(app.delete(by_name, ADMIN).await.0, StatusCode::OK);
     let verdict = check(&app, "edge-1", "github", headers, GITHUB_BODY).await;
     assert_eq!(code(&verdict), "no_key");
+}
+
+async fn a_rotated_signing_secret_checks_deliveries_signed_with_either_until_the_grace_ends(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    agent(&app, "edge-1").await;
+    let key = created_key(
+        &app,
+        json!({"agent_name": "edge-1", "name": "octo-org/hello-world", "api_key_type": "github", "api_key": GITHUB_SECRET}),
+    )
+    .await;
+    let path = format!("/agent_api_keys/{}/rotate", key["id"].as_str().unwrap());
+    let signed = |hex: String| json!({"X-Hub-Signature-256": format!("sha256={hex}")});
+    let signature = |secret: &str| {
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret.as_bytes()).unwrap();
+        hmac::Mac::update(&mut mac, GITHUB_BODY.as_bytes());
+        let bytes = hmac::Mac::finalize(mac).into_bytes();
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert_eq!(signature(GITHUB_SECRET), GITHUB_SIGNATURE);
+
+    let (status, err) = app
+        .post(&path, ADMIN, json!({"expires_at": "2100-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let (status, rotated) = app
+        .post(&path, ADMIN, json!({"grace_period_seconds": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["api_key"].as_str().unwrap().to_owned();
+    assert!(new_secret.starts_with("agx_whsec_"), "shown once, in full");
+    assert_eq!(rotated["id"], key["id"], "the same key, a new secret");
+
+    let by_new = signed(signature(&new_secret));
+    let by_old = signed(GITHUB_SIGNATURE.to_owned());
+    assert_eq!(
+        code(&check(&app, "edge-1", "github", by_new.clone(), GITHUB_BODY).await),
+        "valid"
+    );
+    assert_eq!(
+        code(&check(&app, "edge-1", "github", by_old.clone(), GITHUB_BODY).await),
+        "valid",
+        "within the grace period"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while code(&check(&app, "edge-1", "github", by_old.clone(), GITHUB_BODY).await) != "mismatch" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old secret outlived its grace"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        code(&check(&app, "edge-1", "github", by_new, GITHUB_BODY).await),
+        "valid"
+    );
+    assert!(!crate::common::captured_logs().contains(&new_secret));
 }

@@ -17,8 +17,8 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::common::{
-    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, create_postgres_database, drop_postgres_database,
-    minted_secrets_in, read,
+    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, create_postgres_database,
+    drop_postgres_database_now, minted_secrets_in, read,
 };
 
 /// Ops Manager's base path.
@@ -401,7 +401,7 @@ impl Drop for KeygateProcess {
     fn drop(&mut self) {
         self.kill();
         if let Some(name) = self.postgres_db.take() {
-            drop_postgres_database(name);
+            drop_postgres_database_now(name);
         }
     }
 }

@@ -133,16 +133,12 @@ async fn make(app: &TestApp, kind: Kind, round: usize, ops_org: &str) -> Subject
                 secret: text(&pair, "privateKey"),
                 context: text(&pair, "publicKey"),
                 racing: [
-                    (
-                        Method::PATCH,
-                        path.clone(),
-                        Some(json!({"roles": ["ORG_READ_ONLY"]})),
-                    ),
+                    (Method::POST, format!("{path}/rotate"), grace),
                     (Method::DELETE, path.clone(), None),
                     (
-                        Method::POST,
-                        format!("{path}/accessList"),
-                        Some(json!([{"ipAddress": "127.0.0.1"}])),
+                        Method::PATCH,
+                        path,
+                        Some(json!({"roles": ["ORG_READ_ONLY"]})),
                     ),
                 ],
             }
