@@ -12,11 +12,19 @@ fuzz_target!(|input: (&str, &str, &str, &str)| {
     if name.is_empty() || key.is_empty() {
         return;
     }
-    for gateway in ["grpc://127.0.0.1:8010", "grpcs://[2001:db8::1]", "grpc://gw.example.com"] {
+    for gateway in [
+        "grpc://127.0.0.1:8010",
+        "grpcs://[2001:db8::1]",
+        "grpc://gw.example.com",
+    ] {
         let dsn = build_dsn(&parse_grpc_url(gateway).unwrap(), name, key, mode);
         let parsed = parse_dsn(&dsn).expect("a built DSN parses");
         assert_eq!(
-            (parsed.name.as_str(), parsed.key.as_str(), parsed.mode.as_deref()),
+            (
+                parsed.name.as_str(),
+                parsed.key.as_str(),
+                parsed.mode.as_deref()
+            ),
             (name, key, Some(mode))
         );
     }
