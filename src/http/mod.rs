@@ -204,6 +204,23 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api
 }
 
+/// Every operation of the document, to be amended.
+pub fn operations_mut(
+    api: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    api.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// Statuses any route may answer besides its own: 408 (request timeout) and 503 (database
 /// unavailable or busy) everywhere but the database-free probes; 413 where there is a body;
 /// 401 and 429 (failed authentications from the address) where credentials are required; 409
@@ -218,69 +235,60 @@ fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &s
             )
             .build()
     };
-    for item in api.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-            let mut statuses = vec![("408", "The request took too long")];
-            if authenticated {
-                statuses.push(("401", "Missing or invalid credentials"));
-                statuses.push(("429", "Too many failed attempts; see Retry-After"));
-                statuses.push(("503", "The database is unavailable or busy; retry"));
-            }
-            if operation.request_body.is_some() {
-                statuses.push(("413", "The request body is too large"));
-            }
+    for operation in operations_mut(api) {
+        let authenticated = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+        let mut statuses = vec![("408", "The request took too long")];
+        if authenticated {
+            statuses.push(("401", "Missing or invalid credentials"));
+            statuses.push(("429", "Too many failed attempts; see Retry-After"));
+            statuses.push(("503", "The database is unavailable or busy; retry"));
+        }
+        if operation.request_body.is_some() {
+            statuses.push(("413", "The request body is too large"));
+        }
+        for (status, description) in statuses {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| error(description).into());
+        }
+        if idempotency::is_honoured(operation) {
+            let statuses = [
+                (
+                    "409",
+                    "A request with this Idempotency-Key is still in progress (Retry-After)",
+                ),
+                (
+                    "422",
+                    "This Idempotency-Key was used with a different request",
+                ),
+            ];
+            // The route may answer these statuses for its own reasons too, perhaps in
+            // another shape (Agentex's 422 lists fields): say both.
             for (status, description) in statuses {
-                operation
-                    .responses
-                    .responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| error(description).into());
-            }
-            if idempotency::is_honoured(operation) {
-                let statuses = [
-                    (
-                        "409",
-                        "A request with this Idempotency-Key is still in progress (Retry-After)",
-                    ),
-                    (
-                        "422",
-                        "This Idempotency-Key was used with a different request",
-                    ),
-                ];
-                // The route may answer these statuses for its own reasons too, perhaps in
-                // another shape (Agentex's 422 lists fields): say both.
-                for (status, description) in statuses {
-                    match operation.responses.responses.entry(status.to_owned()) {
-                        Entry::Occupied(mut documented) => {
-                            if let RefOr::T(response) = documented.get_mut() {
-                                response.description = match response.description.as_str() {
-                                    "" => description.to_owned(),
-                                    own => format!("{own}; or: {description}"),
-                                };
-                                if let Some(RefOr::T(content)) =
-                                    response.content.get_mut("application/json")
-                                    && let Some(own) = content.schema.take()
-                                {
-                                    let ours = RefOr::Ref(Ref::from_schema_name(error_schema));
-                                    content.schema = Some(if own == ours {
-                                        own
-                                    } else {
-                                        OneOfBuilder::new().item(own).item(ours).into()
-                                    });
-                                }
+                match operation.responses.responses.entry(status.to_owned()) {
+                    Entry::Occupied(mut documented) => {
+                        if let RefOr::T(response) = documented.get_mut() {
+                            response.description = match response.description.as_str() {
+                                "" => description.to_owned(),
+                                own => format!("{own}; or: {description}"),
+                            };
+                            if let Some(RefOr::T(content)) =
+                                response.content.get_mut("application/json")
+                                && let Some(own) = content.schema.take()
+                            {
+                                let ours = RefOr::Ref(Ref::from_schema_name(error_schema));
+                                content.schema = Some(if own == ours {
+                                    own
+                                } else {
+                                    OneOfBuilder::new().item(own).item(ours).into()
+                                });
                             }
                         }
-                        Entry::Vacant(vacant) => {
-                            vacant.insert(error(description).into());
-                        }
+                    }
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(error(description).into());
                     }
                 }
             }

@@ -21,9 +21,9 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Type};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::extract::Query;
 use super::idempotency::honoured;
+use super::{AppState, operations_mut};
 use crate::error::Error;
 
 /// Where Ops Manager's clients find its public API.
@@ -70,26 +70,17 @@ const OBJECT_ID_PARAMETERS: [&str; 4] = ["ORG-ID", "PROJECT-ID", "API-KEY-ID", "
 /// Documents every ObjectId path parameter's shape (24 hex characters, either case) once for
 /// all routes, so that clients know what `INVALID_GROUP_ID` and `INVALID_ORG_ID` refuse.
 fn with_object_id_patterns(mut routes: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
-    for item in routes.get_openapi_mut().paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for parameter in operation.parameters.iter_mut().flatten() {
-                if let RefOr::T(parameter) = parameter
-                    && OBJECT_ID_PARAMETERS.contains(&parameter.name.as_str())
-                {
-                    parameter.schema = Some(
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .pattern(Some("^[0-9a-fA-F]{24}$"))
-                            .into(),
-                    );
-                }
+    for operation in operations_mut(routes.get_openapi_mut()) {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if let RefOr::T(parameter) = parameter
+                && OBJECT_ID_PARAMETERS.contains(&parameter.name.as_str())
+            {
+                parameter.schema = Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[0-9a-fA-F]{24}$"))
+                        .into(),
+                );
             }
         }
     }

@@ -16,7 +16,11 @@ on_both_backends!(kill_9_during_creations_and_rotations_leaves_no_partial_identi
 
 const CRASHES: usize = 3;
 const WORKERS: usize = 4;
-const CONNECTIONS: [&str; 3] = ["crash-pg", "crash-ssh", "crash-mysql"];
+const CONNECTIONS: [(&str, &str); 3] = [
+    ("crash-pg", "postgres"),
+    ("crash-ssh", "ssh"),
+    ("crash-mysql", "mysql"),
+];
 
 /// Identities whose connection lacks its current credential.
 const INCOMPLETE: &str = "SELECT COUNT(*) FROM machine_identity_connections c WHERE NOT EXISTS \
@@ -33,7 +37,7 @@ async fn stream(server: &KeygateProcess, worker: usize, crash: usize) -> (Vec<St
     let (mut created, mut rotated) = (Vec::new(), 0);
     for i in 0.. {
         let name = format!("crash-{crash}-{worker}-{i}");
-        let body = json!({"name": name, "connection_names": CONNECTIONS});
+        let body = json!({"name": name, "connection_names": CONNECTIONS.map(|(name, _)| name)});
         match server
             .send(Method::POST, "/machineidentities", Some(body))
             .await
@@ -44,7 +48,7 @@ async fn stream(server: &KeygateProcess, worker: usize, crash: usize) -> (Vec<St
         }
         let path = format!(
             "/machineidentities/{name}/credentials/{}/rotate",
-            CONNECTIONS[i % 3]
+            CONNECTIONS[i % 3].0
         );
         match server.send(Method::POST, &path, Some(json!({}))).await {
             Some(StatusCode::CREATED) => rotated += 1,
@@ -57,19 +61,7 @@ async fn stream(server: &KeygateProcess, worker: usize, crash: usize) -> (Vec<St
 
 async fn kill_9_during_creations_and_rotations_leaves_no_partial_identity(backend: Backend) {
     let mut server = KeygateProcess::start(backend).await;
-    server
-        .send(
-            Method::POST,
-            "/agents",
-            Some(json!({"name": "crash-agent"})),
-        )
-        .await;
-    for (name, subtype) in CONNECTIONS.iter().zip(["postgres", "ssh", "mysql"]) {
-        let body = json!({"name": name, "type": "database", "subtype": subtype,
-                          "agent_id": "crash-agent"});
-        let status = server.send(Method::POST, "/connections", Some(body)).await;
-        assert_eq!(status, Some(StatusCode::CREATED));
-    }
+    server.create_connections("crash-agent", &CONNECTIONS).await;
     let (mut acknowledged, mut rotations) = (Vec::new(), 0);
     for crash in 0..CRASHES {
         let workers = join_all((0..WORKERS).map(|worker| stream(&server, worker, crash)));

@@ -195,21 +195,8 @@ async fn ready(server: &KeygateProcess) -> StatusCode {
 async fn postgres_stopped_and_restarted_under_load() {
     let cluster = Cluster::start();
     let server = KeygateProcess::start_on(Some(cluster.url())).await;
-    server
-        .send(
-            Method::POST,
-            "/agents",
-            Some(json!({"name": "fault-agent"})),
-        )
-        .await;
-    for (name, subtype) in [("fault-pg", "postgres"), ("fault-ssh", "ssh")] {
-        let body = json!({"name": name, "type": "database", "subtype": subtype,
-                          "agent_id": "fault-agent"});
-        assert_eq!(
-            server.send(Method::POST, "/connections", Some(body)).await,
-            Some(StatusCode::CREATED)
-        );
-    }
+    let connections = [("fault-pg", "postgres"), ("fault-ssh", "ssh")];
+    server.create_connections("fault-agent", &connections).await;
     let stop = AtomicBool::new(false);
     let workers = join_all((0..WORKERS).map(|worker| load(&server, worker, &stop)));
     let faults = async {

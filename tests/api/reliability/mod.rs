@@ -367,6 +367,24 @@ impl KeygateProcess {
         response.bytes().await.ok().map(|_| status)
     }
 
+    /// Creates agent `agent` and a connection it serves for each (name, subtype).
+    pub async fn create_connections(&self, agent: &str, connections: &[(&str, &str)]) {
+        let created = Some(StatusCode::CREATED);
+        let body = json!({ "name": agent });
+        assert_eq!(
+            self.send(Method::POST, "/agents", Some(body)).await,
+            created
+        );
+        for (name, subtype) in connections {
+            let body = json!({"name": name, "type": "database", "subtype": subtype,
+                              "agent_id": agent});
+            assert_eq!(
+                self.send(Method::POST, "/connections", Some(body)).await,
+                created
+            );
+        }
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .client
