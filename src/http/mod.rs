@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Extension, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -312,6 +312,11 @@ async fn in_family(
     next: Next,
 ) -> Response {
     let query = request.uri().query().map(str::to_owned);
+    let sends_body = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|length| length != "0")
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
     request
         .extensions_mut()
         .insert(FamilyAuth(family.auth.clone()));
@@ -325,6 +330,15 @@ async fn in_family(
             header::WWW_AUTHENTICATE,
             family.auth.challenge(&state, stale),
         );
+        // The challenge is answered before the body is read, and the server then closes the
+        // connection rather than read the rest of the body as the next request: saying so
+        // makes a client answering the challenge (Python's requests) open a new one instead
+        // of retrying on a connection that is closing.
+        if sends_body {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     family.dialect.finish(query.as_deref(), response).await
 }
