@@ -308,7 +308,7 @@ impl KeygateProcess {
                 "--bootstrap-token",
                 ADMIN,
             ])
-            .args(["--log", "trace", "--request-timeout-secs", "5"])
+            .args(["--log", "trace"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
