@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Extension, Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -292,6 +292,11 @@ async fn in_family(
     next: Next,
 ) -> Response {
     let query = request.uri().query().map(str::to_owned);
+    let sent_a_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length != "0");
     request
         .extensions_mut()
         .insert(FamilyAuth(family.auth.clone()));
@@ -305,6 +310,14 @@ async fn in_family(
             header::WWW_AUTHENTICATE,
             family.auth.challenge(&state, stale),
         );
+        // A challenged request's body is never read, so the server may close the connection
+        // before the client has sent it all; saying so keeps the client from sending its
+        // answer to the challenge on a connection about to close.
+        if sent_a_body {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
     }
     family.dialect.finish(query.as_deref(), response).await
 }
