@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The performance table of docs/PERFORMANCE.md, in one run: builds release, starts the bare axum
+# The performance tables of docs/PERFORMANCE.md, in one run: builds release, starts the bare axum
 # ceiling (examples/bare_axum.rs) and keygate on SQLite and on Postgres at the default log
 # level, seeds an agent and a member key, drives load with wrk and prints every ratio beside its
-# absolute figures.
+# absolute figures. For ratios 4-7 it also starts a second keygate on the same database with its
+# cache off (every verify a miss), measures the database's own point-lookup and insert rates
+# (examples/db_baseline.rs, same pool size and concurrency), and seeds agents straight into the
+# database (bench/seed.sh) to compare 1,000 keys with 1,000,000.
 #   bench/run.sh                                                              # SQLite only
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres bench/run.sh   # and Postgres
 # Knobs: DURATION (10s per measurement), CONNECTIONS (64), MODERATE (4 connections, for p99),
@@ -14,11 +17,13 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 MODERATE=${MODERATE:-4}
 ROUNDS=${ROUNDS:-100}
+MANY=${MANY:-1000000}
 TOKEN=bench-bootstrap-token-0123456789
 TARGET=${CARGO_TARGET_DIR:-target}/release
 
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
-cargo build --release --quiet --bin keygate --example bare_axum --example revocation_lag
+cargo build --release --quiet --bin keygate --example bare_axum --example revocation_lag \
+    --example db_baseline
 
 pids=()
 dirs=()
@@ -35,23 +40,31 @@ trap cleanup EXIT
 
 wait_ready() { for _ in $(seq 1 100); do curl -sf "$1/healthz" >/dev/null && return; sleep 0.1; done; exit 1; }
 
-# keygate on port $1 with database URL $2 (empty: SQLite in its data dir).
+# keygate on port $1 with database URL $2 and a verification cache of $3 entries (default
+# 100000; 0 turns it off).
 start_keygate() {
     local dir
     dir=$(mktemp -d)
     dirs+=("$dir")
     env KEYGATE_LISTEN=127.0.0.1:$1 KEYGATE_DATA_DIR="$dir" KEYGATE_BOOTSTRAP_TOKEN=$TOKEN \
-        ${2:+KEYGATE_DATABASE_URL=$2} KEYGATE_VERIFY_FAILURES_PER_MINUTE=100000000 \
-        "$TARGET/keygate" >/dev/null 2>&1 &
+        KEYGATE_DATABASE_URL="$2" KEYGATE_VERIFY_FAILURES_PER_MINUTE=100000000 \
+        KEYGATE_VERIFY_CACHE_CAPACITY="${3:-100000}" "$TARGET/keygate" >/dev/null 2>&1 &
     pids+=($!)
     wait_ready "http://127.0.0.1:$1"
 }
 
-# wrk against $1 with $2 connections (and the verify script when $3 is a key): "req/s p50 p99" in ms.
+# wrk against $1 with $2 connections: "req/s p50 p99" in ms. With a key as $3, POST /verify it;
+# with `create`, POST /agents with new names; with `list`, GET with the admin key.
 measure() {
     local args=(-t1 -c"$2" -d"$DURATION" --latency)
-    [ -z "${3:-}" ] || args+=(-s bench/verify.lua)
-    VERIFY_TOKEN=${MEMBER:-} VERIFY_BODY="{\"key\":\"${3:-}\"}" wrk "${args[@]}" "$1" | awk '
+    case "${3:-}" in
+    "") ;;
+    create) args+=(-s bench/create.lua) ;;
+    list) args+=(-H "Authorization: Bearer $TOKEN") ;;
+    *) args+=(-s bench/verify.lua) ;;
+    esac
+    CREATE_TOKEN=$TOKEN CREATE_PREFIX="bench-$RANDOM" \
+        VERIFY_TOKEN=${MEMBER:-} VERIFY_BODY="{\"key\":\"${3:-}\"}" wrk "${args[@]}" "$1" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
         /^Requests\/sec/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
@@ -77,15 +90,20 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 backends=(sqlite)
 [ -z "${BENCH_POSTGRES_URL:-}" ] || backends+=(postgres)
 port=8200
+second_table=()
 for backend in "${backends[@]}"; do
-    url=""
     if [ "$backend" = postgres ]; then
         db="keygate_bench_$$"
         databases+=("$db")
         psql -q "$BENCH_POSTGRES_URL" -c "CREATE DATABASE $db"
         url="${BENCH_POSTGRES_URL%/*}/$db"
+    else
+        dir=$(mktemp -d)
+        dirs+=("$dir")
+        url="sqlite://$dir/keygate.db"
     fi
     start_keygate $port "$url"
+    cached_pid=${pids[-1]}
     base=http://127.0.0.1:$port
     dsn=$(curl -sf "$base/agents" -H "Authorization: Bearer $TOKEN" -d '{"name":"bench"}' | json_field token)
     MEMBER=$(curl -sf "$base/apikeys" -H "Authorization: Bearer $TOKEN" -d '{"name":"bench","role":"member"}' | json_field key)
@@ -94,6 +112,27 @@ for backend in "${backends[@]}"; do
     read -r _ health_p50 health_p99 < <(measure "$base/healthz" "$MODERATE")
     read -r _ verify_p50 verify_p99 < <(measure "$base/verify" "$MODERATE" "$dsn")
     echo "| $backend | $(ratio "$health_rps" "$bare_rps") | $(ratio "$verify_rps" "$health_rps") | $(ratio "$verify_p99" "$health_p99") | $health_rps | $verify_rps | $health_p50 / $health_p99 | $verify_p50 / $verify_p99 |"
+
+    # 4-7: a second instance on the same database with its cache off: every verify reads it.
+    cold=http://127.0.0.1:$((port + 2))
+    start_keygate $((port + 2)) "$url" 0
+    cold_pid=${pids[-1]}
+    bash bench/seed.sh "$url" 1 999
+    read -r _ few_verify_p50 _ < <(measure "$cold/verify" "$MODERATE" "$dsn")
+    read -r _ few_list_p50 _ < <(measure "$base/agents?limit=100" "$MODERATE" list)
+    bash bench/seed.sh "$url" 1000 $((MANY - 1))
+    read -r _ many_verify_p50 _ < <(measure "$cold/verify" "$MODERATE" "$dsn")
+    read -r _ many_list_p50 _ < <(measure "$base/agents?limit=100" "$MODERATE" list)
+    read -r cold_rps _ _ < <(measure "$cold/verify" "$CONNECTIONS" "$dsn")
+    key=${dsn#*://*:}
+    key=${key%%@*}
+    digest=$(printf %s "$key" | sha256sum | cut -d' ' -f1)
+    seconds=${DURATION%s}
+    lookup_rps=$("$TARGET/examples/db_baseline" "$url" lookup "$digest" "$CONNECTIONS" "$seconds")
+    read -r create_rps _ _ < <(measure "$base/agents" "$CONNECTIONS" create)
+    insert_rps=$("$TARGET/examples/db_baseline" "$url" insert - "$CONNECTIONS" "$seconds")
+    rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+    second_table+=("| $backend | $(ratio "$cold_rps" "$lookup_rps") | $(ratio "$create_rps" "$insert_rps") | $(ratio "$many_verify_p50" "$few_verify_p50") | $(ratio "$many_list_p50" "$few_list_p50") | $(rss_mib "$cached_pid") / $(rss_mib "$cold_pid") | $cold_rps / $lookup_rps | $create_rps / $insert_rps | $few_verify_p50 → $many_verify_p50 | $few_list_p50 → $many_list_p50 |")
     if [ "$backend" = postgres ]; then
         second=$((port + 1))
         start_keygate $second "$url"
@@ -101,5 +140,9 @@ for backend in "${backends[@]}"; do
     fi
     port=$((port + 10))
 done
+echo
+echo "| database | 4. cold verify ÷ point lookup (≥ 0.5) | 5. agent creation ÷ insert-and-commit (≥ 0.5) | 6. verify p50, $MANY ÷ 1,000 keys (≤ 1.2) | 6. first list page p50, $MANY ÷ 1,000 (≤ 1.2) | 7. peak RSS MiB, cached / cold instance (≤ 100) | cold verify / lookup per s | creations / inserts per s | cold verify p50 ms | list p50 ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+printf '%s\n' "${second_table[@]}"
 echo
 echo "8. ${lag:-revocation lag: needs BENCH_POSTGRES_URL} (goal: max < 1000 ms)"

@@ -312,11 +312,11 @@ async fn in_family(
     next: Next,
 ) -> Response {
     let query = request.uri().query().map(str::to_owned);
-    let sends_body = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|length| length != "0")
-        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let sent_a_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length != "0");
     request
         .extensions_mut()
         .insert(FamilyAuth(family.auth.clone()));
@@ -330,11 +330,10 @@ async fn in_family(
             header::WWW_AUTHENTICATE,
             family.auth.challenge(&state, stale),
         );
-        // The challenge is answered before the body is read, and the server then closes the
-        // connection rather than read the rest of the body as the next request: saying so
-        // makes a client answering the challenge (Python's requests) open a new one instead
-        // of retrying on a connection that is closing.
-        if sends_body {
+        // A challenged request's body is never read, so the server may close the connection
+        // before the client has sent it all; saying so keeps the client from sending its
+        // answer to the challenge on a connection about to close.
+        if sent_a_body {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

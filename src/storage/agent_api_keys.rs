@@ -132,7 +132,7 @@ macro_rules! impl_agent_api_key_store {
                     org_id: key.org_id,
                     id: key.id,
                 };
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     insert_owner(tx, owner).await?;
                     sqlx::query($crate::storage::agent_api_keys::INSERT_AGENT_API_KEY)
                         .bind(key.id)

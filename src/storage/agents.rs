@@ -106,7 +106,7 @@ macro_rules! impl_agent_store {
                     org_id: agent.org_id,
                     id: agent.id,
                 };
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     insert_owner(tx, owner).await?;
                     sqlx::query($crate::storage::agents::INSERT_AGENT)
                         .bind(agent.id)

@@ -106,7 +106,7 @@ macro_rules! impl_api_key_store {
                 key: &$crate::domain::org::NewApiKey,
                 change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     insert_api_key(tx, key).await?;
                     record_change(tx, change).await
                 })

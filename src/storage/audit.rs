@@ -88,7 +88,7 @@ macro_rules! impl_audit_store {
                 &self,
                 refusals: &[$crate::domain::audit::Refusal],
             ) -> $crate::storage::Result<()> {
-                write_transaction!(self, secrets_unchanged, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     let at = audit_clock(tx).await?;
                     for refusal in refusals {
                         sqlx::query($crate::storage::audit::INSERT_EVENT)

@@ -136,7 +136,7 @@ macro_rules! impl_idempotency_store {
                 claim: &$crate::storage::idempotency::IdempotencyClaim,
             ) -> $crate::storage::Result<$crate::storage::idempotency::ClaimOutcome> {
                 use $crate::storage::idempotency as sql;
-                write_transaction!(self, secrets_unchanged, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     // No early return in here: it would roll the transaction back.
                     let inserted =
                         $crate::storage::idempotency::bind_claim!(sql::INSERT_CLAIM, claim)

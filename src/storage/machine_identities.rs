@@ -314,7 +314,7 @@ macro_rules! impl_machine_identity_store {
                     org_id: identity.org_id,
                     id: identity.id,
                 };
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     insert_owner(tx, owner).await?;
                     sqlx::query(sql::INSERT_IDENTITY)
                         .bind(identity.id)

@@ -148,9 +148,12 @@ macro_rules! write_transaction {
     ($store:expr, |$tx:ident| $body:expr) => {
         write_transaction!(@run $store, true, |$tx| $body)
     };
-    // Writes that cannot change whether any secret verifies (recording refused credentials,
-    // idempotency claims): they leave every instance's verification cache as it is.
-    ($store:expr, secrets_unchanged, |$tx:ident| $body:expr) => {
+    // Writes that cannot make any cached answer wrong leave every instance's verification cache
+    // as it is: recording refused credentials, idempotency claims, policy changes, and
+    // creations — a new secret has a digest nothing cached has, and misses are never cached.
+    // Outdating every instance's cache on each creation would make steady provisioning cost
+    // the whole fleet its cache, and on Postgres a NOTIFY serializes the commits that send it.
+    ($store:expr, cache_unaffected, |$tx:ident| $body:expr) => {
         write_transaction!(@run $store, false, |$tx| $body)
     };
     (@run $store:expr, $changes_secrets:expr, |$tx:ident| $body:expr) => {{

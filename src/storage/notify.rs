@@ -1,11 +1,11 @@
 //! What the verification cache must forget: a generation that moves after every committed
-//! write, on this instance or, through Postgres `LISTEN/NOTIFY`, on any instance sharing the
-//! database.
+//! write that could make a cached answer wrong, on this instance or, through Postgres
+//! `LISTEN/NOTIFY`, on any instance sharing the database.
 //!
-//! Every write transaction (`write_transaction!`) sends [`CHANNEL`] inside the transaction, so
+//! Such a write transaction (`write_transaction!`) sends [`CHANNEL`] inside the transaction, so
 //! Postgres delivers it only on commit, and bumps the local generation once committed. One
-//! generation for every change keeps this correct without knowing which writes end a secret:
-//! writes are rare beside verifications.
+//! generation for every change keeps this correct without knowing which secrets a write ends:
+//! those writes are rare beside verifications.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -90,7 +90,7 @@ macro_rules! impl_org_store {
                 admin: &$crate::domain::org::NewApiKey,
                 change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     sqlx::query($crate::storage::orgs::INSERT_ORG)
                         .bind(org.id)
                         .bind(&org.name)
@@ -170,7 +170,7 @@ macro_rules! impl_org_store {
                 change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 // Existing secrets keep their expiry: a policy bounds what is issued next.
-                write_transaction!(self, secrets_unchanged, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     if !lock_org(tx, org_id).await? {
                         return Ok(false);
                     }

@@ -274,7 +274,7 @@ macro_rules! impl_programmatic_key_store {
                 change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
                 let key = &new.key;
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     insert_owner(tx, $crate::domain::secret::OwnerRef { org_id: key.org_id, id: key.id }).await?;
                     sqlx::query($crate::storage::programmatic_keys::INSERT_KEY)
                         .bind(key.id)

@@ -126,7 +126,7 @@ macro_rules! impl_project_agent_key_store {
                 change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<bool> {
                 let key = &new.key;
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     if !lock_project(tx, key.org_id, key.project_id).await? {
                         return Ok(false);
                     }

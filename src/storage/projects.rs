@@ -69,7 +69,7 @@ macro_rules! impl_project_store {
                 project: &$crate::domain::ops_manager::Project,
                 change: &$crate::domain::audit::Change,
             ) -> $crate::storage::Result<()> {
-                write_transaction!(self, |tx| {
+                write_transaction!(self, cache_unaffected, |tx| {
                     sqlx::query($crate::storage::projects::INSERT_PROJECT)
                         .bind(project.id.to_string())
                         .bind(project.org_id)

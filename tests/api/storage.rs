@@ -21,6 +21,7 @@ on_both_backends!(
     rotating_a_secret_that_is_no_longer_current_is_a_conflict,
     a_rotation_keeps_the_expiry_and_caps_the_grace_at_it,
     deleting_an_agent_cascades_to_all_its_secrets,
+    creations_keep_the_cache_and_lifecycle_changes_outdate_it,
     usage_batches_set_last_used_at,
     last_used_at_only_moves_forward,
     a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_migration,
@@ -196,6 +197,36 @@ async fn a_rotation_keeps_the_expiry_and_caps_the_grace_at_it(backend: Backend) 
         db.key_state(&old).await.unwrap().expires_at,
         Some(expires_at),
         "a one-hour grace period ends with the old key's ten-minute expiry"
+    );
+}
+
+/// A creation cannot make a cached answer wrong (its secret's digest is new, and misses are
+/// never cached), so it leaves every instance's cache in place; a rotation or a deletion
+/// outdates it.
+async fn creations_keep_the_cache_and_lifecycle_changes_outdate_it(backend: Backend) {
+    let db = Fixture::new(backend).await;
+    let changes = db.store.changes();
+    let before = changes.generation().unwrap();
+    db.add_agent("created", &mint()).await.unwrap();
+    assert_eq!(
+        changes.generation(),
+        Some(before),
+        "a creation keeps the cache"
+    );
+    let (agent, current) = db.agent("created").await.unwrap();
+    db.rotate(&agent, current.id, &mint(), Duration::zero())
+        .await
+        .unwrap();
+    let rotated = changes.generation().unwrap();
+    assert!(rotated > before, "a rotation outdates the cache");
+    let change = host_change(db.org);
+    db.store
+        .delete_agent(db.org, agent.id, &change)
+        .await
+        .unwrap();
+    assert!(
+        changes.generation().unwrap() > rotated,
+        "a deletion outdates the cache"
     );
 }
 
