@@ -52,6 +52,36 @@ pub fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(deserializer).map(Some)
 }
 
+/// For `#[serde(deserialize_with = "free_map")]`: a JSON object whose keys are the client's own
+/// (kinds of secret, header names), read as the map `M`. A value that cannot be read is refused
+/// naming the object, never the key, which may be anything the client pasted, a secret included.
+pub fn free_map<'de, D, M, V>(deserializer: D) -> Result<M, D::Error>
+where
+    D: Deserializer<'de>,
+    M: FromIterator<(String, V)>,
+    V: DeserializeOwned,
+{
+    serde_json::Map::deserialize(deserializer)?
+        .into_iter()
+        .map(|(key, value)| {
+            serde_json::from_value(value)
+                .map(|value| (key, value))
+                .map_err(serde::de::Error::custom)
+        })
+        .collect()
+}
+
+/// [`free_map`] for `#[serde(default, deserialize_with = "some_free_map")]`: may be absent,
+/// never `null`.
+pub fn some_free_map<'de, D, M, V>(deserializer: D) -> Result<Option<M>, D::Error>
+where
+    D: Deserializer<'de>,
+    M: FromIterator<(String, V)>,
+    V: DeserializeOwned,
+{
+    free_map(deserializer).map(Some)
+}
+
 /// Reads `bytes` as JSON, then as `T`.
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let body: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };

@@ -11,6 +11,7 @@ use crate::common::{
 
 on_both_backends!(
     nul_characters_are_refused_on_every_route,
+    keys_of_free_form_objects_never_come_back_in_an_error,
     the_routers_own_answers_are_in_the_familys_dialect,
     every_operation_documents_the_statuses_it_can_answer,
     the_recovery_subcommand_prints_a_working_admin_key,
@@ -187,4 +188,41 @@ async fn the_recovery_subcommand_prints_a_working_admin_key(backend: Backend) {
         unknown.stdout.is_empty(),
         "nothing on stdout when nothing was minted"
     );
+}
+
+/// Policy lifetimes and webhook headers are objects whose keys are the client's own: a pasted
+/// secret used as a key, with a value of the wrong type, is refused without being repeated.
+async fn keys_of_free_form_objects_never_come_back_in_an_error(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let pasted = keygate::secrets::PlainSecret::mint(keygate::secrets::SecretKind::AgentKey);
+    let pasted = pasted.expose();
+    let policy = json!({"max_lifetime_seconds": {pasted: "a day"}});
+    let response = app
+        .request(Method::PUT, "/orgs/policy", Some(ADMIN))
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = read(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(
+        error["errors"][0]["field"], "max_lifetime_seconds",
+        "{error}"
+    );
+    assert!(!error.to_string().contains(pasted), "{error}");
+
+    app.create_agent("edge-1").await;
+    let delivery = json!({
+        "agent_name": "edge-1", "source": "github", "headers": {pasted: 42}, "body_base64": "e30=",
+    });
+    let (status, error) = app
+        .post("/agent_api_keys/verify-signature", ADMIN, delivery)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(
+        error["detail"][0]["loc"],
+        json!(["body", "headers"]),
+        "{error}"
+    );
+    assert!(!error.to_string().contains(pasted), "{error}");
 }

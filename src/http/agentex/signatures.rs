@@ -20,7 +20,7 @@ use crate::error::{Error, Location};
 use crate::http::AppState;
 use crate::http::auth::{Caller, User};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
-use crate::http::extract::Json;
+use crate::http::extract::{Json, some_free_map};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,7 @@ pub struct VerifySignatureRequest {
     /// The delivery's headers as received, names in any case: `x-hub-signature-256` (GitHub),
     /// `x-slack-signature` and `x-slack-request-timestamp` (Slack).
     #[schema(value_type = HashMap<String, String>, required = true)]
+    #[serde(default, deserialize_with = "some_free_map")]
     pub headers: Option<HashMap<String, String>>,
     /// The delivery's raw body, in standard base64.
     #[schema(value_type = String, required = true, example = "eyJyZXBvc2l0b3J5Ijp7fX0=")]

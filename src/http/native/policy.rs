@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::NativeError;
-use crate::http::extract::Json;
+use crate::http::extract::{Json, free_map};
 
 /// The longest lifetime, in seconds, of each kind of secret the organization issues; kinds not
 /// named are unbounded.
@@ -26,6 +26,7 @@ pub struct PolicyDocument {
     /// By kind, as `POST /verify` names them: `agent_key`, `api_key`, `project_agent_key`,
     /// `programmatic_key`, `machine_credential`, `agentex_key`.
     #[schema(schema_with = lifetimes_schema, example = json!({"agent_key": 7776000, "api_key": 31536000}))]
+    #[serde(deserialize_with = "free_map")]
     pub max_lifetime_seconds: BTreeMap<String, u64>,
 }
 

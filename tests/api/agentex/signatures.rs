@@ -311,10 +311,11 @@ async fn signature_requests_are_validated_in_fastapis_shape(backend: Backend) {
                 "value_error",
             ),
         ),
+        // FastAPI would name the header too; keygate never repeats a key the client chose.
         (
             json!({"headers": {"x-hub-signature-256": 1}}),
             refused(
-                json!(["body", "headers", "x-hub-signature-256"]),
+                json!(["body", "headers"]),
                 "Input should be a valid string",
                 "string_type",
             ),
