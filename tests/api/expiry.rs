@@ -406,6 +406,17 @@ async fn an_organization_policy_caps_the_lifetime_of_every_kind(backend: Backend
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {err}");
         assert!(err.to_string().contains("policy"), "{path}: {err}");
     }
+    // A machine identity's later expiry is held to the policy too.
+    let put = |body: Value| {
+        let request = app.request(Method::PUT, "/machineidentities/capped", Some(ADMIN));
+        let request = request.json(&body);
+        async move { crate::common::read(request.send().await.unwrap()).await }
+    };
+    let (status, err) = put(json!({"ttl": 2 * HOUR})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(err.to_string().contains("policy"), "{err}");
+    let (status, updated) = put(json!({"ttl": 600})).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
 }
 
 async fn a_rotation_never_outlives_the_policy(backend: Backend) {

@@ -322,6 +322,16 @@ pub async fn update(
             "a machine identity cannot be renamed",
         ));
     }
+    // A new expiry is held to the organization's policy like a creation's; none keeps the old.
+    let expires_at = match requested_expiry(body.ttl, body.expires_at)? {
+        Some(asked) => {
+            let kind = SecretKind::MachineCredential;
+            state
+                .new_expiry(caller.org_id, kind, "expires_at", Some(asked))
+                .await?
+        }
+        None => None,
+    };
     let changes = IdentityChanges {
         description: body
             .description
@@ -335,7 +345,7 @@ pub async fn update(
             .connection_names
             .map(parse_connection_names)
             .transpose()?,
-        expires_at: requested_expiry(body.ttl, body.expires_at)?,
+        expires_at,
     };
     let mint = CredentialMint::default();
     let existing = find(&state, &caller, &name).await?;
