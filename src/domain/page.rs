@@ -18,11 +18,6 @@ pub struct PageRequest<K> {
 }
 
 impl<K> PageRequest<K> {
-    /// The first page of `limit` rows.
-    pub fn first(limit: u32) -> PageRequest<K> {
-        PageRequest { limit, after: None }
-    }
-
     /// How many rows to read: one more than the page shows tells whether another follows.
     pub fn fetch(&self) -> i64 {
         i64::from(self.limit) + 1
