@@ -20,6 +20,10 @@ use crate::secrets::SecretKind;
     name = "keygate",
     version,
     about = "Mints and verifies the secrets of an access gateway",
+    long_about = "Mints and verifies the secrets of an access gateway. Without a subcommand, or with \
+                  `serve`, it is the server; the other subcommands are its command-line client, \
+                  which talks to a server at --url (KEYGATE_URL).",
+    after_long_help = crate::cli::EXIT_CODES,
     // `keygate --listen …` without a subcommand serves; mixing those flags with a subcommand is
     // refused rather than silently ignored.
     args_conflicts_with_subcommands = true
@@ -44,6 +48,8 @@ pub enum Command {
     /// The operator's way back in when an organization has lost its admin keys; run it on the
     /// server's host with the server's database settings.
     AdminKey(AdminKeyArgs),
+    #[command(flatten)]
+    Client(Box<crate::cli::ClientCommand>),
 }
 
 #[derive(Clone, Args)]

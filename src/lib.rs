@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,4 +1,5 @@
-//! The `keygate` binary: parses the command line and runs the chosen subcommand.
+//! The `keygate` binary: parses the command line and runs the chosen subcommand — the server,
+//! the admin-key recovery, or a client command.
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ async fn main() -> ExitCode {
         None => serve(config).await,
         Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::AdminKey(args)) => admin_key(args.config(config), &args.org).await,
+        Some(Command::Client(command)) => keygate::cli::run(*command).await,
     }
 }
 

@@ -7,6 +7,7 @@ mod agents;
 mod api_keys;
 mod audit;
 mod cache;
+mod cli;
 mod connections;
 mod cors;
 mod expiry;

@@ -1,0 +1,142 @@
+//! Ops Manager's resources: projects and their agent API keys.
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::json;
+
+use super::client::{Call, Paging};
+use super::output::Shape;
+use super::{Answer, ListArgs, Plan, RotateArgs, ToPlan};
+
+const PROJECT: Shape = Shape {
+    env_prefix: "KEYGATE_PROJECT",
+    env_names: &[],
+    columns: &["id", "name", "orgId", "created"],
+};
+
+const AGENT_KEY: Shape = Shape {
+    env_prefix: "KEYGATE_PROJECT_AGENT_KEY",
+    env_names: &[("key", "")],
+    columns: &["_id", "desc", "key", "createdTime", "expiresAt"],
+};
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectVerb {
+    /// Create a project.
+    Create {
+        name: String,
+        /// The organization's id (default: the caller's).
+        #[arg(long)]
+        org_id: Option<String>,
+    },
+    /// List projects.
+    List(ListArgs),
+    /// Show a project.
+    Get { id: String },
+    /// Delete a project and its agent API keys.
+    Delete { id: String },
+}
+
+impl ToPlan for ProjectVerb {
+    fn plan(self) -> Result<Plan, String> {
+        let (call, answer) = match self {
+            ProjectVerb::Create { name, org_id } => (
+                Call::new(Method::POST, ["groups"]).body(json!({ "name": name, "orgId": org_id })),
+                Answer::One,
+            ),
+            ProjectVerb::List(list) => (
+                Call::new(Method::GET, ["groups"]),
+                list.answer(Paging::Documents),
+            ),
+            ProjectVerb::Get { id } => (Call::new(Method::GET, ["groups", &id]), Answer::One),
+            ProjectVerb::Delete { id } => (
+                Call::new(Method::DELETE, ["groups", &id]),
+                Answer::Deleted(format!("project {id}")),
+            ),
+        };
+        Ok(Plan {
+            call,
+            shape: &PROJECT,
+            answer,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentKeyVerb {
+    /// Create an agent API key for a project and print it, once.
+    Create {
+        /// The project's id.
+        #[arg(long)]
+        project: String,
+        /// What the key is for.
+        #[arg(long)]
+        desc: String,
+        /// When the key stops working (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// List a project's agent API keys (masked).
+    List {
+        #[arg(long)]
+        project: String,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Issue a new key in place of this one and print it, once.
+    Rotate {
+        #[arg(long)]
+        project: String,
+        id: String,
+        #[command(flatten)]
+        rotate: RotateArgs,
+    },
+    /// Delete an agent API key.
+    Delete {
+        #[arg(long)]
+        project: String,
+        id: String,
+    },
+}
+
+impl ToPlan for AgentKeyVerb {
+    fn plan(self) -> Result<Plan, String> {
+        let (call, answer) = match self {
+            AgentKeyVerb::Create {
+                project,
+                desc,
+                expires_at,
+            } => (
+                Call::new(Method::POST, ["groups", &project, "agentapikeys"])
+                    .body(json!({ "desc": desc, "expiresAt": expires_at })),
+                Answer::Minted("the agent API key"),
+            ),
+            AgentKeyVerb::List { project, list } => (
+                Call::new(Method::GET, ["groups", &project, "agentapikeys"]),
+                list.answer(Paging::LinkHeader),
+            ),
+            AgentKeyVerb::Rotate {
+                project,
+                id,
+                rotate,
+            } => (
+                Call::new(
+                    Method::POST,
+                    ["groups", &project, "agentapikeys", &id, "rotate"],
+                )
+                .body(rotate.body()),
+                Answer::Minted("the new agent API key"),
+            ),
+            AgentKeyVerb::Delete { project, id } => (
+                Call::new(Method::DELETE, ["groups", &project, "agentapikeys", &id]),
+                Answer::Deleted(format!("agent API key {id}")),
+            ),
+        };
+        Ok(Plan {
+            call,
+            shape: &AGENT_KEY,
+            answer,
+        })
+    }
+}

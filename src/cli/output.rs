@@ -1,0 +1,278 @@
+//! Printing answers: JSON as the server sent it, text for people (`field  value` lines, a table
+//! for lists), or `NAME=value` lines that a shell can `source` and a CI job can append to its
+//! environment file.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use clap::ValueEnum;
+use serde_json::Value;
+
+use super::client::Failure;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Env,
+}
+
+/// How a resource is shown.
+pub struct Shape {
+    /// Prefix of its `--output env` names, e.g. `KEYGATE_AGENT`.
+    pub env_prefix: &'static str,
+    /// Field names given another name in `--output env` (`""`: the prefix alone), e.g. an
+    /// agent's `token` is its DSN: `KEYGATE_AGENT_DSN`.
+    pub env_names: &'static [(&'static str, &'static str)],
+    /// The columns of a list's table, in order.
+    pub columns: &'static [&'static str],
+}
+
+/// `value` as `format` asks.
+pub fn one(format: Format, shape: &Shape, value: &Value) -> Result<String, Failure> {
+    Ok(match format {
+        Format::Json => json(value),
+        Format::Text => {
+            let rows: Vec<(String, String)> = fields(value)
+                .into_iter()
+                .map(|(path, value)| (path.join("."), value))
+                .collect();
+            aligned(&rows)
+        }
+        Format::Env => env(shape, value)?,
+    })
+}
+
+/// `items` as `format` asks (env lines name one resource, so a list is refused earlier).
+pub fn list(format: Format, shape: &Shape, items: &[Value]) -> String {
+    match format {
+        Format::Json => json(&Value::Array(items.to_vec())),
+        Format::Text | Format::Env => table(shape.columns, items),
+    }
+}
+
+/// Writes `text` to stdout. A reader that went away (`keygate agents list | head -1`) is not a
+/// failure of the command.
+pub fn emit(text: &[u8]) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Output(err.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn json(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// Every scalar of `value` with its path: object keys, and for arrays of objects the element's
+/// `connection_name` or `name` when it has one (credentials per connection), else its index.
+fn fields(value: &Value) -> Vec<(Vec<String>, String)> {
+    let mut found = Vec::new();
+    collect(value, &mut Vec::new(), &mut found);
+    found
+}
+
+fn collect(value: &Value, path: &mut Vec<String>, found: &mut Vec<(Vec<String>, String)>) {
+    match value {
+        Value::Null => {}
+        Value::Object(object) => {
+            for (key, value) in object {
+                path.push(key.clone());
+                collect(value, path, found);
+                path.pop();
+            }
+        }
+        Value::Array(items) if items.iter().all(|item| !item.is_object()) => {
+            if !items.is_empty() {
+                found.push((
+                    path.clone(),
+                    items.iter().map(scalar).collect::<Vec<_>>().join(","),
+                ));
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let key = ["connection_name", "name"]
+                    .iter()
+                    .find_map(|key| item[key].as_str())
+                    .map_or_else(|| index.to_string(), str::to_owned);
+                path.push(key);
+                collect(item, path, found);
+                path.pop();
+            }
+        }
+        scalar_value => found.push((path.clone(), scalar(scalar_value))),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn aligned(rows: &[(String, String)]) -> String {
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for (name, value) in rows {
+        let _ = writeln!(text, "{name:width$}  {value}");
+    }
+    text
+}
+
+fn table(columns: &[&str], items: &[Value]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            columns
+                .iter()
+                .map(|column| match &item[*column] {
+                    Value::Array(_) | Value::Object(_) => item[*column].to_string(),
+                    value => scalar(value),
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            rows.iter()
+                .map(|row| row[i].chars().count())
+                .chain([column.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    let header: Vec<String> = columns.iter().map(|column| column.to_uppercase()).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        let _ = writeln!(text, "{}", line.join("  ").trim_end());
+    }
+    text
+}
+
+/// `PREFIX_FIELD=value` lines; a value with characters a shell would interpret is single-quoted.
+fn env(shape: &Shape, value: &Value) -> Result<String, Failure> {
+    if !value.is_object() {
+        return Err(Failure::Usage(
+            "--output env needs an answer with fields".into(),
+        ));
+    }
+    let mut text = String::new();
+    for (path, value) in fields(value) {
+        let mut name = shape.env_prefix.to_owned();
+        for part in &path {
+            let renamed = shape
+                .env_names
+                .iter()
+                .find(|(field, _)| field == part)
+                .map_or(part.as_str(), |(_, name)| *name);
+            let part = env_word(renamed);
+            if !part.is_empty() {
+                name.push('_');
+                name.push_str(&part);
+            }
+        }
+        let _ = writeln!(text, "{name}={}", shell_quoted(&value));
+    }
+    Ok(text)
+}
+
+/// `pg-prod.v2` → `PG_PROD_V2`.
+fn env_word(part: &str) -> String {
+    let upper: String = part
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    upper.trim_matches('_').to_owned()
+}
+
+/// The value as is when a shell reads it back unchanged in an assignment, else single-quoted.
+fn shell_quoted(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./?_-".contains(c));
+    if plain {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const AGENT: Shape = Shape {
+        env_prefix: "KEYGATE_AGENT",
+        env_names: &[("token", "DSN")],
+        columns: &["name", "mode"],
+    };
+
+    #[test]
+    fn env_lines_name_fields_after_the_prefix() {
+        let text = env(
+            &AGENT,
+            &json!({"token": "grpc://edge:xagt-abc@host:8010?mode=standard"}),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "KEYGATE_AGENT_DSN=grpc://edge:xagt-abc@host:8010?mode=standard\n"
+        );
+    }
+
+    #[test]
+    fn env_lines_key_credentials_by_connection() {
+        let identity = json!({
+            "name": "ci-bot",
+            "description": null,
+            "credentials": [{"connection_name": "pg-prod", "password": "it's"}],
+        });
+        let shape = Shape {
+            env_prefix: "KEYGATE_MACHINE_IDENTITY",
+            env_names: &[("credentials", "")],
+            columns: &[],
+        };
+        assert_eq!(
+            env(&shape, &identity).unwrap(),
+            "KEYGATE_MACHINE_IDENTITY_NAME=ci-bot\n\
+             KEYGATE_MACHINE_IDENTITY_PG_PROD_CONNECTION_NAME=pg-prod\n\
+             KEYGATE_MACHINE_IDENTITY_PG_PROD_PASSWORD='it'\\''s'\n"
+        );
+    }
+
+    #[test]
+    fn tables_align_columns_and_show_absent_values() {
+        let items = [
+            json!({"name": "edge-1", "mode": "standard"}),
+            json!({"name": "e"}),
+        ];
+        assert_eq!(
+            table(AGENT.columns, &items),
+            "NAME    MODE\nedge-1  standard\ne       -\n"
+        );
+    }
+}
