@@ -345,7 +345,59 @@ async fn a_lost_answer_is_retried_to_the_same_secret(backend: Backend) {
     let first = rerun("rerun").outcome().await.success().json();
     let second = rerun("rerun").outcome().await.success().json();
     assert_eq!(first["token"], second["token"]);
+
+    // A deletion whose answer is lost: the retry finds it gone, which is what was asked.
+    let proxy = AnswerDropper::start(&app.base).await;
+    let deleted = keygate(
+        &proxy.url,
+        Some(BOOTSTRAP_TOKEN),
+        &["agents", "delete", "lossy"],
+    )
+    .outcome()
+    .await
+    .success();
+    assert!(
+        deleted.stderr.contains("already gone"),
+        "{}",
+        deleted.stderr
+    );
     assert_no_secret_logged();
+}
+
+/// 503 and 429 are retried as often as `--retries` says, then reported by their exit codes.
+#[tokio::test]
+async fn a_failing_server_is_retried_a_bounded_number_of_times() {
+    for (status, exit) in [("503 Service Unavailable", 7), ("429 Too Many Requests", 6)] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answered = Arc::new(Mutex::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let count = count.clone();
+                tokio::spawn(async move {
+                    while read_message(&mut client).await.is_some() {
+                        *count.lock().unwrap() += 1;
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\nretry-after: 0\r\ncontent-type: application/json\r\n\
+                             content-length: 19\r\n\r\n{{\"message\":\"later\"}}"
+                        );
+                        client.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        let run = keygate(
+            &url,
+            Some(BOOTSTRAP_TOKEN),
+            &["agents", "create", "x", "--retries", "2"],
+        );
+        let outcome = run.outcome().await;
+        assert_eq!(outcome.code, exit, "{}", outcome.stderr);
+        assert!(outcome.stderr.contains("later"), "{}", outcome.stderr);
+        assert_eq!(*answered.lock().unwrap(), 3, "{status}");
+    }
 }
 
 async fn every_family_is_served(backend: Backend) {
@@ -540,9 +592,9 @@ impl AnswerDropper {
                 let (mut client, _) = listener.accept().await.unwrap();
                 let mut server = TcpStream::connect(&upstream).await.unwrap();
                 if std::mem::take(&mut first) {
-                    let request = read_message(&mut client).await;
+                    let request = read_message(&mut client).await.unwrap();
                     server.write_all(&request).await.unwrap();
-                    let answer = read_message(&mut server).await;
+                    let answer = read_message(&mut server).await.unwrap();
                     let answer = String::from_utf8(answer).unwrap();
                     let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
                     *record.lock().unwrap() = body;
@@ -562,13 +614,16 @@ impl AnswerDropper {
     }
 }
 
-/// One HTTP/1.1 message with a `Content-Length` body (what both keygate and the client send).
-async fn read_message(stream: &mut TcpStream) -> Vec<u8> {
+/// One HTTP/1.1 message with a `Content-Length` body (what both keygate and the client send);
+/// `None` when the connection closes first.
+async fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut message = Vec::new();
     let mut buffer = [0; 4096];
     loop {
-        let read = stream.read(&mut buffer).await.unwrap();
-        assert!(read > 0, "the connection closed mid-message");
+        let read = stream.read(&mut buffer).await.ok()?;
+        if read == 0 {
+            return None;
+        }
         message.extend_from_slice(&buffer[..read]);
         let text = String::from_utf8_lossy(&message).to_lowercase();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
@@ -577,7 +632,7 @@ async fn read_message(stream: &mut TcpStream) -> Vec<u8> {
                 .find_map(|line| line.strip_prefix("content-length:"))
                 .map_or(0, |length| length.trim().parse::<usize>().unwrap());
             if body.len() >= length {
-                return message;
+                return Some(message);
             }
         }
     }
