@@ -284,6 +284,18 @@ fn is_contention(code: Option<&str>) -> bool {
     }
 }
 
+/// An error and its chain of causes on one line, for a terminal or a log (many errors' own
+/// message is only the outermost, e.g. "error sending request").
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,11 @@
 //! The `keygate` binary: parses the command line and runs the chosen subcommand — the server,
 //! the admin-key recovery, or a client command.
 
-use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser;
 use keygate::config::{Cli, Command, Config};
+use keygate::error::with_causes;
 use keygate::telemetry::{self, LogOutput};
 
 #[tokio::main]
@@ -61,15 +61,4 @@ async fn admin_key(config: Config, org: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its chain of causes on one line.
-fn with_causes(err: &(dyn Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
 }

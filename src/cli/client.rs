@@ -14,6 +14,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use super::{ClientArgs, Exit};
+use crate::error::with_causes;
 
 /// Longest wait between two attempts, whatever a Retry-After asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -446,17 +447,6 @@ fn field_error(location: &Value, message: &Value) -> String {
     } else {
         format!("{location}: {message}")
     }
-}
-
-/// The error and its causes on one line (reqwest's own message is only the outermost).
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
