@@ -114,10 +114,16 @@ pub enum ClientCommand {
     Agents(Noun<hoop::AgentVerb>),
     /// keygate API keys (bearer credentials of the API) and their roles.
     ApiKeys(Noun<native::ApiKeyVerb>),
+    /// Organizations (tenants), managed by the operators.
+    Orgs(Noun<native::OrgVerb>),
+    /// The organization's policy: the longest lifetime of each kind of secret.
+    Policy(Noun<native::PolicyVerb>),
     /// Ops Manager projects.
     Projects(Noun<ops_manager::ProjectVerb>),
     /// Ops Manager agent API keys of a project.
     ProjectAgentKeys(Noun<ops_manager::AgentKeyVerb>),
+    /// Ops Manager programmatic API key pairs of an organization (HTTP Digest).
+    KeyPairs(Noun<ops_manager::KeyPairVerb>),
     /// Agentex per-agent API keys.
     AgentexKeys(Noun<agentex::KeyVerb>),
     /// Connections the gateway fronts.
@@ -204,7 +210,10 @@ pub async fn run(command: ClientCommand) -> ExitCode {
     let (plan, client) = match command {
         ClientCommand::Agents(noun) => (noun.verb.plan(), noun.client),
         ClientCommand::ApiKeys(noun) => (noun.verb.plan(), noun.client),
+        ClientCommand::Orgs(noun) => (noun.verb.plan(), noun.client),
+        ClientCommand::Policy(noun) => (noun.verb.plan(), noun.client),
         ClientCommand::Projects(noun) => (noun.verb.plan(), noun.client),
+        ClientCommand::KeyPairs(noun) => (noun.verb.plan(), noun.client),
         ClientCommand::ProjectAgentKeys(noun) => (noun.verb.plan(), noun.client),
         ClientCommand::AgentexKeys(noun) => (noun.verb.plan(), noun.client),
         ClientCommand::Connections(noun) => (noun.verb.plan(), noun.client),

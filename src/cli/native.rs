@@ -27,6 +27,18 @@ const API_KEY: Shape = Shape {
     ],
 };
 
+const ORG: Shape = Shape {
+    env_prefix: "KEYGATE_ORG",
+    env_names: &[("org", ""), ("key", "")],
+    columns: &["id", "name", "created_at"],
+};
+
+const POLICY: Shape = Shape {
+    env_prefix: "KEYGATE_POLICY",
+    env_names: &[],
+    columns: &[],
+};
+
 const VERDICT: Shape = Shape {
     env_prefix: "KEYGATE_VERIFY",
     env_names: &[],
@@ -110,6 +122,78 @@ impl ToPlan for ApiKeyVerb {
             call,
             shape: &API_KEY,
             answer,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgVerb {
+    /// Create an organization and print its first admin API key, once (operators only).
+    Create { name: String },
+    /// List organizations (operators only).
+    List(ListArgs),
+}
+
+impl ToPlan for OrgVerb {
+    fn plan(self) -> Result<Plan, String> {
+        let (call, answer) = match self {
+            OrgVerb::Create { name } => (
+                Call::new(Method::POST, ["orgs"]).body(json!({ "name": name })),
+                Answer::Minted("the organization's first admin API key"),
+            ),
+            OrgVerb::List(list) => (
+                Call::new(Method::GET, ["orgs"]),
+                list.answer(Paging::Cursor),
+            ),
+        };
+        Ok(Plan {
+            call,
+            shape: &ORG,
+            answer,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyVerb {
+    /// Show the organization's longest lifetime per kind of secret.
+    Get,
+    /// Replace the policy: each KIND=SECONDS caps that kind's new secrets; kinds not named are
+    /// uncapped. Kinds: agent_key, api_key, project_agent_key, programmatic_key, agentex_key,
+    /// machine_credential.
+    Set {
+        #[arg(value_name = "KIND=SECONDS", value_parser = parse_lifetime)]
+        lifetimes: Vec<(String, u64)>,
+    },
+}
+
+fn parse_lifetime(value: &str) -> Result<(String, u64), String> {
+    let (kind, seconds) = value
+        .split_once('=')
+        .ok_or("expected KIND=SECONDS, e.g. agent_key=2592000")?;
+    let seconds = seconds
+        .parse()
+        .map_err(|_| format!("{seconds:?} is not a number of seconds"))?;
+    Ok((kind.to_owned(), seconds))
+}
+
+impl ToPlan for PolicyVerb {
+    fn plan(self) -> Result<Plan, String> {
+        let call = match self {
+            PolicyVerb::Get => Call::new(Method::GET, ["orgs", "policy"]),
+            PolicyVerb::Set { lifetimes } => {
+                let lifetimes: serde_json::Map<String, serde_json::Value> = lifetimes
+                    .into_iter()
+                    .map(|(kind, seconds)| (kind, seconds.into()))
+                    .collect();
+                Call::new(Method::PUT, ["orgs", "policy"])
+                    .body(json!({ "max_lifetime_seconds": lifetimes }))
+            }
+        };
+        Ok(Plan {
+            call,
+            shape: &POLICY,
+            answer: Answer::One,
         })
     }
 }

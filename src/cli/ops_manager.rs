@@ -1,8 +1,9 @@
 //! Ops Manager's resources: projects and their agent API keys.
 
 use chrono::{DateTime, Utc};
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use reqwest::Method;
+use serde::Serialize;
 use serde_json::json;
 
 use super::client::{Call, Paging};
@@ -19,6 +20,19 @@ const AGENT_KEY: Shape = Shape {
     env_prefix: "KEYGATE_PROJECT_AGENT_KEY",
     env_names: &[("key", "")],
     columns: &["_id", "desc", "key", "createdTime", "expiresAt"],
+};
+
+const KEY_PAIR: Shape = Shape {
+    env_prefix: "KEYGATE_KEY_PAIR",
+    env_names: &[],
+    columns: &[
+        "id",
+        "desc",
+        "publicKey",
+        "privateKey",
+        "roles",
+        "expiresAt",
+    ],
 };
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +150,103 @@ impl ToPlan for AgentKeyVerb {
         Ok(Plan {
             call,
             shape: &AGENT_KEY,
+            answer,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, ValueEnum)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrgRole {
+    OrgOwner,
+    OrgMember,
+    OrgReadOnly,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyPairVerb {
+    /// Create a programmatic API key pair (HTTP Digest) and print its private key, once.
+    Create {
+        /// The organization's Ops Manager id (24 hex characters, `orgId` of its projects).
+        #[arg(long)]
+        org: String,
+        /// What the key pair is for.
+        #[arg(long)]
+        desc: String,
+        /// An organization role (repeatable, at least one).
+        #[arg(long = "role", value_enum, required = true)]
+        roles: Vec<OrgRole>,
+        /// When the key pair stops authenticating (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// List the organization's key pairs (private keys masked).
+    List {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Show a key pair (private key masked).
+    Get {
+        #[arg(long)]
+        org: String,
+        id: String,
+    },
+    /// Issue a new private key for the same public key and print it, once.
+    Rotate {
+        #[arg(long)]
+        org: String,
+        id: String,
+        #[command(flatten)]
+        rotate: RotateArgs,
+    },
+    /// Delete a key pair.
+    Delete {
+        #[arg(long)]
+        org: String,
+        id: String,
+    },
+}
+
+impl ToPlan for KeyPairVerb {
+    fn plan(self) -> Result<Plan, String> {
+        let (call, answer) = match self {
+            KeyPairVerb::Create {
+                org,
+                desc,
+                roles,
+                expires_at,
+            } => (
+                Call::new(Method::POST, ["orgs", &org, "apiKeys"]).body(json!({
+                    "desc": desc,
+                    "roles": roles,
+                    "expiresAt": expires_at,
+                })),
+                Answer::Minted("the key pair's private key"),
+            ),
+            KeyPairVerb::List { org, list } => (
+                Call::new(Method::GET, ["orgs", &org, "apiKeys"]),
+                list.answer(Paging::Documents),
+            ),
+            KeyPairVerb::Get { org, id } => (
+                Call::new(Method::GET, ["orgs", &org, "apiKeys", &id]),
+                Answer::One,
+            ),
+            KeyPairVerb::Rotate { org, id, rotate } => (
+                Call::new(Method::POST, ["orgs", &org, "apiKeys", &id, "rotate"])
+                    .body(rotate.body()),
+                Answer::Minted("the key pair's new private key"),
+            ),
+            KeyPairVerb::Delete { org, id } => (
+                Call::new(Method::DELETE, ["orgs", &org, "apiKeys", &id]),
+                Answer::Deleted(format!("key pair {id}")),
+            ),
+        };
+        Ok(Plan {
+            call,
+            shape: &KEY_PAIR,
             answer,
         })
     }

@@ -265,6 +265,13 @@ mod tests {
     }
 
     #[test]
+    fn env_words_are_upper_snake_case() {
+        assert_eq!(env_word("publicKey"), "PUBLIC_KEY");
+        assert_eq!(env_word("_id"), "ID");
+        assert_eq!(env_word("pg-prod.v2"), "PG_PROD_V2");
+    }
+
+    #[test]
     fn tables_align_columns_and_show_absent_values() {
         let items = [
             json!({"name": "edge-1", "mode": "standard"}),

@@ -535,8 +535,116 @@ async fn every_family_is_served(backend: Backend) {
     assert_no_secret_logged();
 }
 
+async fn operators_govern_orgs_policy_and_key_pairs(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    // A new organization's first admin key, exported for the next step.
+    let org = admin(&app, &["orgs", "create", "acme", "-o", "env"])
+        .outcome()
+        .await
+        .success();
+    let line = org
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("KEYGATE_ORG_API_KEY="));
+    let acme_admin = line.unwrap().split_once('=').unwrap().1.to_owned();
+    let agents = keygate(&app.base, Some(&acme_admin), &["agents", "list"])
+        .outcome()
+        .await;
+    assert_eq!(agents.success().json(), json!([]));
+    let orgs = admin(&app, &["orgs", "list"])
+        .outcome()
+        .await
+        .success()
+        .json();
+    assert!(
+        orgs.as_array()
+            .unwrap()
+            .iter()
+            .any(|org| org["name"] == "acme"),
+        "{orgs}"
+    );
+
+    // A policy caps the lifetime of new agent keys.
+    let set = keygate(
+        &app.base,
+        Some(&acme_admin),
+        &["policy", "set", "agent_key=3600"],
+    );
+    set.outcome().await.success();
+    let policy = keygate(&app.base, Some(&acme_admin), &["policy", "get"])
+        .outcome()
+        .await;
+    assert_eq!(
+        policy.success().json()["max_lifetime_seconds"]["agent_key"],
+        3600
+    );
+    let created = keygate(
+        &app.base,
+        Some(&acme_admin),
+        &["agents", "create", "capped"],
+    );
+    let dsn = created.outcome().await.success().json()["token"].clone();
+    let verdict = app.verify(&acme_admin, dsn.as_str().unwrap()).await.1;
+    assert!(verdict["expires_at"].is_string(), "{verdict}");
+    let bad = keygate(
+        &app.base,
+        Some(&acme_admin),
+        &["policy", "set", "agent_key"],
+    )
+    .outcome();
+    assert_eq!(bad.await.code, 2);
+
+    // Ops Manager key pairs: created, listed masked, rotated, deleted.
+    let project = admin(&app, &["projects", "create", "ops"])
+        .outcome()
+        .await
+        .success()
+        .json();
+    let org_id = project["orgId"].as_str().unwrap();
+    let pair = admin(
+        &app,
+        &[
+            "key-pairs",
+            "create",
+            "--org",
+            org_id,
+            "--desc",
+            "automation",
+            "--role",
+            "ORG_MEMBER",
+        ],
+    )
+    .outcome()
+    .await
+    .success()
+    .json();
+    let (id, private) = (pair["id"].as_str().unwrap(), pair["privateKey"].clone());
+    let listed = admin(&app, &["key-pairs", "list", "--org", org_id])
+        .outcome()
+        .await;
+    let listed = listed.success().json();
+    assert_eq!(listed[0]["id"], id);
+    assert_ne!(listed[0]["privateKey"], private);
+    let rotated = admin(&app, &["key-pairs", "rotate", "--org", org_id, id])
+        .outcome()
+        .await;
+    let rotated = rotated.success().json();
+    assert_eq!(rotated["publicKey"], pair["publicKey"]);
+    assert_ne!(rotated["privateKey"], private);
+    admin(&app, &["key-pairs", "delete", "--org", org_id, id])
+        .outcome()
+        .await
+        .success();
+    let gone = admin(&app, &["key-pairs", "get", "--org", org_id, id])
+        .outcome()
+        .await;
+    assert_eq!(gone.code, 3);
+    assert_no_secret_logged();
+}
+
 on_both_backends!(
     agents_are_created_listed_rotated_and_deleted,
+    operators_govern_orgs_policy_and_key_pairs,
     each_outcome_has_its_exit_code,
     env_output_is_sourced_by_a_shell,
     a_lost_answer_is_retried_to_the_same_secret,
