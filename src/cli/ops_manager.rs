@@ -155,13 +155,18 @@ impl ToPlan for AgentKeyVerb {
     }
 }
 
+/// Ops Manager's organization roles, named as its API names them.
 #[derive(Clone, Copy, Debug, Serialize, ValueEnum)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[value(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrgRole {
-    OrgOwner,
-    OrgMember,
-    OrgReadOnly,
+    #[serde(rename = "ORG_OWNER")]
+    #[value(name = "ORG_OWNER")]
+    Owner,
+    #[serde(rename = "ORG_MEMBER")]
+    #[value(name = "ORG_MEMBER")]
+    Member,
+    #[serde(rename = "ORG_READ_ONLY")]
+    #[value(name = "ORG_READ_ONLY")]
+    ReadOnly,
 }
 
 #[derive(Debug, Subcommand)]

@@ -191,19 +191,22 @@ fn env(shape: &Shape, value: &Value) -> Result<String, Failure> {
     Ok(text)
 }
 
-/// `pg-prod.v2` → `PG_PROD_V2`.
+/// `pg-prod.v2` → `PG_PROD_V2`, `publicKey` → `PUBLIC_KEY`, `_id` → `ID`.
 fn env_word(part: &str) -> String {
-    let upper: String = part
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    upper.trim_matches('_').to_owned()
+    let mut word = String::new();
+    let mut after_lower = false;
+    for c in part.chars() {
+        if c.is_ascii_uppercase() && after_lower {
+            word.push('_');
+        }
+        after_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        word.push(if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        });
+    }
+    word.trim_matches('_').to_owned()
 }
 
 /// The value as is when a shell reads it back unchanged in an assignment, else single-quoted.
