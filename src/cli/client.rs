@@ -16,8 +16,9 @@ use zeroize::Zeroizing;
 use super::{ClientArgs, Exit};
 use crate::error::with_causes;
 
-/// Longest wait between two attempts, whatever a Retry-After asks.
-const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Longest wait between two attempts, whatever a Retry-After asks (keygate's own are at most
+/// a minute: its failure limits refill per minute).
+const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The first backoff; each retry doubles it, up to 8 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
