@@ -1,7 +1,7 @@
 //! Requests to the server: bearer authentication, an `Idempotency-Key` on every create and
 //! rotate, bounded retries, and the walk through a list's pages in each API family's shape.
 //!
-//! Retries cannot duplicate: a POST carries the invocation's idempotency key on every attempt,
+//! Retries cannot duplicate: a change carries the invocation's idempotency key on every attempt,
 //! so when a creation's answer was lost on the way, the retry gets the stored answer (the same
 //! secret) rather than a second secret or a 409.
 
@@ -201,7 +201,9 @@ impl Client {
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token.as_str());
             }
-            if call.method == Method::POST {
+            // Every change carries the key; the server honours it where a retry could
+            // otherwise duplicate (creates and rotates).
+            if call.method != Method::GET {
                 request = request.header("Idempotency-Key", &self.idempotency_key);
             }
             if let Some(body) = &call.body {
