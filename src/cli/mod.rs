@@ -132,7 +132,7 @@ pub enum ClientCommand {
     MachineIdentities(Noun<hoop::IdentityVerb>),
     /// Ask the server whether a secret is valid, and whose it is (exit 8 when it is not).
     Verify(Verb<native::VerifyArgs>),
-    /// Read the audit trail, newest first.
+    /// Read the audit trail, oldest first (narrow it with --since and the filters).
     Audit(Verb<native::AuditArgs>),
     /// Print a shell completion script.
     Completions {
