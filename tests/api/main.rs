@@ -8,6 +8,7 @@ mod api_keys;
 mod audit;
 mod cache;
 mod connections;
+mod console;
 mod cors;
 mod expiry;
 mod idempotency;

@@ -1,0 +1,363 @@
+//! The console in a real browser: headless Chromium driven through chromedriver's WebDriver
+//! protocol (HTTP and JSON, spoken here over reqwest). Ignored like the Postgres suite, since it
+//! needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); run it with
+//! `--include-ignored`. With `KEYGATE_UPDATE_SCREENSHOTS=1` it saves a screenshot of each page
+//! into `docs/console/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, minted_secrets_in};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The key WebDriver names an element by.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process on a free local port, ended when dropped.
+struct Driver {
+    process: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("cannot start {CHROMEDRIVER} (apt-get install chromium-driver): {err}")
+            });
+        let driver = Driver {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            let ready = driver
+                .client
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await;
+            if let Ok(response) = ready
+                && let Ok(status) = response.json::<Value>().await
+                && status["value"]["ready"] == true
+            {
+                return driver;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("chromedriver did not start");
+    }
+
+    /// A headless Chromium window of 1280 × 900 CSS pixels.
+    async fn browser(&self) -> Browser<'_> {
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                // Root in a container: Chromium's sandbox cannot start there.
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1280,900",
+                         "--hide-scrollbars", "--force-device-scale-factor=1"],
+            },
+        }}});
+        let response = self
+            .client
+            .post(format!("{}/session", self.base))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let id = body["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {body}"));
+        Browser {
+            driver: self,
+            session: format!("{}/session/{id}", self.base),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// One WebDriver session: a browser with its windows.
+struct Browser<'a> {
+    driver: &'a Driver,
+    session: String,
+}
+
+impl Browser<'_> {
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .driver
+            .client
+            .request(method.clone(), format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "WebDriver {method} {path}: {body}");
+        body["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.command(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.command(reqwest::Method::GET, path, None).await
+    }
+
+    async fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+
+    async fn url(&self) -> String {
+        self.get("/url").await.as_str().unwrap().to_owned()
+    }
+
+    async fn source(&self) -> String {
+        self.get("/source").await.as_str().unwrap().to_owned()
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<String> {
+        let found = self
+            .post("/elements", json!({"using": "css selector", "value": css}))
+            .await;
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|element| element[ELEMENT].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self.find_all(css).await;
+        assert!(!found.is_empty(), "no {css} on {}", self.url().await);
+        found[0].clone()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("/element/{element}/click"), json!({}))
+            .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.post(&format!("/element/{element}/clear"), json!({}))
+            .await;
+        self.post(&format!("/element/{element}/value"), json!({ "text": text }))
+            .await;
+    }
+
+    async fn value(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        let value = self.get(&format!("/element/{element}/property/value")).await;
+        value.as_str().unwrap().to_owned()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        let text = self.get(&format!("/element/{element}/text")).await;
+        text.as_str().unwrap().to_owned()
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
+    /// Opens a new tab and switches to it; returns the previous tab's handle.
+    async fn new_tab(&self) -> String {
+        let previous = self.get("/window").await.as_str().unwrap().to_owned();
+        let tab = self.post("/window/new", json!({"type": "tab"})).await;
+        self.post("/window", json!({"handle": tab["handle"]})).await;
+        previous
+    }
+
+    async fn switch_to(&self, handle: &str) {
+        self.post("/window", json!({ "handle": handle })).await;
+    }
+
+    /// Saves a screenshot of the window as `docs/console/<name>.png` when asked to.
+    async fn screenshot(&self, name: &str) {
+        if std::env::var_os("KEYGATE_UPDATE_SCREENSHOTS").is_none() {
+            return;
+        }
+        let png = self.get("/screenshot").await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn quit(self) {
+        self.command(reqwest::Method::DELETE, "", None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); pass --include-ignored"]
+async fn the_console_in_a_real_browser() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let at = |path: &str| app.url(path);
+    // Every page seen after a secret was shown, to prove it is never there again.
+    let mut later_pages = Vec::new();
+    let mut secrets: Vec<String> = Vec::new();
+
+    // Signing in: the console sends an unknown browser to the sign-in page.
+    browser.goto(&at("/console/")).await;
+    assert!(browser.url().await.ends_with("/console/sign-in"));
+    browser.type_into("#key", "not-a-working-key").await;
+    browser.click("button[type=submit]").await;
+    assert!(browser.text(".error").await.contains("does not work"));
+    browser.screenshot("sign-in").await;
+    browser.type_into("#key", ADMIN).await;
+    browser.click("button[type=submit]").await;
+    assert!(browser.url().await.ends_with("/console/agents"));
+
+    // Creating an agent: its DSN is shown once, with a copy button.
+    browser.type_into("#agent-name", "ci-runner").await;
+    browser.click("form[action='/console/agents'] button").await;
+    let dsn = browser.value("#secret").await;
+    assert!(dsn.starts_with("grpc://ci-runner:"), "{dsn}");
+    assert!(browser.source().await.contains("you will not see it again"));
+    browser.click("button.copy").await;
+    assert!(!browser.text(".copied").await.is_empty());
+    browser.screenshot("agent-created").await;
+    let (_, verified) = app.verify(ADMIN, &dsn).await;
+    assert_eq!(verified["valid"], true, "{verified}");
+    secrets.push(dsn.clone());
+
+    browser.goto(&at("/console/agents")).await;
+    assert!(browser.source().await.contains("ci-runner"));
+    browser.screenshot("agents").await;
+    later_pages.push(browser.source().await);
+
+    // Rotating with a grace period: the old DSN works for a while, the new one too.
+    browser.type_into("input[name=grace_period_seconds]", "600").await;
+    browser.click("form[action$='/rotate'] button").await;
+    let rotated = browser.value("#secret").await;
+    assert_ne!(rotated, dsn);
+    for secret in [&dsn, &rotated] {
+        let (_, verified) = app.verify(ADMIN, secret).await;
+        assert_eq!(verified["valid"], true, "{verified}");
+    }
+    secrets.push(rotated.clone());
+
+    // Deleting, after a confirmation: neither DSN verifies any more.
+    browser.goto(&at("/console/agents")).await;
+    later_pages.push(browser.source().await);
+    browser.click("a.danger").await;
+    assert!(browser.url().await.ends_with("/console/agents/ci-runner/delete"));
+    browser.screenshot("agent-delete").await;
+    browser.click("button.danger").await;
+    assert!(browser.url().await.ends_with("/console/agents"));
+    assert!(!browser.source().await.contains("ci-runner"));
+    for secret in [&dsn, &rotated] {
+        let (_, verified) = app.verify(ADMIN, secret).await;
+        assert_eq!(verified["valid"], false, "{verified}");
+    }
+
+    // API keys: an auditor's key, created here and shown once.
+    browser.goto(&at("/console/apikeys")).await;
+    browser.type_into("#key-name", "reviewer").await;
+    browser.click("#key-role").await;
+    browser.click("#key-role option[value=auditor]").await;
+    browser.click("form[action='/console/apikeys'] button").await;
+    let auditor_key = browser.value("#secret").await;
+    assert_eq!(minted_secrets_in(&auditor_key), [auditor_key.clone()]);
+    secrets.push(auditor_key.clone());
+    browser.goto(&at("/console/apikeys")).await;
+    browser.screenshot("api-keys").await;
+    later_pages.push(browser.source().await);
+
+    // The verification tester answers as the API does, without showing the secret back.
+    browser.goto(&at("/console/verify")).await;
+    browser.type_into("#verify-key", &rotated).await;
+    browser.click("form[action='/console/verify'] button").await;
+    assert!(browser.text("#answer").await.contains("not valid"));
+    browser.screenshot("verify").await;
+    later_pages.push(browser.source().await);
+
+    // The audit log shows what was done, filtered.
+    browser.goto(&at("/console/audit")).await;
+    assert!(browser.source().await.contains("agent.deleted"));
+    browser.screenshot("audit").await;
+    later_pages.push(browser.source().await);
+    browser.type_into("#f-action", "agent.rotated").await;
+    browser.click("form[action='/console/audit'] button").await;
+    let filtered = browser.source().await;
+    assert!(filtered.contains("agent.rotated") && !filtered.contains(">agent.created<"));
+    later_pages.push(filtered);
+
+    // A phone-sized window: the same pages, tables scrolling within themselves.
+    browser.resize(390, 844).await;
+    browser.goto(&at("/console/apikeys")).await;
+    browser.screenshot("api-keys-390").await;
+    browser.resize(1280, 900).await;
+
+    // Signing out in one tab ends the session in every tab.
+    let first_tab = browser.new_tab().await;
+    browser.goto(&at("/console/agents")).await;
+    assert!(browser.url().await.ends_with("/console/agents"));
+    let second_tab = browser.new_tab().await;
+    browser.switch_to(&first_tab).await;
+    browser.click(".signout button").await;
+    assert!(browser.source().await.contains("You have signed out"));
+    browser.switch_to(&second_tab).await;
+    browser.goto(&at("/console/apikeys")).await;
+    assert!(browser.url().await.ends_with("/console/sign-in"));
+
+    // An auditor's pages offer no change: the only form that posts is signing out.
+    browser.type_into("#key", &auditor_key).await;
+    browser.click("button[type=submit]").await;
+    for path in [
+        "/console/agents",
+        "/console/apikeys",
+        "/console/audit",
+        "/console/verify",
+    ] {
+        browser.goto(&at(path)).await;
+        let forms = browser.find_all("form[method=post]").await;
+        assert_eq!(forms.len(), 1, "{path}");
+        assert!(browser.find_all(".danger").await.is_empty(), "{path}");
+        later_pages.push(browser.source().await);
+    }
+    browser.goto(&at("/console/apikeys")).await;
+    browser.screenshot("auditor-api-keys").await;
+
+    for page in &later_pages {
+        for secret in &secrets {
+            assert!(!page.contains(secret.as_str()), "a secret was shown again");
+        }
+    }
+    browser.quit().await;
+}
