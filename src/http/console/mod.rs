@@ -133,8 +133,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Refuses a POST that a browser says comes from another site (`Sec-Fetch-Site`) or another
-/// origin (`Origin`): no other site may submit the console's forms, sign-in included.
+/// Refuses a POST that a browser says comes from another site: by `Sec-Fetch-Site` where the
+/// browser sends it, else by an `Origin` naming another host. No other site may submit the
+/// console's forms, sign-in included.
 async fn same_origin_posts(request: Request, next: Next) -> Response {
     if request.method() == Method::POST && cross_site(request.headers()) {
         return PageError::new(
@@ -147,27 +148,32 @@ async fn same_origin_posts(request: Request, next: Next) -> Response {
 }
 
 fn cross_site(headers: &HeaderMap) -> bool {
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .is_some_and(|site| site != "same-origin" && site != "none");
-    let origin = headers.get(header::ORIGIN).is_some_and(|origin| {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|host| host.to_str().ok());
-        let origin_host = origin
-            .to_str()
-            .ok()
-            .and_then(|origin| url::Url::parse(origin).ok())
-            .and_then(|url| {
-                let host = url.host_str()?.to_owned();
-                Some(match url.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host,
-                })
-            });
-        origin_host.is_none() || origin_host.as_deref() != host
-    });
-    fetch_site || origin
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site != "same-origin" && site != "none";
+    }
+    // Under `Referrer-Policy: no-referrer` a browser sends `Origin: null` with the console's
+    // own forms, so only an origin naming another host tells.
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    if origin == "null" {
+        return false;
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|origin| url::Url::parse(origin).ok())
+        .and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        });
+    origin_host.is_none() || origin_host.as_deref() != host
 }
 
 async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
@@ -484,9 +490,16 @@ impl Console {
     }
 }
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `segment` for a path: every byte outside the unreserved set percent-encoded.
 fn path_segment(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(segment, UNRESERVED).to_string()
 }
 
 /// `(name, value)` pairs as a query string.
