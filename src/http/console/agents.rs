@@ -137,7 +137,7 @@ pub(super) async fn create(
         Ok(minted) => ShownOnce {
             chrome: session.chrome("agents"),
             title: format!("Agent {} created", form.name),
-            what: "its DSN",
+            what: "DSN",
             secret: minted.token,
             back: "/console/agents",
         }
@@ -186,7 +186,7 @@ pub(super) async fn rotate(
         Ok(minted) => ShownOnce {
             chrome: session.chrome("agents"),
             title: format!("Agent {name}'s key rotated"),
-            what: "its new DSN",
+            what: "new DSN",
             secret: minted.token,
             back: "/console/agents",
         }

@@ -144,7 +144,7 @@ pub(super) async fn create(
         Ok(minted) => ShownOnce {
             chrome: session.chrome("apikeys"),
             title: format!("API key {} created", form.name),
-            what: "the key",
+            what: "API key",
             secret: minted.key,
             back: "/console/apikeys",
         }

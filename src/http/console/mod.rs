@@ -600,7 +600,7 @@ fn link_cursor(headers: &HeaderMap) -> Option<String> {
 struct ShownOnce {
     chrome: Chrome,
     title: String,
-    /// What the secret is, e.g. "its DSN".
+    /// What the secret is, e.g. "DSN".
     what: &'static str,
     secret: String,
     /// The list to go back to.
