@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Cursor, PageError, Session, ShownOnce, link_cursor, page,
-    path_segment, query, read_form, when,
+    Chrome, Confirm, Console, Cursor, PageError, Session, ShownOnce, grace_seconds, link_cursor,
+    page, path_segment, query, read_form, when,
 };
 
 /// Agents per page.
@@ -162,20 +162,9 @@ pub(super) async fn rotate(
         Ok(form) => form,
         Err(err) => return err.into_response(),
     };
-    let grace = form.grace_period_seconds.trim();
-    let grace: u64 = if grace.is_empty() {
-        0
-    } else {
-        match grace.parse() {
-            Ok(grace) => grace,
-            Err(_) => {
-                let err = PageError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "The grace period is a whole number of seconds.",
-                );
-                return render(&console, &session, None, Some(err)).await;
-            }
-        }
+    let grace = match grace_seconds(&form.grace_period_seconds) {
+        Ok(grace) => grace,
+        Err(err) => return render(&console, &session, None, Some(err)).await,
     };
     let path = format!("/agents/{}/rotate", path_segment(&name));
     let request = json!({ "grace_period_seconds": grace });

@@ -13,6 +13,7 @@
 //! POST must come from the console's own origin and carry the session's CSRF token, an HMAC of
 //! the session token under the server key.
 
+mod agentex;
 mod agents;
 mod api_keys;
 mod audit;
@@ -93,6 +94,18 @@ pub fn routes(state: AppState, api: Router) -> Router {
         .route(
             "/console/apikeys/{id}/revoke",
             get(api_keys::confirm_revoke).post(api_keys::revoke),
+        )
+        .route(
+            "/console/agents/{name}/keys",
+            get(agentex::list).post(agentex::create),
+        )
+        .route(
+            "/console/agents/{name}/keys/{id}/rotate",
+            post(agentex::rotate),
+        )
+        .route(
+            "/console/agents/{name}/keys/{id}/delete",
+            get(agentex::confirm_delete).post(agentex::delete),
         )
         .route("/console/audit", get(audit::list))
         .route("/console/verify", get(verify::form).post(verify::verify))
@@ -488,6 +501,20 @@ impl Console {
             body,
         }
     }
+}
+
+/// A rotation form's grace period: seconds, none when empty.
+fn grace_seconds(field: &str) -> Result<u64, PageError> {
+    let field = field.trim();
+    if field.is_empty() {
+        return Ok(0);
+    }
+    field.parse().map_err(|_| {
+        PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The grace period is a whole number of seconds.",
+        )
+    })
 }
 
 /// What a path segment keeps as it is: RFC 3986's unreserved characters.
