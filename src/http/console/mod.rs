@@ -17,6 +17,7 @@ mod agentex;
 mod agents;
 mod api_keys;
 mod audit;
+mod connections;
 mod sign_in;
 mod verify;
 
@@ -106,6 +107,26 @@ pub fn routes(state: AppState, api: Router) -> Router {
         .route(
             "/console/agents/{name}/keys/{id}/delete",
             get(agentex::confirm_delete).post(agentex::delete),
+        )
+        .route(
+            "/console/connections",
+            get(connections::connections).post(connections::create_connection),
+        )
+        .route(
+            "/console/connections/{name}/delete",
+            get(connections::confirm_delete_connection).post(connections::delete_connection),
+        )
+        .route(
+            "/console/identities",
+            get(connections::identities).post(connections::create_identity),
+        )
+        .route(
+            "/console/identities/{name}/credentials/{connection}/rotate",
+            post(connections::rotate_credential),
+        )
+        .route(
+            "/console/identities/{name}/delete",
+            get(connections::confirm_delete_identity).post(connections::delete_identity),
         )
         .route("/console/audit", get(audit::list))
         .route("/console/verify", get(verify::form).post(verify::verify))

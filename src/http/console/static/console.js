@@ -4,7 +4,8 @@ document.addEventListener("click", function (event) {
   var button = event.target.closest("button[data-copy]");
   if (!button) return;
   var field = document.getElementById(button.getAttribute("data-copy"));
-  var status = document.querySelector(".copied");
+  var box = button.closest(".once");
+  var status = box && box.querySelector(".copied");
   var done = function () { if (status) status.textContent = "Copied to the clipboard."; };
   var fallback = function () {
     field.select();
