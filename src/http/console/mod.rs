@@ -18,6 +18,7 @@ mod agents;
 mod api_keys;
 mod audit;
 mod connections;
+mod ops_manager;
 mod sign_in;
 mod verify;
 
@@ -127,6 +128,31 @@ pub fn routes(state: AppState, api: Router) -> Router {
         .route(
             "/console/identities/{name}/delete",
             get(connections::confirm_delete_identity).post(connections::delete_identity),
+        )
+        .route(
+            "/console/projects",
+            get(ops_manager::projects).post(ops_manager::create_project),
+        )
+        .route("/console/projects/{id}", get(ops_manager::project))
+        .route(
+            "/console/projects/{id}/agentapikeys",
+            post(ops_manager::create_agent_key),
+        )
+        .route(
+            "/console/projects/{id}/agentapikeys/{key}/rotate",
+            post(ops_manager::rotate_agent_key),
+        )
+        .route(
+            "/console/projects/{id}/agentapikeys/{key}/delete",
+            get(ops_manager::confirm_delete_agent_key).post(ops_manager::delete_agent_key),
+        )
+        .route(
+            "/console/keypairs",
+            get(ops_manager::key_pairs).post(ops_manager::create_key_pair),
+        )
+        .route(
+            "/console/keypairs/{id}/delete",
+            get(ops_manager::confirm_delete_key_pair).post(ops_manager::delete_key_pair),
         )
         .route("/console/audit", get(audit::list))
         .route("/console/verify", get(verify::form).post(verify::verify))
