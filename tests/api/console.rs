@@ -163,6 +163,10 @@ async fn every_console_answer_carries_the_security_headers(backend: Backend) {
         browser.get("/console/audit").await,
         browser.get("/console/verify").await,
         browser.get("/console/agents/nobody/delete").await,
+        browser.get("/console/connections").await,
+        browser.get("/console/identities").await,
+        browser.get("/console/projects").await,
+        browser.get("/console/keypairs").await,
     ];
     for page in &pages {
         assert_eq!(
@@ -328,12 +332,17 @@ async fn an_auditor_is_offered_no_change_and_a_forged_one_is_refused(backend: Ba
     let browser = Browser::signed_in(&app, &auditor).await;
     for path in [
         "/console/agents",
+        "/console/agents/existing/keys",
         "/console/apikeys",
+        "/console/connections",
+        "/console/identities",
+        "/console/projects",
+        "/console/keypairs",
         "/console/audit",
         "/console/verify",
     ] {
         let page = browser.get(path).await;
-        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
         // The only form that posts is signing out.
         let posts = page.body.matches("method=\"post\"").count();
         assert_eq!(posts, 1, "{path}: {}", page.body);
@@ -499,6 +508,84 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         .await;
     let api_key = minted_secrets_in(&key.body);
     assert_eq!(api_key.len(), 1, "{}", key.body);
+    // Every other kind the console mints: each shown once, in the answer that minted it.
+    let mut others = Vec::new();
+    let agentex = browser
+        .submit(
+            "/console/agents",
+            "/console/agents/shown-once/keys",
+            &[("name", "edge"), ("api_key_type", "external")],
+        )
+        .await;
+    others.extend(minted_secrets_in(&agentex.body));
+    let connection = browser
+        .submit(
+            "/console/connections",
+            "/console/connections",
+            &[
+                ("name", "prod-pg"),
+                ("type", "database"),
+                ("subtype", "postgres"),
+                ("agent", "shown-once"),
+                ("database_name", "app"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        connection.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        connection.body
+    );
+    let identity = browser
+        .submit(
+            "/console/identities",
+            "/console/identities",
+            &[("name", "backend"), ("connection_names", "prod-pg")],
+        )
+        .await;
+    assert!(
+        identity.body.contains("For connection prod-pg"),
+        "{}",
+        identity.body
+    );
+    others.extend(minted_secrets_in(&identity.body));
+    let rotated_credential = browser
+        .submit(
+            "/console/identities",
+            "/console/identities/backend/credentials/prod-pg/rotate",
+            &[("grace_period_seconds", "0")],
+        )
+        .await;
+    others.extend(minted_secrets_in(&rotated_credential.body));
+    let project = browser
+        .submit(
+            "/console/projects",
+            "/console/projects",
+            &[("name", "prod")],
+        )
+        .await;
+    let project = project.location().to_owned();
+    let agent_key = browser
+        .submit(
+            &project,
+            &format!("{project}/agentapikeys"),
+            &[("desc", "agent")],
+        )
+        .await;
+    others.extend(minted_secrets_in(&agent_key.body));
+    let pair = browser
+        .submit(
+            "/console/keypairs",
+            "/console/keypairs",
+            &[("desc", "automation"), ("role", "ORG_OWNER")],
+        )
+        .await;
+    others.extend(minted_secrets_in(&pair.body));
+    others.sort();
+    others.dedup();
+    // Agentex key, two credentials, an agent API key, a private key.
+    assert_eq!(others.len(), 5, "{others:?}");
     // Verifying through the tester does not show the secret back.
     let tested = browser
         .submit(
@@ -509,11 +596,18 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         .await;
     assert!(tested.body.contains("valid"), "{}", tested.body);
 
-    let minted = [&dsn[0], &new_dsn[0], &api_key[0]];
+    let mut minted = vec![&dsn[0], &new_dsn[0], &api_key[0]];
+    minted.extend(&others);
     let mut later = Vec::new();
     for path in [
         "/console/agents",
+        "/console/agents/shown-once/keys",
         "/console/apikeys",
+        "/console/connections",
+        "/console/identities",
+        "/console/projects",
+        project.as_str(),
+        "/console/keypairs",
         "/console/audit",
         "/console/verify",
     ] {
@@ -521,7 +615,7 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
     }
     later.push(tested);
     for page in &later {
-        for secret in minted {
+        for secret in &minted {
             assert!(!page.body.contains(secret.as_str()));
             assert!(!page.headers.iter().any(|(_, value)| {
                 value
@@ -531,7 +625,7 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         }
     }
     let logs = captured_logs();
-    for secret in minted {
+    for secret in &minted {
         assert!(
             !logs.contains(secret.as_str()),
             "a minted secret was logged"

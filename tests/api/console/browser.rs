@@ -314,6 +314,70 @@ async fn the_console_in_a_real_browser() {
     browser.screenshot("api-keys").await;
     later_pages.push(browser.source().await);
 
+    // Agentex keys of an agent.
+    app.create_agent("edge-1").await;
+    browser.goto(&at("/console/agents")).await;
+    browser.click("a[href='/console/agents/edge-1/keys']").await;
+    browser
+        .type_into("#agentex-name", "octo-org/hello-world")
+        .await;
+    browser.click("#agentex-type").await;
+    browser.click("#agentex-type option[value=github]").await;
+    browser.click("form[action$='/keys'] button").await;
+    secrets.push(browser.value("#secret").await);
+    browser.goto(&at("/console/agents/edge-1/keys")).await;
+    browser.screenshot("agentex-keys").await;
+    later_pages.push(browser.source().await);
+
+    // A connection, and a machine identity with its credential for it, shown once.
+    browser.goto(&at("/console/connections")).await;
+    browser.type_into("#conn-name", "prod-postgres").await;
+    browser.type_into("#conn-subtype", "postgres").await;
+    browser.type_into("#conn-agent", "edge-1").await;
+    browser.type_into("#conn-db", "app").await;
+    browser
+        .click("form[action='/console/connections'] button")
+        .await;
+    assert!(browser.source().await.contains("prod-postgres"));
+    browser.screenshot("connections").await;
+    browser.goto(&at("/console/identities")).await;
+    browser.type_into("#mi-name", "backend-prod").await;
+    browser.type_into("#mi-conns", "prod-postgres").await;
+    browser
+        .click("form[action='/console/identities'] button")
+        .await;
+    let credential = browser.source().await;
+    let issued = minted_secrets_in(&credential);
+    assert!(!issued.is_empty(), "{credential}");
+    secrets.extend(issued);
+    browser.screenshot("identity-created").await;
+    browser.goto(&at("/console/identities")).await;
+    browser.screenshot("identities").await;
+    later_pages.push(browser.source().await);
+
+    // Ops Manager: a project and its agent API key; a key pair of the organization.
+    browser.goto(&at("/console/projects")).await;
+    browser.type_into("#project-name", "prod").await;
+    browser
+        .click("form[action='/console/projects'] button")
+        .await;
+    let project = browser.url().await;
+    browser.type_into("#agent-key-desc", "ops-agent").await;
+    browser.click("form[action$='/agentapikeys'] button").await;
+    secrets.push(browser.value("#secret").await);
+    browser.goto(&project).await;
+    browser.screenshot("project").await;
+    later_pages.push(browser.source().await);
+    browser.goto(&at("/console/keypairs")).await;
+    browser.type_into("#pair-desc", "automation").await;
+    browser
+        .click("form[action='/console/keypairs'] button")
+        .await;
+    secrets.push(browser.value("#secret").await);
+    browser.goto(&at("/console/keypairs")).await;
+    browser.screenshot("key-pairs").await;
+    later_pages.push(browser.source().await);
+
     // The verification tester answers as the API does, without showing the secret back.
     browser.goto(&at("/console/verify")).await;
     browser.type_into("#verify-key", &rotated).await;
@@ -356,7 +420,12 @@ async fn the_console_in_a_real_browser() {
     browser.click("button[type=submit]").await;
     for path in [
         "/console/agents",
+        "/console/agents/edge-1/keys",
         "/console/apikeys",
+        "/console/connections",
+        "/console/identities",
+        "/console/projects",
+        "/console/keypairs",
         "/console/audit",
         "/console/verify",
     ] {
