@@ -308,7 +308,10 @@ async fn the_console_in_a_real_browser() {
         .click("form[action='/console/apikeys'] button")
         .await;
     let auditor_key = browser.value("#secret").await;
-    assert_eq!(minted_secrets_in(&auditor_key), [auditor_key.clone()]);
+    assert_eq!(
+        minted_secrets_in(&auditor_key),
+        std::slice::from_ref(&auditor_key)
+    );
     secrets.push(auditor_key.clone());
     browser.goto(&at("/console/apikeys")).await;
     browser.screenshot("api-keys").await;
