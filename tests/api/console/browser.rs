@@ -155,7 +155,9 @@ impl Browser<'_> {
 
     async fn find(&self, css: &str) -> String {
         let found = self.find_all(css).await;
-        assert!(!found.is_empty(), "no {css} on {}", self.url().await);
+        if found.is_empty() {
+            panic!("no {css} on {}: {}", self.url().await, self.source().await);
+        }
         found[0].clone()
     }
 
@@ -163,6 +165,28 @@ impl Browser<'_> {
         let element = self.find(css).await;
         self.post(&format!("/element/{element}/click"), json!({}))
             .await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": [] }))
+            .await
+    }
+
+    /// Clicks what loads another page (a link, a form's button), and waits until that page has
+    /// loaded: a click returns as soon as it is dispatched.
+    async fn follow(&self, css: &str) {
+        self.script("window.keygateOldPage = true;").await;
+        self.click(css).await;
+        for _ in 0..400 {
+            let loaded = self
+                .script("return !window.keygateOldPage && document.readyState === 'complete';")
+                .await;
+            if loaded == true {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("clicking {css} loaded no page");
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -241,17 +265,19 @@ async fn the_console_in_a_real_browser() {
     browser.goto(&at("/console/")).await;
     assert!(browser.url().await.ends_with("/console/sign-in"));
     browser.type_into("#key", "not-a-working-key").await;
-    browser.click("button[type=submit]").await;
+    browser.follow("button[type=submit]").await;
     let refused = browser.source().await;
     assert!(refused.contains("does not work"), "{refused}");
     browser.screenshot("sign-in").await;
     browser.type_into("#key", ADMIN).await;
-    browser.click("button[type=submit]").await;
+    browser.follow("button[type=submit]").await;
     assert!(browser.url().await.ends_with("/console/agents"));
 
     // Creating an agent: its DSN is shown once, with a copy button.
     browser.type_into("#agent-name", "ci-runner").await;
-    browser.click("form[action='/console/agents'] button").await;
+    browser
+        .follow("form[action='/console/agents'] button")
+        .await;
     let dsn = browser.value("#secret").await;
     assert!(dsn.starts_with("grpc://ci-runner:"), "{dsn}");
     assert!(browser.source().await.contains("you will not see it again"));
@@ -271,7 +297,7 @@ async fn the_console_in_a_real_browser() {
     browser
         .type_into("input[name=grace_period_seconds]", "600")
         .await;
-    browser.click("form[action$='/rotate'] button").await;
+    browser.follow("form[action$='/rotate'] button").await;
     let rotated = browser.value("#secret").await;
     assert_ne!(rotated, dsn);
     for secret in [&dsn, &rotated] {
@@ -283,7 +309,7 @@ async fn the_console_in_a_real_browser() {
     // Deleting, after a confirmation: neither DSN verifies any more.
     browser.goto(&at("/console/agents")).await;
     later_pages.push(browser.source().await);
-    browser.click("a.danger").await;
+    browser.follow("a.danger").await;
     assert!(
         browser
             .url()
@@ -291,7 +317,7 @@ async fn the_console_in_a_real_browser() {
             .ends_with("/console/agents/ci-runner/delete")
     );
     browser.screenshot("agent-delete").await;
-    browser.click("button.danger").await;
+    browser.follow("button.danger").await;
     assert!(browser.url().await.ends_with("/console/agents"));
     assert!(!browser.source().await.contains("ci-runner"));
     for secret in [&dsn, &rotated] {
@@ -305,7 +331,7 @@ async fn the_console_in_a_real_browser() {
     browser.click("#key-role").await;
     browser.click("#key-role option[value=auditor]").await;
     browser
-        .click("form[action='/console/apikeys'] button")
+        .follow("form[action='/console/apikeys'] button")
         .await;
     let auditor_key = browser.value("#secret").await;
     assert_eq!(
@@ -320,13 +346,15 @@ async fn the_console_in_a_real_browser() {
     // Agentex keys of an agent.
     app.create_agent("edge-1").await;
     browser.goto(&at("/console/agents")).await;
-    browser.click("a[href='/console/agents/edge-1/keys']").await;
+    browser
+        .follow("a[href='/console/agents/edge-1/keys']")
+        .await;
     browser
         .type_into("#agentex-name", "octo-org/hello-world")
         .await;
     browser.click("#agentex-type").await;
     browser.click("#agentex-type option[value=github]").await;
-    browser.click("form[action$='/keys'] button").await;
+    browser.follow("form[action$='/keys'] button").await;
     secrets.push(browser.value("#secret").await);
     browser.goto(&at("/console/agents/edge-1/keys")).await;
     browser.screenshot("agentex-keys").await;
@@ -339,7 +367,7 @@ async fn the_console_in_a_real_browser() {
     browser.type_into("#conn-agent", "edge-1").await;
     browser.type_into("#conn-db", "app").await;
     browser
-        .click("form[action='/console/connections'] button")
+        .follow("form[action='/console/connections'] button")
         .await;
     assert!(browser.source().await.contains("prod-postgres"));
     browser.screenshot("connections").await;
@@ -347,7 +375,7 @@ async fn the_console_in_a_real_browser() {
     browser.type_into("#mi-name", "backend-prod").await;
     browser.type_into("#mi-conns", "prod-postgres").await;
     browser
-        .click("form[action='/console/identities'] button")
+        .follow("form[action='/console/identities'] button")
         .await;
     let credential = browser.source().await;
     let issued = minted_secrets_in(&credential);
@@ -362,11 +390,11 @@ async fn the_console_in_a_real_browser() {
     browser.goto(&at("/console/projects")).await;
     browser.type_into("#project-name", "prod").await;
     browser
-        .click("form[action='/console/projects'] button")
+        .follow("form[action='/console/projects'] button")
         .await;
     let project = browser.url().await;
     browser.type_into("#agent-key-desc", "ops-agent").await;
-    browser.click("form[action$='/agentapikeys'] button").await;
+    browser.follow("form[action$='/agentapikeys'] button").await;
     secrets.push(browser.value("#secret").await);
     browser.goto(&project).await;
     browser.screenshot("project").await;
@@ -374,7 +402,7 @@ async fn the_console_in_a_real_browser() {
     browser.goto(&at("/console/keypairs")).await;
     browser.type_into("#pair-desc", "automation").await;
     browser
-        .click("form[action='/console/keypairs'] button")
+        .follow("form[action='/console/keypairs'] button")
         .await;
     secrets.push(browser.value("#secret").await);
     browser.goto(&at("/console/keypairs")).await;
@@ -384,7 +412,9 @@ async fn the_console_in_a_real_browser() {
     // The verification tester answers as the API does, without showing the secret back.
     browser.goto(&at("/console/verify")).await;
     browser.type_into("#verify-key", &rotated).await;
-    browser.click("form[action='/console/verify'] button").await;
+    browser
+        .follow("form[action='/console/verify'] button")
+        .await;
     assert!(browser.text("#answer").await.contains("not valid"));
     browser.screenshot("verify").await;
     later_pages.push(browser.source().await);
@@ -395,7 +425,7 @@ async fn the_console_in_a_real_browser() {
     browser.screenshot("audit").await;
     later_pages.push(browser.source().await);
     browser.type_into("#f-action", "agent.rotated").await;
-    browser.click("form[action='/console/audit'] button").await;
+    browser.follow("form[action='/console/audit'] button").await;
     let filtered = browser.source().await;
     assert!(filtered.contains("agent.rotated") && !filtered.contains(">agent.created<"));
     later_pages.push(filtered);
@@ -412,7 +442,7 @@ async fn the_console_in_a_real_browser() {
     assert!(browser.url().await.ends_with("/console/agents"));
     let second_tab = browser.new_tab().await;
     browser.switch_to(&first_tab).await;
-    browser.click(".signout button").await;
+    browser.follow(".signout button").await;
     assert!(browser.source().await.contains("You have signed out"));
     browser.switch_to(&second_tab).await;
     browser.goto(&at("/console/apikeys")).await;
@@ -420,7 +450,7 @@ async fn the_console_in_a_real_browser() {
 
     // An auditor's pages offer no change: the only form that posts is signing out.
     browser.type_into("#key", &auditor_key).await;
-    browser.click("button[type=submit]").await;
+    browser.follow("button[type=submit]").await;
     for path in [
         "/console/agents",
         "/console/agents/edge-1/keys",
