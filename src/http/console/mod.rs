@@ -419,7 +419,7 @@ async fn require_session(State(console): State<Console>, request: Request, next:
         None => None,
     };
     let Some((hash, session)) = session else {
-        return sign_in::signed_out(parts.method == Method::POST);
+        return sign_in::signed_out(&console.state.console, parts.method == Method::POST);
     };
     let csrf = URL_SAFE_NO_PAD.encode(console.state.server_key.mac(&csrf_input(&hash)));
     let body = if parts.method == Method::POST {

@@ -14,7 +14,11 @@ use rand::rngs::OsRng;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{BASE, COOKIE, Console, PageError, Session, page, read_form, token_hash};
+use std::time::Duration;
+
+use super::{
+    BASE, COOKIE, Console, PageError, Session, SessionPolicy, page, read_form, token_hash,
+};
 use crate::domain::secret::now;
 use crate::error::Error;
 use crate::http::auth::{Principal, authenticate};
@@ -25,26 +29,48 @@ struct SignIn {
     error: Option<String>,
     /// Why the browser was sent here.
     notice: Option<&'static str>,
+    /// How long an unused session lasts, in words.
+    idle: String,
+    /// How long any session lasts, in words.
+    lifetime: String,
 }
 
-pub(super) async fn form() -> Response {
+impl SignIn {
+    fn new(policy: &SessionPolicy, error: Option<String>, notice: Option<&'static str>) -> SignIn {
+        SignIn {
+            error,
+            notice,
+            idle: in_words(policy.idle),
+            lifetime: in_words(policy.lifetime),
+        }
+    }
+}
+
+/// A session timeout as the sign-in page tells it.
+fn in_words(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (count, unit) = match seconds {
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
+}
+
+pub(super) async fn form(State(console): State<Console>) -> Response {
     page(
         StatusCode::OK,
-        &SignIn {
-            error: None,
-            notice: None,
-        },
+        &SignIn::new(&console.state.console, None, None),
     )
 }
 
 /// Where a request without a working session goes: a page asks to sign in; a form is refused,
 /// since what it asked must not happen unseen after signing in again.
-pub(super) fn signed_out(post: bool) -> Response {
+pub(super) fn signed_out(policy: &SessionPolicy, post: bool) -> Response {
     if post {
-        let sign_in = SignIn {
-            error: Some("Your session has ended, so nothing was changed. Sign in again.".into()),
-            notice: None,
-        };
+        let ended = "Your session has ended, so nothing was changed. Sign in again.";
+        let sign_in = SignIn::new(policy, Some(ended.to_owned()), None);
         return page(StatusCode::UNAUTHORIZED, &sign_in);
     }
     let mut response = Redirect::to("/console/sign-in").into_response();
@@ -73,10 +99,7 @@ pub(super) async fn sign_in(State(console): State<Console>, request: Request) ->
         Ok(response) => response,
         Err((status, message)) => page(
             status,
-            &SignIn {
-                error: Some(message),
-                notice: None,
-            },
+            &SignIn::new(&console.state.console, Some(message), None),
         ),
     }
 }
@@ -174,13 +197,8 @@ pub(super) async fn sign_out(
     {
         return err.into_response();
     }
-    let mut response = page(
-        StatusCode::OK,
-        &SignIn {
-            error: None,
-            notice: Some("You have signed out."),
-        },
-    );
+    let signed_out = SignIn::new(&console.state.console, None, Some("You have signed out."));
+    let mut response = page(StatusCode::OK, &signed_out);
     response
         .headers_mut()
         .insert(header::SET_COOKIE, cookie("", 0, false));
