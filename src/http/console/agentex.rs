@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, PageError, Session, ShownOnce, grace_seconds, page, path_segment,
-    query, read_form, when,
+    Chrome, Confirm, Console, Form, PageError, Rotation, Session, ShownOnce, page, path_segment,
+    query, when,
 };
 
 /// Keys per page.
@@ -120,7 +119,7 @@ async fn render(
 }
 
 #[derive(Deserialize)]
-struct CreateForm {
+pub(super) struct CreateForm {
     name: String,
     api_key_type: String,
 }
@@ -130,12 +129,8 @@ pub(super) async fn create(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Path(agent): Path<String>,
-    body: Bytes,
+    Form(form): Form<CreateForm>,
 ) -> Response {
-    let form: CreateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let request = json!({
         "agent_name": agent,
         "name": form.name,
@@ -175,22 +170,13 @@ async fn shown_once(
     }
 }
 
-#[derive(Deserialize)]
-struct RotateForm {
-    grace_period_seconds: String,
-}
-
 pub(super) async fn rotate(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Path((agent, id)): Path<(String, String)>,
-    body: Bytes,
+    Form(form): Form<Rotation>,
 ) -> Response {
-    let form: RotateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
-    let grace = match grace_seconds(&form.grace_period_seconds) {
+    let grace = match form.grace() {
         Ok(grace) => grace,
         Err(err) => return render(&console, &session, &agent, 1, Some(err)).await,
     };

@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Cursor, PageError, Session, ShownOnce, grace_seconds, link_cursor,
-    page, path_segment, query, read_form, when,
+    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, ShownOnce, link_cursor,
+    page, path_segment, query, when,
 };
 
 /// Agents per page.
@@ -114,7 +113,7 @@ async fn render(
 }
 
 #[derive(Deserialize)]
-struct CreateForm {
+pub(super) struct CreateForm {
     name: String,
     mode: String,
 }
@@ -123,12 +122,8 @@ struct CreateForm {
 pub(super) async fn create(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<CreateForm>,
 ) -> Response {
-    let form: CreateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let request = json!({ "name": form.name, "mode": form.mode });
     let answer = console
         .api(&session, Method::POST, "/agents", Some(request))
@@ -146,23 +141,14 @@ pub(super) async fn create(
     }
 }
 
-#[derive(Deserialize)]
-struct RotateForm {
-    grace_period_seconds: String,
-}
-
 /// Rotates the agent's key and shows the new DSN, once.
 pub(super) async fn rotate(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Path(name): Path<String>,
-    body: Bytes,
+    Form(form): Form<Rotation>,
 ) -> Response {
-    let form: RotateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
-    let grace = match grace_seconds(&form.grace_period_seconds) {
+    let grace = match form.grace() {
         Ok(grace) => grace,
         Err(err) => return render(&console, &session, None, Some(err)).await,
     };

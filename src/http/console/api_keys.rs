@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Cursor, PageError, Session, ShownOnce, page, path_segment, query,
-    read_form, when,
+    Chrome, Confirm, Console, Cursor, Form, PageError, Session, ShownOnce, page, path_segment,
+    query, when,
 };
 
 /// API keys per page.
@@ -121,7 +120,7 @@ async fn render(
 }
 
 #[derive(Deserialize)]
-struct CreateForm {
+pub(super) struct CreateForm {
     name: String,
     role: String,
 }
@@ -130,12 +129,8 @@ struct CreateForm {
 pub(super) async fn create(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<CreateForm>,
 ) -> Response {
-    let form: CreateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let request = json!({ "name": form.name, "role": form.role });
     let answer = console
         .api(&session, Method::POST, "/apikeys", Some(request))

@@ -4,7 +4,6 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -13,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Chrome, Confirm, Console, Cursor, PageError, Session, grace_seconds, link_cursor, page,
-    path_segment, query, read_form, when,
+    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, link_cursor, page,
+    path_segment, query, when,
 };
 
 /// Items per page.
@@ -103,7 +102,7 @@ async fn render_connections(
 }
 
 #[derive(Deserialize)]
-struct ConnectionForm {
+pub(super) struct ConnectionForm {
     name: String,
     #[serde(rename = "type")]
     connection_type: String,
@@ -127,12 +126,8 @@ fn list_field(field: &str) -> Vec<&str> {
 pub(super) async fn create_connection(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<ConnectionForm>,
 ) -> Response {
-    let form: ConnectionForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let mut request = json!({
         "name": form.name,
         "type": form.connection_type,
@@ -323,7 +318,7 @@ impl CredentialBlock {
 }
 
 #[derive(Deserialize)]
-struct IdentityForm {
+pub(super) struct IdentityForm {
     name: String,
     #[serde(default)]
     connection_names: String,
@@ -336,12 +331,8 @@ struct IdentityForm {
 pub(super) async fn create_identity(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<IdentityForm>,
 ) -> Response {
-    let form: IdentityForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let mut request = json!({
         "name": form.name,
         "connection_names": list_field(&form.connection_names),
@@ -382,22 +373,13 @@ pub(super) async fn create_identity(
     }
 }
 
-#[derive(Deserialize)]
-struct RotateForm {
-    grace_period_seconds: String,
-}
-
 pub(super) async fn rotate_credential(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Path((name, connection)): Path<(String, String)>,
-    body: Bytes,
+    Form(form): Form<Rotation>,
 ) -> Response {
-    let form: RotateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
-    let grace = match grace_seconds(&form.grace_period_seconds) {
+    let grace = match form.grace() {
         Ok(grace) => grace,
         Err(err) => return render_identities(&console, &session, None, Some(err)).await,
     };

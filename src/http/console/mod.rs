@@ -28,7 +28,7 @@ use std::time::Duration;
 use askama::Template;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode, request::Parts};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
@@ -470,6 +470,22 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// A POST's urlencoded form; one that cannot be read is answered with a 400 page.
+struct Form<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Form<T>, Response> {
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        read_form(&body)
+            .map(Form)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
 /// The form a POST sent, or a 400 page.
 fn read_form<T: DeserializeOwned>(body: &Bytes) -> Result<T, PageError> {
     serde_urlencoded::from_bytes(body).map_err(|_| {
@@ -550,18 +566,26 @@ impl Console {
     }
 }
 
-/// A rotation form's grace period: seconds, none when empty.
-fn grace_seconds(field: &str) -> Result<u64, PageError> {
-    let field = field.trim();
-    if field.is_empty() {
-        return Ok(0);
+/// A rotation form: how long the old secret keeps working.
+#[derive(serde::Deserialize)]
+struct Rotation {
+    grace_period_seconds: String,
+}
+
+impl Rotation {
+    /// The grace period in seconds; none when the field is empty.
+    fn grace(&self) -> Result<u64, PageError> {
+        let field = self.grace_period_seconds.trim();
+        if field.is_empty() {
+            return Ok(0);
+        }
+        field.parse().map_err(|_| {
+            PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The grace period is a whole number of seconds.",
+            )
+        })
     }
-    field.parse().map_err(|_| {
-        PageError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "The grace period is a whole number of seconds.",
-        )
-    })
 }
 
 /// What a path segment keeps as it is: RFC 3986's unreserved characters.

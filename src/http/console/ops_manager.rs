@@ -4,7 +4,6 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -13,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, Confirm, Console, PageError, Session, ShownOnce, grace_seconds, page, path_segment,
-    query, read_form, when,
+    Chrome, Confirm, Console, Form, PageError, Rotation, Session, ShownOnce, page, path_segment,
+    query, when,
 };
 
 /// Items per page.
@@ -116,19 +115,15 @@ async fn render_projects(
 }
 
 #[derive(Deserialize)]
-struct ProjectForm {
+pub(super) struct ProjectForm {
     name: String,
 }
 
 pub(super) async fn create_project(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<ProjectForm>,
 ) -> Response {
-    let form: ProjectForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let request = json!({ "name": form.name });
     let answer = console
         .api(&session, Method::POST, "/groups", Some(request))
@@ -222,7 +217,7 @@ async fn render_project(
 }
 
 #[derive(Deserialize)]
-struct AgentKeyForm {
+pub(super) struct AgentKeyForm {
     desc: String,
 }
 
@@ -251,12 +246,8 @@ pub(super) async fn create_agent_key(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Path(project): Path<String>,
-    body: Bytes,
+    Form(form): Form<AgentKeyForm>,
 ) -> Response {
-    let form: AgentKeyForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let path = format!("/groups/{}/agentapikeys", path_segment(&project));
     let answer = console
         .api(
@@ -269,22 +260,13 @@ pub(super) async fn create_agent_key(
     shown_once(&console, &session, &project, answer.json(), "created").await
 }
 
-#[derive(Deserialize)]
-struct RotateForm {
-    grace_period_seconds: String,
-}
-
 pub(super) async fn rotate_agent_key(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
     Path((project, key)): Path<(String, String)>,
-    body: Bytes,
+    Form(form): Form<Rotation>,
 ) -> Response {
-    let form: RotateForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
-    let grace = match grace_seconds(&form.grace_period_seconds) {
+    let grace = match form.grace() {
         Ok(grace) => grace,
         Err(err) => return render_project(&console, &session, &project, Some(err)).await,
     };
@@ -433,7 +415,7 @@ async fn render_key_pairs(
 }
 
 #[derive(Deserialize)]
-struct PairForm {
+pub(super) struct PairForm {
     desc: String,
     role: String,
 }
@@ -441,12 +423,8 @@ struct PairForm {
 pub(super) async fn create_key_pair(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<PairForm>,
 ) -> Response {
-    let form: PairForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let created = match org_id(&console, &session).await {
         Ok(org) => {
             let path = format!("/orgs/{}/apiKeys", path_segment(&org));

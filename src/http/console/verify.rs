@@ -3,14 +3,13 @@
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Chrome, Console, Session, page, read_form};
+use super::{Chrome, Console, Form, Session, page};
 
 #[derive(Template)]
 #[template(path = "verify.html", config = "src/http/console/askama.toml")]
@@ -41,7 +40,7 @@ pub(super) async fn form(Extension(session): Extension<Session>) -> Response {
 }
 
 #[derive(Deserialize)]
-struct VerifyForm {
+pub(super) struct VerifyForm {
     key: String,
     #[serde(default)]
     connection: String,
@@ -50,12 +49,8 @@ struct VerifyForm {
 pub(super) async fn verify(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
-    body: Bytes,
+    Form(form): Form<VerifyForm>,
 ) -> Response {
-    let form: VerifyForm = match read_form(&body) {
-        Ok(form) => form,
-        Err(err) => return err.into_response(),
-    };
     let mut request = json!({ "key": form.key.trim() });
     if !form.connection.trim().is_empty() {
         request["connection"] = json!(form.connection.trim());
