@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Form, PageError, Rotation, Session, ShownOnce, page, path_segment,
-    query, when,
+    Chrome, Confirm, Console, Form, PageError, PageNumber, Rotation, Session, ShownOnce, page,
+    path_segment, query, when,
 };
 
 /// Keys per page.
@@ -53,12 +53,6 @@ struct Listed {
 struct Minted {
     name: String,
     api_key: String,
-}
-
-/// `?page=`: Agentex pages by number, from 1.
-#[derive(Deserialize)]
-pub(super) struct PageNumber {
-    page: Option<u64>,
 }
 
 pub(super) async fn list(

@@ -682,6 +682,12 @@ struct Cursor {
     cursor: Option<String>,
 }
 
+/// `?page=`: which page of a list paged by number (Agentex, Ops Manager), from 1.
+#[derive(serde::Deserialize)]
+struct PageNumber {
+    page: Option<u64>,
+}
+
 /// The cursor of a hoop list's `Link: <…cursor=…>; rel="next"`.
 fn link_cursor(headers: &HeaderMap) -> Option<String> {
     let link = headers.get(header::LINK)?.to_str().ok()?;

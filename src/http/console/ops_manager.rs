@@ -12,18 +12,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, Confirm, Console, Form, PageError, Rotation, Session, ShownOnce, page, path_segment,
-    query, when,
+    Chrome, Confirm, Console, Form, PageError, PageNumber, Rotation, Session, ShownOnce, page,
+    path_segment, query, when,
 };
 
 /// Items per page.
 const PAGE: u64 = 20;
-
-/// `?page=`: Ops Manager pages by number, from 1.
-#[derive(Deserialize)]
-pub(super) struct PageNumber {
-    page: Option<u64>,
-}
 
 /// An Ops Manager list page.
 #[derive(Deserialize)]
