@@ -27,6 +27,8 @@ on_both_backends!(
     a_session_ends_at_its_lifetime_however_busy,
     revoking_the_api_key_ends_its_sessions,
     a_minted_secret_is_shown_once_and_never_logged,
+    a_change_made_in_the_console_is_audited_with_the_browsers_address_and_request,
+    bad_input_gets_a_clear_4xx_page,
 );
 
 /// A browser's view of one answer.
@@ -632,4 +634,77 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         );
     }
     assert_no_secret_logged();
+}
+
+async fn a_change_made_in_the_console_is_audited_with_the_browsers_address_and_request(
+    backend: Backend,
+) {
+    let app = TestApp::start_with(backend, |config| {
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let browser = Browser::signed_in(&app, ADMIN).await;
+    let csrf = browser.get("/console/agents").await.csrf();
+    let created = Browser::send(
+        browser
+            .request(Method::POST, "/console/agents")
+            .header("x-forwarded-for", "198.51.100.7")
+            .form(&[("name", "audited"), ("mode", "standard"), ("csrf", &csrf)]),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let request_id = created.header("x-request-id");
+    assert!(!request_id.is_empty());
+
+    let (_, events) = app.get("/audit?action=agent.created", ADMIN).await;
+    let event = &events["items"][0];
+    assert_eq!(event["client"], "198.51.100.7", "{events}");
+    assert_eq!(event["request_id"], request_id, "{events}");
+    let (_, keys) = app.get("/apikeys", ADMIN).await;
+    assert_eq!(
+        event["actor"], keys["items"][0]["id"],
+        "the signed-in key acted"
+    );
+}
+
+async fn bad_input_gets_a_clear_4xx_page(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let browser = Browser::signed_in(&app, ADMIN).await;
+    let csrf = browser.get("/console/agents").await.csrf();
+    let pages = [
+        browser.get("/console/projects/not-a-project-id").await,
+        browser.get("/console/agents?cursor=not-a-cursor").await,
+        browser.get("/console/audit?since=yesterday").await,
+        browser.get("/console/agents/no-such-agent/keys").await,
+        browser.post("/console/agents", &[("csrf", &csrf)]).await,
+        browser
+            .post(
+                "/console/agents/no-such-agent/rotate",
+                &[("csrf", &csrf), ("grace_period_seconds", "soon")],
+            )
+            .await,
+        browser
+            .post(
+                "/console/agents/no-such-agent/rotate",
+                &[("csrf", &csrf), ("grace_period_seconds", "5")],
+            )
+            .await,
+        browser
+            .post(
+                "/console/agents",
+                &[("csrf", &csrf), ("name", "x"), ("mode", "sideways")],
+            )
+            .await,
+    ];
+    for page in &pages {
+        assert!(
+            page.status.is_client_error(),
+            "{}: {}",
+            page.status,
+            page.body
+        );
+        assert!(page.header("content-type").starts_with("text/html"));
+        assert!(page.body.contains("class=\"error\""), "{}", page.body);
+    }
+    assert!(agent_names(&app).await.is_empty());
 }
