@@ -49,7 +49,7 @@ use crate::domain::secret::now;
 use crate::storage::ConsoleSession;
 
 /// The session cookie's name.
-pub const COOKIE: &str = "keygate_session";
+const COOKIE: &str = "keygate_session";
 /// Where the session cookie is sent, and everything the console serves.
 const BASE: &str = "/console";
 
@@ -67,7 +67,8 @@ pub struct SessionPolicy {
     pub idle: Duration,
     /// A session ends this long after sign-in, however busy.
     pub lifetime: Duration,
-    /// The console is served over TLS (by keygate's operator), whatever the request says.
+    /// Always mark the cookie `Secure`: the operator serves the console over TLS, whatever the
+    /// request says.
     pub secure_cookie: bool,
 }
 
@@ -286,7 +287,7 @@ struct Session {
 /// What identifies the end client of a request, copied to the API requests made for it: the
 /// connection's address, `X-Forwarded-For` (read against the trusted proxies as usual) and
 /// the request id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Forwarded {
     connect_info: Option<ConnectInfo<SocketAddr>>,
     forwarded_for: Vec<HeaderValue>,
