@@ -250,6 +250,33 @@ impl Browser<'_> {
     }
 }
 
+/// Serves, on another local port (another origin), a page whose form posts an agent to
+/// `target` without a CSRF token; returns the page's address.
+async fn serve_forgery(target: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}/", listener.local_addr().unwrap());
+    let page = format!(
+        "<!doctype html><title>Win a prize</title><form method=post action=\"{target}\">\
+         <input name=name value=forged><input name=mode value=standard>\
+         <button type=submit>Claim</button></form>"
+    );
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{page}",
+        page.len()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    address
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); pass --include-ignored"]
 async fn the_console_in_a_real_browser() {
@@ -435,6 +462,16 @@ async fn the_console_in_a_real_browser() {
     browser.goto(&at("/console/apikeys")).await;
     browser.screenshot("api-keys-390").await;
     browser.resize(1280, 900).await;
+
+    // A form on another site posting to the console, as a signed-in user's browser sends it
+    // (the session cookie goes along: the two sites differ only by port), is refused.
+    let elsewhere = serve_forgery(&app.url("/console/agents")).await;
+    browser.goto(&elsewhere).await;
+    browser.follow("button").await;
+    assert!(browser.source().await.contains("sent from another site"));
+    let (_, agents) = app.get("/agents", ADMIN).await;
+    assert!(!agents.to_string().contains("forged"), "{agents}");
+    browser.goto(&at("/console/agents")).await;
 
     // Signing out in one tab ends the session in every tab.
     let first_tab = browser.new_tab().await;
