@@ -510,6 +510,24 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         .await;
     let api_key = minted_secrets_in(&key.body);
     assert_eq!(api_key.len(), 1, "{}", key.body);
+    // Rotating it without grace: the new key works, the old one no longer does.
+    let (_, keys) = app.get("/apikeys", ADMIN).await;
+    let id = keys["items"][1]["id"].as_str().unwrap().to_owned();
+    let rotated_key = browser
+        .submit(
+            "/console/apikeys",
+            &format!("/console/apikeys/{id}/rotate"),
+            &[("grace_period_seconds", "")],
+        )
+        .await;
+    let rotated_key = minted_secrets_in(&rotated_key.body);
+    assert_eq!(rotated_key.len(), 1);
+    assert_eq!(
+        app.get("/agents", &api_key[0]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.get("/agents", &rotated_key[0]).await.0, StatusCode::OK);
+    let api_key = [api_key[0].clone(), rotated_key[0].clone()];
     // Every other kind the console mints: each shown once, in the answer that minted it.
     let mut others = Vec::new();
     let agentex = browser
@@ -598,7 +616,7 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         .await;
     assert!(tested.body.contains("valid"), "{}", tested.body);
 
-    let mut minted = vec![&dsn[0], &new_dsn[0], &api_key[0]];
+    let mut minted = vec![&dsn[0], &new_dsn[0], &api_key[0], &api_key[1]];
     minted.extend(&others);
     let mut later = Vec::new();
     for path in [

@@ -1,5 +1,5 @@
-//! keygate's API keys and their roles: list, create (the key shown once), revoke after a
-//! confirmation.
+//! keygate's API keys and their roles: list, create and rotate (the key shown once), revoke
+//! after a confirmation.
 
 use askama::Template;
 use axum::Extension;
@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Cursor, Form, PageError, Session, ShownOnce, page, path_segment,
-    query, when,
+    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, ShownOnce, page,
+    path_segment, query, when,
 };
 
 /// API keys per page.
@@ -62,6 +62,7 @@ struct ListedKey {
 
 #[derive(Deserialize)]
 struct Minted {
+    name: String,
     key: String,
 }
 
@@ -140,6 +141,35 @@ pub(super) async fn create(
             chrome: session.chrome("apikeys"),
             title: format!("API key {} created", form.name),
             what: "API key",
+            secret: minted.key,
+            back: "/console/apikeys",
+        }
+        .into_response(),
+        Err(err) => render(&console, &session, None, Some(err)).await,
+    }
+}
+
+/// Rotates the key and shows the new one, once.
+pub(super) async fn rotate(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<Rotation>,
+) -> Response {
+    let grace = match form.grace() {
+        Ok(grace) => grace,
+        Err(err) => return render(&console, &session, None, Some(err)).await,
+    };
+    let path = format!("/apikeys/{}/rotate", path_segment(&id));
+    let request = json!({ "grace_period_seconds": grace });
+    let answer = console
+        .api(&session, Method::POST, &path, Some(request))
+        .await;
+    match answer.json::<Minted>() {
+        Ok(minted) => ShownOnce {
+            chrome: session.chrome("apikeys"),
+            title: format!("API key {} rotated", minted.name),
+            what: "new API key",
             secret: minted.key,
             back: "/console/apikeys",
         }

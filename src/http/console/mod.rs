@@ -94,6 +94,7 @@ pub fn routes(state: AppState, api: Router) -> Router {
             "/console/apikeys",
             get(api_keys::list).post(api_keys::create),
         )
+        .route("/console/apikeys/{id}/rotate", post(api_keys::rotate))
         .route(
             "/console/apikeys/{id}/revoke",
             get(api_keys::confirm_revoke).post(api_keys::revoke),
