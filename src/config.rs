@@ -208,6 +208,19 @@ pub struct Config {
     /// `https://console.example.com`; `*` for any. None by default. Credentials are never allowed.
     #[arg(long, env = "KEYGATE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+
+    /// Seconds of inactivity after which a web console session ends.
+    #[arg(long, env = "KEYGATE_CONSOLE_IDLE_TIMEOUT_SECS", default_value_t = 1_800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub console_idle_timeout_secs: u64,
+
+    /// Seconds after sign-in at which a web console session ends, however busy.
+    #[arg(long, env = "KEYGATE_CONSOLE_SESSION_LIFETIME_SECS", default_value_t = 43_200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub console_session_lifetime_secs: u64,
+
+    /// Mark the web console's session cookie `Secure` (browsers then send it over HTTPS only):
+    /// for a TLS terminator that does not send `X-Forwarded-Proto` from a trusted proxy address.
+    #[arg(long, env = "KEYGATE_CONSOLE_SECURE_COOKIE")]
+    pub console_secure_cookie: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -239,6 +252,15 @@ impl Config {
         crate::http::idempotency::IdempotencyPolicy {
             window: std::time::Duration::from_secs(self.idempotency_window_secs),
             lease: std::time::Duration::from_secs(self.request_timeout_secs.max(1) + 60),
+        }
+    }
+
+    /// How long web console sessions last, and whether their cookie is always `Secure`.
+    pub fn console(&self) -> crate::http::console::SessionPolicy {
+        crate::http::console::SessionPolicy {
+            idle: std::time::Duration::from_secs(self.console_idle_timeout_secs),
+            lifetime: std::time::Duration::from_secs(self.console_session_lifetime_secs),
+            secure_cookie: self.console_secure_cookie,
         }
     }
 
@@ -289,6 +311,12 @@ impl std::fmt::Debug for Config {
             .field("gateway_tls", &self.gateway_tls)
             .field("idempotency_window_secs", &self.idempotency_window_secs)
             .field("cors_origins", &self.cors_origins)
+            .field("console_idle_timeout_secs", &self.console_idle_timeout_secs)
+            .field(
+                "console_session_lifetime_secs",
+                &self.console_session_lifetime_secs,
+            )
+            .field("console_secure_cookie", &self.console_secure_cookie)
             .finish()
     }
 }

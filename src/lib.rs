@@ -57,6 +57,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         auth_limiter: Arc::new(FailureLimiter::new(config.auth_failures_per_minute)),
         trusted_proxies: config.trusted_proxies.clone().into(),
         idempotency: config.idempotency(),
+        console: config.console(),
     })
 }
 

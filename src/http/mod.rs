@@ -5,6 +5,7 @@
 mod agentex;
 pub mod auth;
 mod client;
+pub mod console;
 mod cors;
 pub mod dialect;
 pub mod extract;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<[IpNet]>,
     /// How long `Idempotency-Key` answers are replayed, and claims held.
     pub idempotency: idempotency::IdempotencyPolicy,
+    /// How long web console sessions last, and how their cookie is marked.
+    pub console: console::SessionPolicy,
 }
 
 impl AppState {
@@ -370,29 +373,32 @@ pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String
         app = app.merge(wrap(routes));
     }
     let request_id = HeaderName::from_static("x-request-id");
-    let mut app = app
+    let api: Router = app
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
-        .fallback(no_such_route);
+        .fallback(no_such_route)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        // Route layers are built before the state exists; the idempotency layer finds it here.
+        .layer(Extension(state.clone()))
+        .with_state(state.clone());
+    // The console calls the API in-process: inside the request id and trace layers, which its
+    // own request has already passed.
+    let mut app = api.clone().merge(console::routes(state, api));
     // Outside the routes, so that a preflight is answered whatever its path and method.
     if let Some(cors) = cors::layer(cors_origins) {
         app = app.layer(cors);
     }
-    app.layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        // Route layers are built before the state exists; the idempotency layer finds it here.
-        .layer(Extension(state.clone()))
-        .layer(
-            // Outermost first: assign the id, log with it, then echo it on the response.
-            tower::ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(request_span)
-                        // A line per request at the default level cost more than a cached verify.
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-                )
-                .layer(PropagateRequestIdLayer::new(request_id)),
-        )
-        .with_state(state)
+    app.layer(
+        // Outermost first: assign the id, log with it, then echo it on the response.
+        tower::ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    // A line per request at the default level cost more than a cached verify.
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id)),
+    )
 }
 
 /// Answers 408 when a request, body upload included, outlasts `limit`. Dropping the handler's

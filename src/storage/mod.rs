@@ -7,13 +7,15 @@
 //! Ops Manager's aggregates: projects (`projects.rs`), programmatic key pairs
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
-//! responses are `idempotency.rs`; the audit trail is `audit.rs`.
+//! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
+//! `console_sessions.rs`.
 
 mod agent_api_keys;
 mod agents;
 mod api_keys;
 mod audit;
 mod connections;
+mod console_sessions;
 pub mod idempotency;
 mod machine_identities;
 pub mod notify;
@@ -37,6 +39,7 @@ pub use agents::AgentStore;
 pub use api_keys::ApiKeyStore;
 pub use audit::AuditStore;
 pub use connections::ConnectionStore;
+pub use console_sessions::{ConsoleSession, ConsoleSessionStore};
 pub use idempotency::IdempotencyStore;
 pub use machine_identities::MachineIdentityStore;
 pub use notify::ChangeFeed;
@@ -66,6 +69,7 @@ pub trait Store:
     + AgentApiKeyStore
     + IdempotencyStore
     + AuditStore
+    + ConsoleSessionStore
 {
 }
 
@@ -83,7 +87,8 @@ impl<
         + MachineIdentityStore
         + AgentApiKeyStore
         + IdempotencyStore
-        + AuditStore,
+        + AuditStore
+        + ConsoleSessionStore,
 > Store for T
 {
 }

@@ -9,6 +9,7 @@ mod audit;
 mod cache;
 mod cli;
 mod connections;
+mod console;
 mod cors;
 mod expiry;
 mod idempotency;
