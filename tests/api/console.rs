@@ -602,10 +602,27 @@ async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {
         )
         .await;
     others.extend(minted_secrets_in(&pair.body));
+    let (_, orgs) = app.get("/api/public/v1.0/orgs", ADMIN).await;
+    let org = orgs["results"][0]["id"].as_str().unwrap().to_owned();
+    let (_, pairs) = app.get(&format!("/orgs/{org}/apiKeys"), ADMIN).await;
+    let pair_id = pairs["results"][0]["id"].as_str().unwrap().to_owned();
+    let rotated_pair = browser
+        .submit(
+            "/console/keypairs",
+            &format!("/console/keypairs/{pair_id}/rotate"),
+            &[("grace_period_seconds", "60")],
+        )
+        .await;
+    assert!(
+        rotated_pair.body.contains("rotated"),
+        "{}",
+        rotated_pair.body
+    );
+    others.extend(minted_secrets_in(&rotated_pair.body));
     others.sort();
     others.dedup();
-    // Agentex key, two credentials, an agent API key, a private key.
-    assert_eq!(others.len(), 5, "{others:?}");
+    // Agentex key, two credentials, an agent API key, a private key and its successor.
+    assert_eq!(others.len(), 6, "{others:?}");
     // Verifying through the tester does not show the secret back.
     let tested = browser
         .submit(

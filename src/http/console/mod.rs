@@ -153,6 +153,10 @@ pub fn routes(state: AppState, api: Router) -> Router {
             get(ops_manager::key_pairs).post(ops_manager::create_key_pair),
         )
         .route(
+            "/console/keypairs/{id}/rotate",
+            post(ops_manager::rotate_key_pair),
+        )
+        .route(
             "/console/keypairs/{id}/delete",
             get(ops_manager::confirm_delete_key_pair).post(ops_manager::delete_key_pair),
         )

@@ -139,6 +139,12 @@ struct Project {
     error: Option<String>,
 }
 
+/// A masked key as Ops Manager shows it (asterisks, then its last four characters) made
+/// narrow enough for a table: `…` and the last four.
+fn hint(masked: &str) -> String {
+    format!("…{}", masked.trim_start_matches('*'))
+}
+
 struct AgentKeyRow {
     id: String,
     desc: String,
@@ -192,7 +198,7 @@ async fn render_project(
         .map(|key| AgentKeyRow {
             id: key.id,
             desc: key.desc,
-            masked: key.key,
+            masked: hint(&key.key),
             created: when(&DateTime::from_timestamp_millis(key.created_time)),
             expires: when(&key.expires_at),
         })
@@ -386,7 +392,7 @@ async fn render_key_pairs(
             id: pair.id,
             desc: pair.desc,
             public_key: pair.public_key,
-            masked: pair.private_key,
+            masked: hint(&pair.private_key),
             roles: pair
                 .roles
                 .iter()
@@ -430,11 +436,46 @@ pub(super) async fn create_key_pair(
         }
         Err(err) => Err(err),
     };
-    match created {
+    pair_shown_once(&console, &session, created, "created").await
+}
+
+/// A new private key for the same public key; the old one keeps working for the grace period.
+pub(super) async fn rotate_key_pair(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(form): Form<Rotation>,
+) -> Response {
+    let rotated = match (form.grace(), org_id(&console, &session).await) {
+        (Ok(grace), Ok(org)) => {
+            let path = format!(
+                "/orgs/{}/apiKeys/{}/rotate",
+                path_segment(&org),
+                path_segment(&id)
+            );
+            let request = json!({ "grace_period_seconds": grace });
+            let answer = console
+                .api(&session, Method::POST, &path, Some(request))
+                .await;
+            answer.json::<ListedPair>()
+        }
+        (Err(err), _) | (_, Err(err)) => Err(err),
+    };
+    pair_shown_once(&console, &session, rotated, "rotated").await
+}
+
+/// The private key Ops Manager just minted, shown once, or the key pairs with the refusal.
+async fn pair_shown_once(
+    console: &Console,
+    session: &Session,
+    answer: Result<ListedPair, PageError>,
+    done: &str,
+) -> Response {
+    match answer {
         Ok(pair) => ShownOnce {
             chrome: session.chrome("keypairs"),
             title: format!(
-                "Key pair {} created: public key {}",
+                "Key pair {} {done}: public key {}",
                 pair.desc, pair.public_key
             ),
             what: "private key",
@@ -442,7 +483,7 @@ pub(super) async fn create_key_pair(
             back: "/console/keypairs",
         }
         .into_response(),
-        Err(err) => render_key_pairs(&console, &session, 1, Some(err)).await,
+        Err(err) => render_key_pairs(console, session, 1, Some(err)).await,
     }
 }
 
