@@ -170,23 +170,9 @@ pub(super) async fn rotate(
     Path((agent, id)): Path<(String, String)>,
     Form(form): Form<Rotation>,
 ) -> Response {
-    let grace = match form.grace() {
-        Ok(grace) => grace,
-        Err(err) => return render(&console, &session, &agent, 1, Some(err)).await,
-    };
     let path = format!("/agent_api_keys/{}/rotate", path_segment(&id));
-    let request = json!({ "grace_period_seconds": grace });
-    let answer = console
-        .api(&session, Method::POST, &path, Some(request))
-        .await;
-    shown_once(
-        &console,
-        &session,
-        &agent,
-        answer.json::<Minted>(),
-        "rotated",
-    )
-    .await
+    let rotated = console.rotate::<Minted>(&session, &path, &form).await;
+    shown_once(&console, &session, &agent, rotated, "rotated").await
 }
 
 pub(super) async fn confirm_delete(

@@ -148,16 +148,8 @@ pub(super) async fn rotate(
     Path(name): Path<String>,
     Form(form): Form<Rotation>,
 ) -> Response {
-    let grace = match form.grace() {
-        Ok(grace) => grace,
-        Err(err) => return render(&console, &session, None, Some(err)).await,
-    };
     let path = format!("/agents/{}/rotate", path_segment(&name));
-    let request = json!({ "grace_period_seconds": grace });
-    let answer = console
-        .api(&session, Method::POST, &path, Some(request))
-        .await;
-    match answer.json::<Minted>() {
+    match console.rotate::<Minted>(&session, &path, &form).await {
         Ok(minted) => ShownOnce {
             chrome: session.chrome("agents"),
             title: format!("Agent {name}'s key rotated"),

@@ -156,16 +156,8 @@ pub(super) async fn rotate(
     Path(id): Path<String>,
     Form(form): Form<Rotation>,
 ) -> Response {
-    let grace = match form.grace() {
-        Ok(grace) => grace,
-        Err(err) => return render(&console, &session, None, Some(err)).await,
-    };
     let path = format!("/apikeys/{}/rotate", path_segment(&id));
-    let request = json!({ "grace_period_seconds": grace });
-    let answer = console
-        .api(&session, Method::POST, &path, Some(request))
-        .await;
-    match answer.json::<Minted>() {
+    match console.rotate::<Minted>(&session, &path, &form).await {
         Ok(minted) => ShownOnce {
             chrome: session.chrome("apikeys"),
             title: format!("API key {} rotated", minted.name),

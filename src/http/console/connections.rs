@@ -379,20 +379,15 @@ pub(super) async fn rotate_credential(
     Path((name, connection)): Path<(String, String)>,
     Form(form): Form<Rotation>,
 ) -> Response {
-    let grace = match form.grace() {
-        Ok(grace) => grace,
-        Err(err) => return render_identities(&console, &session, None, Some(err)).await,
-    };
     let path = format!(
         "/machineidentities/{}/credentials/{}/rotate",
         path_segment(&name),
         path_segment(&connection)
     );
-    let request = json!({ "grace_period_seconds": grace });
-    let answer = console
-        .api(&session, Method::POST, &path, Some(request))
-        .await;
-    match answer.json::<Map<String, Value>>() {
+    match console
+        .rotate::<Map<String, Value>>(&session, &path, &form)
+        .await
+    {
         Ok(credential) => {
             let issued = Issued {
                 chrome: session.chrome("identities"),

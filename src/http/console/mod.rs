@@ -572,6 +572,21 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Rotates the secret at `path` (the API's rotate route) with the form's grace period, and
+    /// reads the new secret from the answer.
+    async fn rotate<T: DeserializeOwned>(
+        &self,
+        session: &Session,
+        path: &str,
+        form: &Rotation,
+    ) -> Result<T, PageError> {
+        let request = serde_json::json!({ "grace_period_seconds": form.grace()? });
+        let answer = self.api(session, Method::POST, path, Some(request)).await;
+        answer.json()
+    }
+}
+
 /// A rotation form: how long the old secret keeps working.
 #[derive(serde::Deserialize)]
 struct Rotation {

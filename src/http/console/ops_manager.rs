@@ -266,20 +266,13 @@ pub(super) async fn rotate_agent_key(
     Path((project, key)): Path<(String, String)>,
     Form(form): Form<Rotation>,
 ) -> Response {
-    let grace = match form.grace() {
-        Ok(grace) => grace,
-        Err(err) => return render_project(&console, &session, &project, Some(err)).await,
-    };
     let path = format!(
         "/groups/{}/agentapikeys/{}/rotate",
         path_segment(&project),
         path_segment(&key)
     );
-    let request = json!({ "grace_period_seconds": grace });
-    let answer = console
-        .api(&session, Method::POST, &path, Some(request))
-        .await;
-    shown_once(&console, &session, &project, answer.json(), "rotated").await
+    let rotated = console.rotate(&session, &path, &form).await;
+    shown_once(&console, &session, &project, rotated, "rotated").await
 }
 
 pub(super) async fn confirm_delete_agent_key(
@@ -446,20 +439,16 @@ pub(super) async fn rotate_key_pair(
     Path(id): Path<String>,
     Form(form): Form<Rotation>,
 ) -> Response {
-    let rotated = match (form.grace(), org_id(&console, &session).await) {
-        (Ok(grace), Ok(org)) => {
+    let rotated = match org_id(&console, &session).await {
+        Ok(org) => {
             let path = format!(
                 "/orgs/{}/apiKeys/{}/rotate",
                 path_segment(&org),
                 path_segment(&id)
             );
-            let request = json!({ "grace_period_seconds": grace });
-            let answer = console
-                .api(&session, Method::POST, &path, Some(request))
-                .await;
-            answer.json::<ListedPair>()
+            console.rotate(&session, &path, &form).await
         }
-        (Err(err), _) | (_, Err(err)) => Err(err),
+        Err(err) => Err(err),
     };
     pair_shown_once(&console, &session, rotated, "rotated").await
 }
