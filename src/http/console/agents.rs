@@ -11,12 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, ShownOnce, link_cursor,
-    page, path_segment, query, when,
+    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, ShownOnce, page,
+    path_segment, when,
 };
-
-/// Agents per page.
-const PAGE: &str = "20";
 
 #[derive(Template)]
 #[template(path = "agents.html", config = "src/http/console/askama.toml")]
@@ -77,13 +74,9 @@ async fn render(
     cursor: Option<&str>,
     error: Option<PageError>,
 ) -> Response {
-    let path = format!(
-        "/agents?{}",
-        query(&[("limit", PAGE), ("cursor", cursor.unwrap_or_default())])
-    );
-    let answer = console.api(session, Method::GET, &path, None).await;
-    let listed: Vec<Listed> = match answer.json() {
-        Ok(listed) => listed,
+    let listed = console.linked_page::<Listed>(session, "/agents", "/console/agents", cursor);
+    let (listed, next) = match listed.await {
+        Ok(page) => page,
         Err(err) => return err.into_response(),
     };
     let agents = listed
@@ -99,8 +92,6 @@ async fn render(
         })
         .collect();
     let status = error.as_ref().map_or(StatusCode::OK, |err| err.status);
-    let next = link_cursor(&answer.headers)
-        .map(|cursor| format!("/console/agents?{}", query(&[("cursor", &cursor)])));
     page(
         status,
         &Agents {

@@ -11,12 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, ShownOnce, page,
+    Chrome, Confirm, Console, Cursor, Form, PAGE, PageError, Rotation, Session, ShownOnce, page,
     path_segment, query, when,
 };
-
-/// API keys per page.
-const PAGE: &str = "20";
 
 #[derive(Template)]
 #[template(path = "api_keys.html", config = "src/http/console/askama.toml")]

@@ -12,12 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, link_cursor, page,
-    path_segment, query, when,
+    Chrome, Confirm, Console, Cursor, Form, PageError, Rotation, Session, page, path_segment, when,
 };
-
-/// Items per page.
-const PAGE: &str = "20";
 
 #[derive(Template)]
 #[template(path = "connections.html", config = "src/http/console/askama.toml")]
@@ -64,13 +60,14 @@ async fn render_connections(
     cursor: Option<&str>,
     error: Option<PageError>,
 ) -> Response {
-    let path = format!(
-        "/connections?{}",
-        query(&[("limit", PAGE), ("cursor", cursor.unwrap_or_default())])
+    let listed = console.linked_page::<ListedConnection>(
+        session,
+        "/connections",
+        "/console/connections",
+        cursor,
     );
-    let answer = console.api(session, Method::GET, &path, None).await;
-    let listed: Vec<ListedConnection> = match answer.json() {
-        Ok(listed) => listed,
+    let (listed, next) = match listed.await {
+        Ok(page) => page,
         Err(err) => return err.into_response(),
     };
     let connections = listed
@@ -87,8 +84,6 @@ async fn render_connections(
             created: when(&Some(connection.created_at)),
         })
         .collect();
-    let next = link_cursor(&answer.headers)
-        .map(|cursor| format!("/console/connections?{}", query(&[("cursor", &cursor)])));
     let status = error.as_ref().map_or(StatusCode::OK, |err| err.status);
     page(
         status,
@@ -234,13 +229,14 @@ async fn render_identities(
     cursor: Option<&str>,
     error: Option<PageError>,
 ) -> Response {
-    let path = format!(
-        "/machineidentities?{}",
-        query(&[("limit", PAGE), ("cursor", cursor.unwrap_or_default())])
+    let listed = console.linked_page::<ListedIdentity>(
+        session,
+        "/machineidentities",
+        "/console/identities",
+        cursor,
     );
-    let answer = console.api(session, Method::GET, &path, None).await;
-    let listed: Vec<ListedIdentity> = match answer.json() {
-        Ok(listed) => listed,
+    let (listed, next) = match listed.await {
+        Ok(page) => page,
         Err(err) => return err.into_response(),
     };
     let identities = listed
@@ -264,8 +260,6 @@ async fn render_identities(
                 .collect(),
         })
         .collect();
-    let next = link_cursor(&answer.headers)
-        .map(|cursor| format!("/console/identities?{}", query(&[("cursor", &cursor)])));
     let status = error.as_ref().map_or(StatusCode::OK, |err| err.status);
     page(
         status,

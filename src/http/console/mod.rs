@@ -56,6 +56,9 @@ const BASE: &str = "/console";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// Rows on a page of a list paged by cursor.
+const PAGE: &str = "20";
+
 const STYLESHEET: &str = include_str!("static/console.css");
 const SCRIPT: &str = include_str!("static/console.js");
 
@@ -707,6 +710,26 @@ struct Cursor {
 #[derive(serde::Deserialize)]
 struct PageNumber {
     page: Option<u64>,
+}
+
+impl Console {
+    /// A page of a hoop list (`api_path`, e.g. `/agents`) after `cursor`, with the console's
+    /// link (`console_path?cursor=…`) to the next page when the API's `Link` names one.
+    async fn linked_page<T: DeserializeOwned>(
+        &self,
+        session: &Session,
+        api_path: &str,
+        console_path: &str,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<T>, Option<String>), PageError> {
+        let page = [("limit", PAGE), ("cursor", cursor.unwrap_or_default())];
+        let path = format!("{api_path}?{}", query(&page));
+        let answer = self.api(session, Method::GET, &path, None).await;
+        let items = answer.json()?;
+        let next = link_cursor(&answer.headers)
+            .map(|cursor| format!("{console_path}?{}", query(&[("cursor", &cursor)])));
+        Ok((items, next))
+    }
 }
 
 /// The cursor of a hoop list's `Link: <…cursor=…>; rel="next"`.
