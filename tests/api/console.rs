@@ -710,6 +710,10 @@ async fn bad_input_gets_a_clear_4xx_page(backend: Backend) {
         browser.get("/console/projects/not-a-project-id").await,
         browser.get("/console/agents?cursor=not-a-cursor").await,
         browser.get("/console/audit?since=yesterday").await,
+        browser.get("/console/projects?page=first").await,
+        browser
+            .get("/console/agents/no-such-agent/keys?page=-1")
+            .await,
         browser.get("/console/agents/no-such-agent/keys").await,
         browser.post("/console/agents", &[("csrf", &csrf)]).await,
         browser

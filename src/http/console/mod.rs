@@ -177,6 +177,7 @@ pub fn routes(state: AppState, api: Router) -> Router {
         .route("/console/{*rest}", get(not_found).post(not_found))
         .merge(signed_in)
         .layer(from_fn(same_origin_posts))
+        .layer(from_fn(html_errors))
         .layer(from_fn(security_headers))
         .layer(DefaultBodyLimit::max(super::extract::BODY_LIMIT))
         .with_state(console)
@@ -200,6 +201,27 @@ async fn security_headers(request: Request, next: Next) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// Renders the router's and extractors' own refusals — a query that cannot be read, a method a
+/// page does not take, a body too large — as console pages rather than plain text.
+async fn html_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if !status.is_client_error() || is_html {
+        return response;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "This page does not take that kind of request.",
+        StatusCode::PAYLOAD_TOO_LARGE => "The form is too large.",
+        _ => "The address or the form could not be read.",
+    };
+    PageError::new(status, message).into_response()
 }
 
 /// Refuses a POST that a browser says comes from another site: by `Sec-Fetch-Site` where the
