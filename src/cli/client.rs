@@ -300,7 +300,7 @@ impl Client {
                     (reply.body["items"].clone(), next)
                 }
                 Paging::LinkHeader => {
-                    let next = next_link(&reply.headers).map(|href| self.resolve(&href));
+                    let next = next_link(&reply.headers).map(|href| next_page(&url, &href));
                     (reply.body, next.transpose()?)
                 }
                 Paging::Documents => {
@@ -309,7 +309,7 @@ impl Client {
                             .iter()
                             .find(|link| link["rel"] == "next")
                             .and_then(|link| link["href"].as_str())
-                            .map(|href| self.resolve(href))
+                            .map(|href| next_page(&url, href))
                     });
                     (reply.body["results"].clone(), next.transpose()?)
                 }
@@ -338,19 +338,18 @@ impl Client {
             }
         }
     }
+}
 
-    /// A link the server gave, on the configured server: its path and query under `--url`'s
-    /// origin, whatever host the server believed it was reached by.
-    fn resolve(&self, href: &str) -> Result<Url, Failure> {
-        let link = self
-            .base
-            .join(href)
-            .map_err(|err| Failure::Unreadable(format!("a page link: {err}")))?;
-        let mut url = self.base.clone();
-        url.set_path(link.path());
-        url.set_query(link.query());
-        Ok(url)
-    }
+/// The next page of the list at `current`: `current` with the query of the server's link. Only
+/// the query is taken, since the server knows neither the host nor a path prefix a proxy in
+/// front of it adds (`--url https://gw.example/keygate`).
+fn next_page(current: &Url, href: &str) -> Result<Url, Failure> {
+    let link = current
+        .join(href)
+        .map_err(|err| Failure::Unreadable(format!("a page link: {err}")))?;
+    let mut next = current.clone();
+    next.set_query(link.query());
+    Ok(next)
 }
 
 /// `url` with `name` set to `value`, replacing an earlier value.
@@ -469,6 +468,22 @@ mod tests {
         );
         headers.insert(LINK, "</agents?limit=2>; rel=\"prev\"".parse().unwrap());
         assert_eq!(next_link(&headers), None);
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_path_a_proxy_prefixes() {
+        let current = Url::parse("https://gw.example/keygate/agents?limit=2").unwrap();
+        let next = next_page(&current, "/agents?limit=2&cursor=YQ").unwrap();
+        assert_eq!(
+            next.as_str(),
+            "https://gw.example/keygate/agents?limit=2&cursor=YQ"
+        );
+        let absolute = "http://10.0.0.7:8009/groups?pageNum=2&itemsPerPage=1";
+        let current = Url::parse("https://gw.example/keygate/groups?itemsPerPage=1").unwrap();
+        assert_eq!(
+            next_page(&current, absolute).unwrap().as_str(),
+            "https://gw.example/keygate/groups?pageNum=2&itemsPerPage=1"
+        );
     }
 
     #[test]
