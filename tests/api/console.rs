@@ -29,6 +29,7 @@ on_both_backends!(
     a_minted_secret_is_shown_once_and_never_logged,
     a_change_made_in_the_console_is_audited_with_the_browsers_address_and_request,
     bad_input_gets_a_clear_4xx_page,
+    every_control_has_a_label_and_every_page_a_heading,
 );
 
 /// A browser's view of one answer.
@@ -746,4 +747,99 @@ async fn bad_input_gets_a_clear_4xx_page(backend: Backend) {
         assert!(page.body.contains("class=\"error\""), "{}", page.body);
     }
     assert!(agent_names(&app).await.is_empty());
+}
+
+/// What a screen reader needs from each page, with rows in every table: a language, a title,
+/// one top-level heading, and a label naming every control a user fills in or chooses.
+async fn every_control_has_a_label_and_every_page_a_heading(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.create_agent("edge-1").await;
+    app.create_api_key("member").await;
+    let browser = Browser::signed_in(&app, ADMIN).await;
+    let project = browser
+        .submit(
+            "/console/projects",
+            "/console/projects",
+            &[("name", "prod")],
+        )
+        .await;
+    let project = project.location().to_owned();
+    browser
+        .submit(
+            &project,
+            &format!("{project}/agentapikeys"),
+            &[("desc", "rack")],
+        )
+        .await;
+    let pair = [("desc", "automation"), ("role", "ORG_MEMBER")];
+    browser
+        .submit("/console/keypairs", "/console/keypairs", &pair)
+        .await;
+    let connection = json!({
+        "name": "pg-prod", "type": "database", "subtype": "postgres", "agent_id": "edge-1",
+    });
+    assert_eq!(
+        app.post("/connections", ADMIN, connection).await.0,
+        StatusCode::CREATED
+    );
+    let identity = json!({ "name": "backend", "connection_names": ["pg-prod"] });
+    assert_eq!(
+        app.post("/machineidentities", ADMIN, identity).await.0,
+        StatusCode::CREATED
+    );
+
+    let control = regex::Regex::new(r"<(?:input|select|textarea)\s[^>]*>").unwrap();
+    let id = regex::Regex::new(r#"\sid="([^"]+)""#).unwrap();
+    let label = regex::Regex::new(r#"<label[^>]*\sfor="([^"]+)""#).unwrap();
+    let anonymous = Browser::new(&app);
+    let mut pages = vec![("/console/sign-in", anonymous.get("/console/sign-in").await)];
+    for path in [
+        "/console/agents",
+        "/console/agents/edge-1/keys",
+        "/console/agents/edge-1/delete",
+        "/console/apikeys",
+        "/console/connections",
+        "/console/identities",
+        "/console/projects",
+        project.as_str(),
+        "/console/keypairs",
+        "/console/audit",
+        "/console/verify",
+    ] {
+        pages.push((path, browser.get(path).await));
+    }
+    for (path, page) in &pages {
+        let body = &page.body;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains("<html lang=\"en\">"), "{path}");
+        assert!(
+            body.contains("<title>") && body.contains("</title>"),
+            "{path}"
+        );
+        assert_eq!(body.matches("<h1").count(), 1, "{path}");
+        let labelled: Vec<&str> = label
+            .captures_iter(body)
+            .map(|c| c.get(1).unwrap().as_str())
+            .collect();
+        for tag in control.find_iter(body).map(|found| found.as_str()) {
+            if tag.contains(r#"type="hidden""#) {
+                continue;
+            }
+            let named = id
+                .captures(tag)
+                .is_some_and(|c| labelled.contains(&c.get(1).unwrap().as_str()));
+            assert!(
+                named || tag.contains("aria-label="),
+                "{path}: {tag} has no label"
+            );
+        }
+    }
+    // Rows were there to be labelled: the rotate controls of each list.
+    assert!(
+        pages
+            .iter()
+            .filter(|(_, page)| page.body.contains("Grace (s)"))
+            .count()
+            >= 5
+    );
 }
