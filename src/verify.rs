@@ -277,10 +277,11 @@ impl Verifier {
         Ok(outcome)
     }
 
-    /// Resolves a bearer credential of keygate's API to its API key, when it works.
+    /// Resolves a bearer credential of keygate's API to its API key and the id of the secret
+    /// presented, when it works.
     /// Minted API keys are checked for shape and checksum first; any other string can only be
     /// an operator-chosen bootstrap token, looked up by digest.
-    pub async fn authenticate_api_key(&self, token: &str) -> Result<Option<ApiKey>, Error> {
+    pub async fn authenticate_api_key(&self, token: &str) -> Result<Option<(ApiKey, Uuid)>, Error> {
         let plain = match PlainSecret::parse(token) {
             Ok(plain) if plain.kind() == Some(SecretKind::ApiKey) => plain,
             Ok(_) => return Ok(None),
@@ -290,7 +291,9 @@ impl Verifier {
         let outcome = self.check(&plain, None).await?;
         self.record_if_valid(&outcome);
         Ok(match outcome.found {
-            Some((_, Owner::ApiKey(key))) if outcome.code == Code::Valid => Some(key),
+            Some((state, Owner::ApiKey(key))) if outcome.code == Code::Valid => {
+                Some((key, state.id))
+            }
             _ => None,
         })
     }

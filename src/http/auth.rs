@@ -30,8 +30,9 @@ use crate::error::Error;
 /// Who a working credential belongs to.
 #[derive(Clone, Debug)]
 pub enum Principal {
-    /// A keygate API key (bearer).
-    ApiKey(ApiKey),
+    /// A keygate API key (bearer), and which of its secrets was presented: during a rotation's
+    /// grace period the old one works too, and a console session ends with the one it began with.
+    ApiKey { key: ApiKey, secret_id: Uuid },
     /// An Ops Manager programmatic API key pair (HTTP Digest), with its roles.
     ProgrammaticKey(ProgrammaticKey),
 }
@@ -40,7 +41,7 @@ impl Principal {
     /// The credential's owner id: the API key's or the key pair's.
     pub fn id(&self) -> Uuid {
         match self {
-            Principal::ApiKey(key) => key.id,
+            Principal::ApiKey { key, .. } => key.id,
             Principal::ProgrammaticKey(pair) => pair.id,
         }
     }
@@ -82,7 +83,9 @@ impl AuthScheme for Bearer {
             return Ok(Authentication::Absent);
         };
         Ok(match state.verifier.authenticate_api_key(token).await? {
-            Some(key) => Authentication::Accepted(Principal::ApiKey(key)),
+            Some((key, secret_id)) => {
+                Authentication::Accepted(Principal::ApiKey { key, secret_id })
+            }
             None => Authentication::Refused,
         })
     }
@@ -229,7 +232,7 @@ impl<R: Requirement> FromRequestParts<AppState> for Caller<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         // keygate's own roles belong to its API keys; a key pair of another family has none.
-        let Principal::ApiKey(key) = authenticate(parts, state).await? else {
+        let Principal::ApiKey { key, .. } = authenticate(parts, state).await? else {
             return Err(Error::Forbidden);
         };
         let operator = key.org_id == state.operator_org_id && key.role == Role::Admin;

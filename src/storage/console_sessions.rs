@@ -1,5 +1,6 @@
-//! Web console sessions: the digest of a browser's session token, the API key it acts as, and
-//! when it began and was last used. The token itself is never stored.
+//! Web console sessions: the digest of a browser's session token, the API key secret it signed
+//! in with (so the API key it acts as), and when it began and was last used. The token itself
+//! is never stored.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,23 +11,25 @@ use crate::domain::org::ApiKey;
 use crate::domain::secret::SecretMeta;
 use crate::error::Error;
 
-/// A session as found by its token's digest, with its API key and that key's current secret,
-/// so that a revoked or expired key is seen on every request.
+/// A session as found by its token's digest, with its API key and the secret it signed in
+/// with — not the key's current one, so that a rotation without grace, the end of a grace
+/// period, a revocation or an expiry of that secret is seen on every request.
 #[derive(Clone, Debug)]
 pub struct ConsoleSession {
     pub api_key: ApiKey,
-    pub key: SecretMeta,
+    pub secret: SecretMeta,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
 }
 
 #[async_trait]
 pub trait ConsoleSessionStore: Send + Sync + 'static {
-    /// Starts a session of API key `api_key_id` whose token has the digest `token_hash`.
+    /// Starts a session, signed in with the API key secret `secret_id`, whose token has the
+    /// digest `token_hash`.
     async fn create_console_session(
         &self,
         token_hash: &[u8; 32],
-        api_key_id: Uuid,
+        secret_id: Uuid,
         at: DateTime<Utc>,
     ) -> Result<()>;
     /// The session whose token has the digest `token_hash`.
@@ -45,21 +48,21 @@ pub trait ConsoleSessionStore: Send + Sync + 'static {
 }
 
 pub const INSERT: &str =
-    "INSERT INTO console_sessions (token_hash, api_key_id, created_at, last_seen_at)
+    "INSERT INTO console_sessions (token_hash, secret_id, created_at, last_seen_at)
      VALUES ($1, $2, $3, $3)";
 pub const TOUCH: &str = "UPDATE console_sessions SET last_seen_at = $2
      WHERE token_hash = $1 AND last_seen_at < $2";
 pub const DELETE: &str = "DELETE FROM console_sessions WHERE token_hash = $1";
 pub const PURGE: &str = "DELETE FROM console_sessions WHERE last_seen_at < $1 OR created_at < $2";
 
-/// The session, its API key and the key's current secret.
+/// The session, its API key and the secret it signed in with.
 pub fn select_session() -> String {
     format!(
         "SELECT c.created_at AS session_created_at, c.last_seen_at AS session_last_seen_at,
                 k.id, k.org_id, k.name, k.role, {}
          FROM console_sessions c
-         JOIN api_keys k ON k.id = c.api_key_id
-         JOIN secrets s ON s.owner_id = k.id AND s.rotated_at IS NULL
+         JOIN secrets s ON s.id = c.secret_id
+         JOIN api_keys k ON k.id = s.owner_id
          WHERE c.token_hash = $1",
         super::rows::KEY_COLUMNS
     )
@@ -76,10 +79,10 @@ pub struct SessionRow {
 impl TryFrom<SessionRow> for ConsoleSession {
     type Error = Error;
     fn try_from(row: SessionRow) -> Result<ConsoleSession> {
-        let (api_key, key) = row.key.try_into()?;
+        let (api_key, secret) = row.key.try_into()?;
         Ok(ConsoleSession {
             api_key,
-            key,
+            secret,
             created_at: row.session_created_at,
             last_seen_at: row.session_last_seen_at,
         })
@@ -95,12 +98,12 @@ macro_rules! impl_console_session_store {
             async fn create_console_session(
                 &self,
                 token_hash: &[u8; 32],
-                api_key_id: uuid::Uuid,
+                secret_id: uuid::Uuid,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::storage::Result<()> {
                 sqlx::query($crate::storage::console_sessions::INSERT)
                     .bind(token_hash.as_slice())
-                    .bind(api_key_id)
+                    .bind(secret_id)
                     .bind(at)
                     .execute(&self.pool)
                     .await?;

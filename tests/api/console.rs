@@ -26,6 +26,8 @@ on_both_backends!(
     an_idle_session_ends,
     a_session_ends_at_its_lifetime_however_busy,
     revoking_the_api_key_ends_its_sessions,
+    rotating_the_api_key_without_grace_ends_the_sessions_its_old_secret_opened,
+    a_session_ends_with_the_grace_period_of_the_secret_it_signed_in_with,
     a_minted_secret_is_shown_once_and_never_logged,
     a_change_made_in_the_console_is_audited_with_the_browsers_address_and_request,
     bad_input_gets_a_clear_4xx_page,
@@ -472,6 +474,78 @@ async fn revoking_the_api_key_ends_its_sessions(backend: Backend) {
         .await;
     assert_eq!(revoked.status, StatusCode::SEE_OTHER);
     assert!(sent_to_sign_in(&member.get("/console/agents").await));
+}
+
+/// Rotating a leaked key is the remedy: a session opened with the leaked secret must not go on
+/// minting keys after the rotation.
+async fn rotating_the_api_key_without_grace_ends_the_sessions_its_old_secret_opened(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let body = json!({"name": "leaked", "role": "admin"});
+    let (_, created) = app.post("/apikeys", ADMIN, body).await;
+    let (old, id) = (
+        created["key"].as_str().unwrap(),
+        created["id"].as_str().unwrap(),
+    );
+    let thief = Browser::signed_in(&app, old).await;
+    assert_eq!(thief.get("/console/apikeys").await.status, StatusCode::OK);
+    let csrf = thief.get("/console/apikeys").await.csrf();
+
+    let rotate = json!({"grace_period_seconds": 0});
+    let (status, rotated) = app
+        .post(&format!("/apikeys/{id}/rotate"), ADMIN, rotate)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let (status, _) = app.get("/apikeys", old).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    assert!(sent_to_sign_in(&thief.get("/console/apikeys").await));
+    let minted = thief
+        .post(
+            "/console/apikeys",
+            &[("name", "backdoor"), ("role", "admin"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(minted.status, StatusCode::UNAUTHORIZED, "{}", minted.body);
+    let (_, keys) = app.get("/apikeys", ADMIN).await;
+    let names: Vec<&str> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"backdoor"), "{names:?}");
+
+    // The key itself lives on: its new secret signs in.
+    let owner = Browser::signed_in(&app, rotated["key"].as_str().unwrap()).await;
+    assert_eq!(owner.get("/console/apikeys").await.status, StatusCode::OK);
+}
+
+async fn a_session_ends_with_the_grace_period_of_the_secret_it_signed_in_with(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let body = json!({"name": "rotated", "role": "member"});
+    let (_, created) = app.post("/apikeys", ADMIN, body).await;
+    let (old, id) = (
+        created["key"].as_str().unwrap(),
+        created["id"].as_str().unwrap(),
+    );
+    let before = Browser::signed_in(&app, old).await;
+
+    let rotate = json!({"grace_period_seconds": 2});
+    let (status, rotated) = app
+        .post(&format!("/apikeys/{id}/rotate"), ADMIN, rotate)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    // Within the grace period the old secret and its sessions still work…
+    assert_eq!(before.get("/console/agents").await.status, StatusCode::OK);
+    let during = Browser::signed_in(&app, old).await;
+    let after = Browser::signed_in(&app, rotated["key"].as_str().unwrap()).await;
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // …and end with it, while a session of the new secret goes on.
+    assert!(sent_to_sign_in(&before.get("/console/agents").await));
+    assert!(sent_to_sign_in(&during.get("/console/agents").await));
+    assert_eq!(after.get("/console/agents").await.status, StatusCode::OK);
 }
 
 async fn a_minted_secret_is_shown_once_and_never_logged(backend: Backend) {

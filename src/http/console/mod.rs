@@ -8,8 +8,10 @@
 //!
 //! A browser signs in by pasting an API key once ([`sign_in`]); it gets a random session token in
 //! an `HttpOnly`, `SameSite=Strict` cookie, whose SHA-256 digest is kept in `console_sessions`.
-//! Every page request looks the session up with its key ([`require_session`]): an idle, too old
-//! or signed-out session, or one whose key no longer works, sends the browser to sign in. Every
+//! Every page request looks the session up with the API key secret it signed in with
+//! ([`require_session`]): an idle, too old or signed-out session, or one whose secret no longer
+//! works (revoked, expired, rotated away without grace or past its grace period, deleted),
+//! sends the browser to sign in. Every
 //! POST must come from the console's own origin and carry the session's CSRF token, an HMAC of
 //! the session token under the server key.
 
@@ -40,6 +42,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use tower_http::request_id::RequestId;
+use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Authenticated, Principal};
@@ -310,6 +313,8 @@ fn forwarded_over_tls(parts: &Parts, state: &AppState) -> bool {
 struct Session {
     token_hash: [u8; 32],
     api_key: ApiKey,
+    /// The API key secret the session signed in with.
+    secret_id: Uuid,
     csrf: String,
     client: Forwarded,
 }
@@ -436,8 +441,10 @@ async fn require_session(State(console): State<Console>, request: Request, next:
     let at = now();
     let session = match found {
         Some((hash, session)) => {
-            let key_works = session.key.revoked_at.is_none()
-                && session.key.expires_at.is_none_or(|expires| expires > at);
+            // The secret signed in with, not the key's current one: rotating a leaked key
+            // without grace (or the grace period ending) ends the sessions it opened.
+            let key_works = session.secret.revoked_at.is_none()
+                && session.secret.expires_at.is_none_or(|expires| expires > at);
             if key_works && !expired(&session, &console.state.console) {
                 Some((hash, session))
             } else {
@@ -488,6 +495,7 @@ async fn require_session(State(console): State<Console>, request: Request, next:
     parts.extensions.insert(Session {
         token_hash: hash,
         api_key: session.api_key,
+        secret_id: session.secret.id,
         csrf,
         client,
     });
@@ -580,7 +588,10 @@ impl Console {
         session.client.apply(&mut request);
         request
             .extensions_mut()
-            .insert(Authenticated(Principal::ApiKey(session.api_key.clone())));
+            .insert(Authenticated(Principal::ApiKey {
+                key: session.api_key.clone(),
+                secret_id: session.secret_id,
+            }));
         let response = match self.api.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},

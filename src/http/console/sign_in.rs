@@ -128,8 +128,8 @@ async fn start_session(
     parts.headers.insert(header::AUTHORIZATION, authorization);
     let principal = authenticate(&parts, &console.state).await;
     parts.headers.remove(header::AUTHORIZATION);
-    let api_key = match principal {
-        Ok(Principal::ApiKey(key)) => key,
+    let secret_id = match principal {
+        Ok(Principal::ApiKey { secret_id, .. }) => secret_id,
         Ok(Principal::ProgrammaticKey(_)) | Err(Error::Unauthenticated) => return Err(refused()),
         Err(Error::RateLimited { retry_after_secs }) => {
             return Err((
@@ -158,7 +158,7 @@ async fn start_session(
         .purge_console_sessions(since(policy.idle), since(policy.lifetime))
         .await;
     let created = store
-        .create_console_session(&token_hash(&token), api_key.id, at)
+        .create_console_session(&token_hash(&token), secret_id, at)
         .await;
     if let Some(err) = purged.err().or(created.err()) {
         return Err((err.status(), err.to_string()));

@@ -34,7 +34,7 @@ pub struct OpsCaller {
 impl OpsCaller {
     async fn of(parts: &Parts, state: &AppState) -> Result<OpsCaller, Error> {
         Ok(match authenticate(parts, state).await? {
-            Principal::ApiKey(key) => OpsCaller {
+            Principal::ApiKey { key, .. } => OpsCaller {
                 org_id: key.org_id,
                 actor: key.id.to_string(),
                 grants: Grants::of_api_key(key.role),
