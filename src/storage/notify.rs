@@ -115,49 +115,25 @@ pub async fn follow(
     };
     let hear = async move {
         loop {
-            match tokio::time::timeout(liveness.silence, listener.try_recv()).await {
+            let lost = match tokio::time::timeout(liveness.silence, listener.try_recv()).await {
                 Ok(Ok(Some(notification))) => {
                     if notification.channel() == CHANNEL {
                         changes.bump();
                     }
+                    continue;
                 }
-                // The connection was lost and is back, LISTEN included: what was sent between
-                // went unheard, so everything cached before is forgotten.
-                Ok(Ok(None)) => {
-                    tracing::warn!("lost the change listener's connection; cache cleared");
-                    changes.hearing();
-                }
-                Ok(Err(err)) => {
-                    // Until the listener is back, the cache is bypassed rather than trusted.
-                    tracing::warn!(error = %err, "change listener cannot reconnect; cache bypassed");
-                    changes.deafened();
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if listener
-                        .listen_all([CHANNEL, heartbeat.as_str()])
-                        .await
-                        .is_ok()
-                    {
-                        changes.hearing();
-                    }
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        silence = ?liveness.silence,
-                        "change listener heard nothing, not even its heartbeat; reconnecting, cache bypassed"
-                    );
-                    changes.deafened();
-                    match listen(&url, &heartbeat).await {
-                        Ok(fresh) => {
-                            listener = fresh;
-                            changes.hearing();
-                        }
-                        Err(err) => {
-                            tracing::warn!(error = %err, "change listener cannot reconnect");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }
-                }
-            }
+                Ok(Ok(None)) => "the connection was lost".to_owned(),
+                Ok(Err(err)) => format!("the connection failed: {err}"),
+                Err(_) => "nothing arrived, not even its heartbeat".to_owned(),
+            };
+            // From the moment the connection is known lost until a new LISTEN is in place,
+            // changes of other instances go unheard: the cache is bypassed, not trusted.
+            changes.deafened();
+            tracing::warn!(reason = %lost, "change listener lost; cache bypassed while it reconnects");
+            listener = reconnect(&url, &heartbeat, liveness.silence).await;
+            // What was sent meanwhile went unheard: everything cached before is forgotten.
+            changes.hearing();
+            tracing::info!("change listener back; cache cleared and in use again");
         }
     };
     Ok(tokio::spawn(async move {
@@ -165,9 +141,27 @@ pub async fn follow(
     }))
 }
 
-/// A new connection listening on [`CHANNEL`] and on `heartbeat`.
+/// A new connection listening on [`CHANNEL`] and on `heartbeat`. It does not reconnect by
+/// itself: sqlx's own reconnect happens inside `try_recv` before the loss is reported, which
+/// would leave the cache trusted for as long as the new connection takes to open.
 async fn listen(url: &str, heartbeat: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect(url).await?;
+    listener.eager_reconnect(false);
     listener.listen_all([CHANNEL, heartbeat]).await?;
     Ok(listener)
+}
+
+/// Connects and listens afresh, trying until it succeeds: each attempt may take up to
+/// `patience`, and failed ones are spaced from 100 ms growing to 5 s.
+async fn reconnect(url: &str, heartbeat: &str, patience: Duration) -> PgListener {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match tokio::time::timeout(patience, listen(url, heartbeat)).await {
+            Ok(Ok(listener)) => return listener,
+            Ok(Err(err)) => tracing::warn!(error = %err, "change listener cannot reconnect yet"),
+            Err(_) => tracing::warn!(?patience, "change listener's reconnect timed out"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }

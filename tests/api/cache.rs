@@ -134,28 +134,17 @@ async fn a_listener_whose_connection_went_silent_reconnects_and_forgets_the_cach
 
     let (name, url) = crate::common::create_postgres_database().await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut through_proxy = url::Url::parse(&url).unwrap();
-    let upstream = format!(
-        "{}:{}",
-        through_proxy.host_str().unwrap(),
-        through_proxy.port().unwrap_or(5432)
-    );
-    let proxy = FreezingProxy::start(upstream).await;
-    through_proxy.set_port(Some(proxy.port)).unwrap();
+    let proxy = FreezingProxy::start(upstream_of(&url)).await;
+    let through_proxy = proxied(&url, proxy.port, "keygate-silent-listener");
 
     let changes = std::sync::Arc::new(Changes::default());
     let liveness = Liveness {
         heartbeat: Duration::from_millis(100),
         silence: Duration::from_millis(600),
     };
-    let listener = notify::follow(
-        through_proxy.as_str(),
-        pool.clone(),
-        changes.clone(),
-        liveness,
-    )
-    .await
-    .unwrap();
+    let listener = notify::follow(&through_proxy, pool.clone(), changes.clone(), liveness)
+        .await
+        .unwrap();
     let notify_change = || {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
@@ -186,6 +175,155 @@ async fn a_listener_whose_connection_went_silent_reconnects_and_forgets_the_cach
     crate::common::drop_postgres_database(&name).await;
 }
 
+/// A listener whose backend was ended (`pg_terminate_backend`) bypasses the cache from the
+/// moment the loss shows until its new `LISTEN` is in place, however long the new connection
+/// takes to open, and then forgets everything cached before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres: set KEYGATE_TEST_POSTGRES_URL and pass --include-ignored"]
+async fn a_listener_whose_backend_was_killed_bypasses_the_cache_until_it_listens_again() {
+    use keygate::storage::notify::{self, CHANNEL, Changes, Liveness};
+
+    let (name, url) = crate::common::create_postgres_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let proxy = FreezingProxy::start(upstream_of(&url)).await;
+    let through_proxy = proxied(&url, proxy.port, "keygate-killed-listener");
+    let changes = std::sync::Arc::new(Changes::default());
+    // The heartbeat is not what notices here: the loss itself must.
+    let liveness = Liveness {
+        heartbeat: Duration::from_secs(5),
+        silence: Duration::from_secs(30),
+    };
+    let listener = notify::follow(&through_proxy, pool.clone(), changes.clone(), liveness)
+        .await
+        .unwrap();
+    let before = changes.generation().unwrap();
+
+    proxy.stall_connects(Duration::from_secs(2));
+    end_backends(&pool, "keygate-killed-listener").await;
+    let lost = Instant::now();
+    while changes.generation().is_some() {
+        assert!(
+            lost.elapsed() < Duration::from_secs(1),
+            "the cache was still trusted 1 s after the listener's backend ended"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(changes.generation(), None, "trusted before listening again");
+    let back = generation_after(&changes, before).await;
+    assert!(
+        lost.elapsed() >= Duration::from_secs(2),
+        "listening again took no time"
+    );
+
+    // The new connection hears changes.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&pool)
+        .await
+        .unwrap();
+    generation_after(&changes, back).await;
+
+    listener.abort();
+    pool.close().await;
+    crate::common::drop_postgres_database(&name).await;
+}
+
+/// Two instances on one Postgres: while the second's change listener is gone — its backend
+/// ended, and its new connection quick or seconds slow to open — a secret deleted through the
+/// first is never answered `valid` by the second, whose cache held it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postgres: set KEYGATE_TEST_POSTGRES_URL and pass --include-ignored"]
+async fn a_secret_deleted_while_another_instance_reconnects_its_listener_is_never_valid_there() {
+    for stall in [Duration::ZERO, Duration::from_secs(3)] {
+        let first = TestApp::start(Backend::Postgres).await;
+        let url = first.config.database_url.clone().unwrap();
+        let proxy = FreezingProxy::start(upstream_of(&url)).await;
+        let through_proxy = proxied(&url, proxy.port, "keygate-second");
+        let second = TestApp::start_with(Backend::Sqlite, |config| {
+            config.database_url = Some(through_proxy);
+            // Asked again and again, the deleted agent's not_found answers must not be limited.
+            config.verify_failures_per_minute = 10_000;
+        })
+        .await;
+        let dsn = first.create_agent("shared").await;
+        assert_eq!(verify_warm(&second, ADMIN, &dsn).await["code"], "valid");
+
+        proxy.stall_connects(stall);
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        end_backends(&pool, "keygate-second").await;
+        // The loss reaches the second instance as its socket closes; give that a moment, as a
+        // real deletion would take (the request itself takes longer).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            first.delete("/agents/shared", ADMIN).await.0,
+            StatusCode::NO_CONTENT
+        );
+        let until = Instant::now() + stall + Duration::from_millis(500);
+        while Instant::now() < until {
+            let (status, answer) = second.verify(ADMIN, &dsn).await;
+            assert_ne!(
+                answer["code"], "valid",
+                "stall {stall:?}: a deleted agent answered valid ({status})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(second.verify(ADMIN, &dsn).await.1["code"], "not_found");
+        pool.close().await;
+    }
+}
+
+/// `host:port` of a database URL.
+fn upstream_of(url: &str) -> String {
+    let url = url::Url::parse(url).unwrap();
+    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+}
+
+/// `url` through the proxy on `port`, its connections named `application_name`.
+fn proxied(url: &str, port: u16, application_name: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    url.set_port(Some(port)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("application_name", application_name);
+    url.into()
+}
+
+/// Ends the `LISTEN` backend of the connections named `application_name`, and waits until it
+/// is gone.
+async fn end_backends(pool: &sqlx::PgPool, application_name: &str) {
+    let pids: Vec<(i32,)> = sqlx::query_as(
+        "SELECT pid FROM pg_stat_activity
+         WHERE application_name = $1 AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .bind(application_name)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let [(pid,)] = pids[..] else {
+        panic!("{} listener backends of {application_name}", pids.len());
+    };
+    let (ended,): (bool,) = sqlx::query_as("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(ended);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (left,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if left == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the backend did not end");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits (at most 5 s) for a generation newer than `before`, and returns it.
 async fn generation_after(changes: &keygate::storage::notify::Changes, before: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -200,10 +338,12 @@ async fn generation_after(changes: &keygate::storage::notify::Changes, before: u
 
 /// A TCP proxy whose connections can be made to go silent: after `freeze`, the connections it
 /// carried stay open but pass nothing, as when a peer vanishes without a reset; connections
-/// made afterwards pass as usual.
+/// made afterwards pass as usual. After `stall_connects`, each new connection waits that long
+/// before it reaches the database, as behind a proxy slow to connect.
 struct FreezingProxy {
     port: u16,
     epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stall_millis: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FreezingProxy {
@@ -214,9 +354,13 @@ impl FreezingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let epoch = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stall_millis = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let current = epoch.clone();
+        let stall = stall_millis.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let stall = Duration::from_millis(stall.load(Ordering::SeqCst));
+                tokio::time::sleep(stall).await;
                 let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
                 let born = current.load(Ordering::SeqCst);
                 let (client_read, client_write) = client.into_split();
@@ -239,7 +383,17 @@ impl FreezingProxy {
                 }
             }
         });
-        FreezingProxy { port, epoch }
+        FreezingProxy {
+            port,
+            epoch,
+            stall_millis,
+        }
+    }
+
+    fn stall_connects(&self, stall: Duration) {
+        let millis = u64::try_from(stall.as_millis()).unwrap();
+        self.stall_millis
+            .store(millis, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn freeze(&self) {
