@@ -3,14 +3,18 @@
 //! request with the same key again and gets the original answer, secret included.
 //!
 //! The first request with a key claims it (the primary key of `idempotency_keys` arbitrates
-//! concurrent retries), runs, and stores its answer sealed under the server key, bound to the
-//! (caller, key, request) row. A retry within the window replays that answer; the same key with
-//! another request (method, path or body) is 422; a retry while the first still runs is 409.
-//! Only successes are kept: an error created nothing, so the claim is released and a retry is
-//! judged afresh. A claim whose request was dropped (timeout, disconnect) is released at once;
-//! one whose server died lapses after [`IdempotencyPolicy::lease`].
+//! concurrent retries) and runs. Its handler builds its answer as an [`Answer`] from what its
+//! change returned, and the write transaction that makes the change stores that answer sealed
+//! under the server key, bound to the (caller, key, request) row: the change and its answer
+//! commit together, so whatever ends the request after the commit (a dropped connection, the
+//! request timeout, a failure after the commit, a crash), a retry gets the answer, secret
+//! included. A retry within the window replays it; the same key with another request (method,
+//! path or body) is 422; a retry while the first still runs is 409. A request that committed
+//! nothing releases its claim (its change rolled back with it), so a retry is judged afresh; one
+//! whose server died lapses after [`IdempotencyPolicy::lease`].
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -18,6 +22,7 @@ use axum::extract::{Extension, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::{ObjectBuilder, Required, Type};
@@ -30,7 +35,7 @@ use super::auth::{Authenticated, authenticate};
 use super::extract::read_body;
 use crate::error::Error;
 use crate::storage::Store;
-use crate::storage::idempotency::{ClaimOutcome, IdempotencyClaim};
+use crate::storage::idempotency::{AnswerSlot, ClaimOutcome, IdempotencyClaim};
 
 /// The request header naming an idempotency key.
 pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
@@ -150,29 +155,100 @@ async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<
             StoredResponse::decode(&plain).map(StoredResponse::replay)
         }
         ClaimOutcome::Claimed => {
+            let slot = AnswerSlot::new(claim);
             let held = HeldClaim {
                 store: state.store.clone(),
-                claim: Some(claim),
+                slot: Some(slot.clone()),
             };
             parts.extensions.insert(Authenticated(principal));
-            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-            if !response.status().is_success() {
+            let request = Request::from_parts(parts, Body::from(body));
+            let response = slot.clone().serve(next.run(request)).await;
+            if slot.stored() {
+                held.keep();
+            } else {
+                if response.status().is_success() {
+                    tracing::error!(
+                        "an idempotent route answered without keeping its answer; a retry runs again"
+                    );
+                }
                 held.release().await;
-                return Ok(response);
             }
-            let (head, body) = response.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .map_err(Error::internal)?;
-            let stored = StoredResponse {
-                status: head.status,
-                content_type: head.headers.get(header::CONTENT_TYPE).cloned(),
-                body: body.clone(),
-            };
-            let sealed = state.server_key.seal(&stored.encode(), &associated);
-            held.complete(&sealed).await;
-            Ok(Response::from_parts(head, Body::from(body)))
+            Ok(response)
         }
+    }
+}
+
+/// Builds an answer from what a change returned.
+type Build<T> = Arc<dyn Fn(&T) -> Result<StoredResponse, Error> + Send + Sync>;
+
+/// A route's answer, built from what its change returned. When the request carries an
+/// idempotency key it is built inside the change's write transaction, which stores it sealed;
+/// otherwise once the change is made. Create it right before the storage call that makes the
+/// change, whose result type is `T`.
+pub struct Answer<T> {
+    build: Build<T>,
+    slot: Option<Arc<AnswerSlot>>,
+    /// The answer built and stored by the change's transaction.
+    built: Arc<Mutex<Option<StoredResponse>>>,
+}
+
+impl<T: Any> Answer<T> {
+    /// `status` with `build`'s body as JSON.
+    pub fn json<R: Serialize>(
+        state: &AppState,
+        status: StatusCode,
+        build: impl Fn(&T) -> Result<R, Error> + Send + Sync + 'static,
+    ) -> Answer<T> {
+        Answer::new(state, move |done: &T| {
+            StoredResponse::json(status, &build(done)?)
+        })
+    }
+
+    /// `status` with `body` as JSON: an answer known before the change is made.
+    pub fn ready<R: Serialize>(
+        state: &AppState,
+        status: StatusCode,
+        body: &R,
+    ) -> Result<Answer<T>, Error> {
+        let answer = StoredResponse::json(status, body)?;
+        Ok(Answer::new(state, move |_: &T| Ok(answer.clone())))
+    }
+
+    fn new(
+        state: &AppState,
+        build: impl Fn(&T) -> Result<StoredResponse, Error> + Send + Sync + 'static,
+    ) -> Answer<T> {
+        let build: Build<T> = Arc::new(build);
+        let built = Arc::new(Mutex::new(None));
+        let slot = AnswerSlot::current();
+        if let Some(slot) = &slot {
+            let (build, built) = (build.clone(), built.clone());
+            let server_key = state.server_key.clone();
+            let associated = associated_data(slot.claim());
+            slot.expect_answer(Box::new(move |done: &dyn Any| {
+                let stored = build(done.downcast_ref::<T>()?);
+                Some(stored.map(|stored| {
+                    let sealed = server_key.seal(&stored.encode(), &associated);
+                    *built.lock().expect("answer lock") = Some(stored);
+                    sealed
+                }))
+            }));
+        }
+        Answer { build, slot, built }
+    }
+
+    /// The answer to send once the change returned `done`: the one its transaction stored, if
+    /// it did.
+    pub fn respond(self, done: &T) -> Result<Response, Error> {
+        let stored = self.slot.as_ref().is_some_and(|slot| slot.stored());
+        let built = stored
+            .then(|| self.built.lock().expect("answer lock").take())
+            .flatten();
+        let answer = match built {
+            Some(answer) => answer,
+            None => (self.build)(done)?,
+        };
+        Ok(answer.into_response())
     }
 }
 
@@ -216,41 +292,31 @@ fn associated_data(claim: &IdempotencyClaim) -> Vec<u8> {
 }
 
 /// A claim held by the running request. Dropped unfinished (a timeout or a disconnect drops
-/// the request), it is released in the background so that a retry can run.
+/// the request), it is released in the background so that a retry can run — unless a committed
+/// transaction stored the answer, which a retry then gets.
 struct HeldClaim {
     store: Arc<dyn Store>,
-    claim: Option<IdempotencyClaim>,
+    slot: Option<Arc<AnswerSlot>>,
 }
 
 impl HeldClaim {
     async fn release(mut self) {
-        if let Some(claim) = self.claim.take() {
-            release(self.store.as_ref(), &claim).await;
+        if let Some(slot) = self.slot.take() {
+            release(self.store.as_ref(), slot.claim()).await;
         }
     }
 
-    /// Stores the sealed answer; if that fails the claim is released, so a retry runs anew
-    /// rather than waiting for the lease.
-    async fn complete(mut self, sealed: &crate::secrets::server_key::Sealed) {
-        let Some(claim) = self.claim.take() else {
-            return;
-        };
-        let stored = self
-            .store
-            .complete_idempotency_key(claim.principal_id, &claim.key, claim.claim_id, sealed)
-            .await;
-        if let Err(err) = stored {
-            tracing::warn!(error = %err, "could not keep an idempotent response; a retry runs again");
-            release(self.store.as_ref(), &claim).await;
-        }
+    /// The answer is stored: the claim ended with it.
+    fn keep(mut self) {
+        self.slot = None;
     }
 }
 
 impl Drop for HeldClaim {
     fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
+        if let Some(slot) = self.slot.take().filter(|slot| !slot.stored()) {
             let store = self.store.clone();
-            tokio::spawn(async move { release(store.as_ref(), &claim).await });
+            tokio::spawn(async move { release(store.as_ref(), slot.claim()).await });
         }
     }
 }
@@ -265,7 +331,8 @@ async fn release(store: &dyn Store, claim: &IdempotencyClaim) {
 }
 
 /// The parts of an answer a replay repeats: status, content type and body.
-struct StoredResponse {
+#[derive(Clone)]
+pub struct StoredResponse {
     status: StatusCode,
     content_type: Option<HeaderValue>,
     body: Bytes,
@@ -303,14 +370,32 @@ impl StoredResponse {
         })
     }
 
+    /// `body` as JSON, as `axum::Json` writes it.
+    fn json<R: Serialize>(status: StatusCode, body: &R) -> Result<StoredResponse, Error> {
+        Ok(StoredResponse {
+            status,
+            content_type: Some(HeaderValue::from_static("application/json")),
+            body: Bytes::from(serde_json::to_vec(body).map_err(Error::internal)?),
+        })
+    }
+
     fn replay(self) -> Response {
+        let mut response = self.into_response();
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
+        response
+    }
+}
+
+impl IntoResponse for StoredResponse {
+    fn into_response(self) -> Response {
         let mut response = (self.status, self.body).into_response();
         let headers = response.headers_mut();
         match self.content_type {
             Some(content_type) => headers.insert(header::CONTENT_TYPE, content_type),
             None => headers.remove(header::CONTENT_TYPE),
         };
-        headers.insert(REPLAYED, HeaderValue::from_static("true"));
         response
     }
 }

@@ -2,6 +2,15 @@
 //! still running under it, and once it has finished, its response sealed under the server key.
 //! The primary key (caller, key) arbitrates concurrent retries; expired rows count as absent
 //! and are purged in the background.
+//!
+//! The response is written by the very transaction that makes the request's change (see
+//! [`AnswerSlot`]): whatever ends the request after its commit — a dropped connection, a
+//! timeout, a failing read afterwards, a crash — the change and its answer are kept together,
+//! so a retry gets the secret that was minted, never a second change or a 409.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,18 +48,86 @@ pub enum ClaimOutcome {
     Completed(Sealed),
 }
 
+/// Seals the answer of a request from what its write transaction returned (`None` when the
+/// transaction is not the one that makes the request's change).
+pub type AnswerBuilder = Box<dyn Fn(&dyn Any) -> Option<Result<Sealed>> + Send + Sync>;
+
+/// Where an idempotent request's answer meets the write transaction that makes its change.
+/// The request puts an [`AnswerBuilder`] here while its change runs; `write_transaction!`
+/// calls it with the transaction's result before committing, and writes the sealed answer
+/// into the claim's row in the same transaction.
+pub struct AnswerSlot {
+    claim: IdempotencyClaim,
+    builder: Mutex<Option<AnswerBuilder>>,
+    stored: AtomicBool,
+}
+
+tokio::task_local! {
+    static SLOT: Arc<AnswerSlot>;
+}
+
+impl AnswerSlot {
+    pub fn new(claim: IdempotencyClaim) -> Arc<AnswerSlot> {
+        Arc::new(AnswerSlot {
+            claim,
+            builder: Mutex::new(None),
+            stored: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `request` with this slot, for the write transactions it makes.
+    pub async fn serve<F: Future>(self: Arc<Self>, request: F) -> F::Output {
+        SLOT.scope(self, request).await
+    }
+
+    /// The slot of the request running in this task, if it carries an idempotency key.
+    pub fn current() -> Option<Arc<AnswerSlot>> {
+        SLOT.try_with(Arc::clone).ok()
+    }
+
+    pub fn claim(&self) -> &IdempotencyClaim {
+        &self.claim
+    }
+
+    /// Builds the answer with `builder` in the write transactions that run from now on.
+    pub fn expect_answer(&self, builder: AnswerBuilder) {
+        *self.builder.lock().expect("answer slot lock") = Some(builder);
+    }
+
+    /// Whether a committed transaction holds the answer.
+    pub fn stored(&self) -> bool {
+        self.stored.load(Ordering::Acquire)
+    }
+}
+
+/// For `write_transaction!`, before it commits: the claim and sealed answer the transaction must
+/// write, when the request in this task awaits its answer and `done` is what it was built from.
+pub fn answer_to_write<T: Any>(done: &T) -> Result<Option<(Arc<AnswerSlot>, Sealed)>> {
+    let Some(slot) = AnswerSlot::current() else {
+        return Ok(None);
+    };
+    if slot.stored() {
+        return Ok(None);
+    }
+    let sealed = match slot.builder.lock().expect("answer slot lock").as_ref() {
+        Some(builder) => builder(done),
+        None => None,
+    };
+    sealed
+        .transpose()
+        .map(|sealed| sealed.map(|sealed| (slot, sealed)))
+}
+
+/// For `write_transaction!`, once the transaction that wrote the answer has committed.
+pub fn answer_written(slot: &AnswerSlot) {
+    slot.stored.store(true, Ordering::Release);
+    *slot.builder.lock().expect("answer slot lock") = None;
+}
+
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// Claims the key for a request, or says why it cannot run, in one transaction.
     async fn claim_idempotency_key(&self, claim: &IdempotencyClaim) -> Result<ClaimOutcome>;
-    /// Stores the finished request's sealed response, ending the claim `claim_id`.
-    async fn complete_idempotency_key(
-        &self,
-        principal_id: Uuid,
-        key: &str,
-        claim_id: Uuid,
-        response: &Sealed,
-    ) -> Result<()>;
     /// Forgets the claim `claim_id`, so that a retry runs again.
     async fn release_idempotency_key(
         &self,
@@ -160,24 +237,6 @@ macro_rules! impl_idempotency_store {
                         }
                     }
                 })
-            }
-
-            async fn complete_idempotency_key(
-                &self,
-                principal_id: uuid::Uuid,
-                key: &str,
-                claim_id: uuid::Uuid,
-                response: &$crate::secrets::server_key::Sealed,
-            ) -> $crate::storage::Result<()> {
-                sqlx::query($crate::storage::idempotency::COMPLETE)
-                    .bind(principal_id)
-                    .bind(key)
-                    .bind(claim_id)
-                    .bind(response.bytes.as_slice())
-                    .bind(&response.key_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
             }
 
             async fn release_idempotency_key(

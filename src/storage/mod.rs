@@ -149,6 +149,8 @@ pub(crate) async fn should_retry(err: &Error, attempt: u32) -> bool {
 /// committing on success; runs it again when it collided with a concurrent transaction. An
 /// early `return` from the body rolls back. A committed transaction outdates the verification
 /// cache here and, through `announce_change` inside the transaction, on every other instance.
+/// When the request running it awaits an idempotent answer built from this result, the answer is
+/// written, sealed, in the same transaction.
 macro_rules! write_transaction {
     ($store:expr, |$tx:ident| $body:expr) => {
         write_transaction!(@run $store, true, |$tx| $body)
@@ -169,6 +171,23 @@ macro_rules! write_transaction {
                 let $tx = &mut transaction;
                 let body: $crate::storage::Result<_> = $body;
                 let done = body?;
+                // An idempotent request's answer is kept with its change, or not at all.
+                let answer = $crate::storage::idempotency::answer_to_write(&done)?;
+                if let Some((slot, sealed)) = &answer {
+                    let claim = slot.claim();
+                    let completed = sqlx::query($crate::storage::idempotency::COMPLETE)
+                        .bind(claim.principal_id)
+                        .bind(&claim.key)
+                        .bind(claim.claim_id)
+                        .bind(sealed.bytes.as_slice())
+                        .bind(&sealed.key_id)
+                        .execute(&mut *transaction)
+                        .await?;
+                    if completed.rows_affected() != 1 {
+                        // The claim lapsed and a retry took the key over: it makes the change.
+                        return Err($crate::error::Error::IdempotencyKeyInUse);
+                    }
+                }
                 if $changes_secrets {
                     $store.announce_change(&mut transaction).await?;
                 }
@@ -178,6 +197,9 @@ macro_rules! write_transaction {
                     $store.changes.bump();
                 }
                 committed?;
+                if let Some((slot, _)) = &answer {
+                    $crate::storage::idempotency::answer_written(slot);
+                }
                 Ok(done)
             }
             .await;

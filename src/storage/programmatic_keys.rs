@@ -66,7 +66,8 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// The key's access list; `None` when the organization has no such key.
     async fn access_list(&self, org_id: Uuid, id: ObjectId) -> Result<Option<Vec<AccessEntry>>>;
-    /// Adds the networks not yet on the key's access list; `false` when there is no such key.
+    /// Adds the networks not yet on the key's access list, and returns the whole list; `None`
+    /// when there is no such key.
     async fn add_access_entries(
         &self,
         org_id: Uuid,
@@ -74,7 +75,7 @@ pub trait ProgrammaticKeyStore: Send + Sync + 'static {
         networks: &[IpNet],
         at: DateTime<Utc>,
         change: &Change,
-    ) -> Result<bool>;
+    ) -> Result<Option<Vec<AccessEntry>>>;
     /// `false` when there is no such key or the network is not on its list.
     async fn remove_access_entry(
         &self,
@@ -428,11 +429,11 @@ macro_rules! impl_programmatic_key_store {
                 networks: &[ipnet::IpNet],
                 at: chrono::DateTime<chrono::Utc>,
                 change: &$crate::domain::audit::Change,
-            ) -> $crate::storage::Result<bool> {
+            ) -> $crate::storage::Result<Option<Vec<$crate::domain::ops_manager::AccessEntry>>> {
                 use $crate::storage::programmatic_keys as sql;
                 write_transaction!(self, |tx| {
                     let Some(owner) = lock_programmatic_key(tx, org_id, id).await? else {
-                        return Ok(false);
+                        return Ok(None);
                     };
                     for network in networks {
                         sqlx::query(sql::INSERT_ACCESS_ENTRY)
@@ -443,7 +444,15 @@ macro_rules! impl_programmatic_key_store {
                             .await?;
                     }
                     record_change(tx, change).await?;
-                    Ok(true)
+                    let list: $crate::storage::Result<Vec<$crate::domain::ops_manager::AccessEntry>> =
+                        $crate::storage::fetch_rows!(
+                            all,
+                            &mut **tx,
+                            sql::AccessRow,
+                            sql::SELECT_ACCESS_LIST,
+                            owner
+                        );
+                    Ok(Some(list?))
                 })
             }
 

@@ -21,6 +21,10 @@ on_both_backends!(
     answers_are_purged_after_the_window,
     a_malformed_key_is_refused_in_the_dialect,
     every_family_honours_the_key,
+    a_machine_identity_whose_answer_was_lost_is_answered_to_the_retry,
+    an_api_key_whose_answer_was_lost_is_answered_to_the_retry,
+    an_ops_manager_agent_key_whose_answer_was_lost_is_answered_to_the_retry,
+    an_agentex_key_whose_answer_was_lost_is_answered_to_the_retry,
 );
 
 /// What an answer came to: status, whether it was a replay, body.
@@ -86,7 +90,11 @@ impl Database {
     }
 
     async fn count_keys(&mut self) -> i64 {
-        let sql = "SELECT COUNT(*) FROM idempotency_keys";
+        self.count("SELECT COUNT(*) FROM idempotency_keys").await
+    }
+
+    async fn count(&mut self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self {
             Database::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
             Database::Postgres(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
@@ -509,6 +517,180 @@ async fn every_family_honours_the_key(backend: Backend) {
     // hoop: a machine identity.
     let body = json!({"name": "ci-bot", "connection_names": []});
     assert_replayed(&app, "/api/machineidentities", body, StatusCode::CREATED).await;
+}
+
+/// Sends `body` to `path` with `key`, makes the server lose the answer, and retries with the
+/// same key until the first attempt's claim has ended; the retry's answer.
+///
+/// On Postgres the request is held where its change meets its answer: another transaction
+/// holds the row of its idempotency claim (and, until that is in place, the secrets table, so
+/// the change cannot pass first) until the server's request timeout (1 s) ends the request,
+/// then deletes the claim. A change committed apart from its answer would now be found by the
+/// retry as "already exists", or made twice. On SQLite, another writer holds the database
+/// instead.
+async fn retried_after_a_lost_answer(app: &TestApp, path: &str, key: &str, body: Value) -> Answer {
+    assert_eq!(
+        app.config.request_timeout_secs, 1,
+        "start the app with a 1 s timeout"
+    );
+    use sqlx::Connection;
+    let url = app.config.database_url();
+    let send = || {
+        let (client, url) = (reqwest::Client::new(), app.url(path));
+        let (key, body) = (key.to_owned(), body.clone());
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(ADMIN)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    if url.starts_with("postgres") {
+        let mut secrets = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut claims = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut gate = secrets.begin().await.unwrap();
+        sqlx::query("LOCK TABLE secrets IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *gate)
+            .await
+            .unwrap();
+        let first = send();
+        wait_for_claim(app, key).await;
+        let mut hold = claims.begin().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM idempotency_keys WHERE idempotency_key = '{key}' FOR UPDATE"
+        )))
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+        gate.commit().await.unwrap();
+        let status = first.await.unwrap();
+        assert!(
+            !status.is_success(),
+            "the first answer got through: {status}"
+        );
+        // The claim is gone as a dead server's would be once its lease ran out: only an answer
+        // written with the change can be found by the retry.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM idempotency_keys WHERE idempotency_key = '{key}'"
+        )))
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+        hold.commit().await.unwrap();
+    } else {
+        let first = send();
+        wait_for_claim(app, key).await;
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let hold = db.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        first.await.unwrap();
+        hold.commit().await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let retry = post(app, path, ADMIN, key, body.clone()).await;
+        let in_progress =
+            retry.status == StatusCode::CONFLICT && retry.body.to_string().contains("in progress");
+        if !in_progress || std::time::Instant::now() > deadline {
+            return retry;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the request has claimed `key`.
+async fn wait_for_claim(app: &TestApp, key: &str) {
+    let mut db = Database::open(app).await;
+    let claimed = format!("SELECT COUNT(*) FROM idempotency_keys WHERE idempotency_key = '{key}'");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db.count(&claimed).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never claimed its key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+async fn with_a_short_timeout(backend: Backend) -> TestApp {
+    TestApp::start_with(backend, |config| config.request_timeout_secs = 1).await
+}
+
+async fn a_machine_identity_whose_answer_was_lost_is_answered_to_the_retry(backend: Backend) {
+    let app = with_a_short_timeout(backend).await;
+    app.create_agent("edge-1").await;
+    let connection = json!({"name": "prod-pg", "type": "database", "subtype": "postgres",
+        "agent_id": "edge-1", "database_name": "app"});
+    assert_eq!(
+        app.post("/connections", ADMIN, connection).await.0,
+        StatusCode::CREATED
+    );
+    let body = json!({"name": "ci-bot", "connection_names": ["prod-pg"]});
+    let retry = retried_after_a_lost_answer(&app, "/machineidentities", "lost-mi", body).await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    let credential = retry.body["credentials"][0]["username"].as_str().unwrap();
+    let (_, verified) = app
+        .post(
+            "/verify",
+            ADMIN,
+            json!({"key": credential, "connection": "prod-pg"}),
+        )
+        .await;
+    assert_eq!(verified["code"], "valid", "{verified}");
+    let (_, listed) = app.get("/machineidentities", ADMIN).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
+
+async fn an_api_key_whose_answer_was_lost_is_answered_to_the_retry(backend: Backend) {
+    let app = with_a_short_timeout(backend).await;
+    let body = json!({"name": "ci", "role": "member"});
+    let retry = retried_after_a_lost_answer(&app, "/apikeys", "lost-key", body).await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    let (status, _) = app
+        .get("/apikeys", retry.body["key"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the key shown is the one that works"
+    );
+    let (_, keys) = app.get("/apikeys", ADMIN).await;
+    let named_ci = keys["items"].as_array().unwrap().iter();
+    assert_eq!(
+        named_ci.filter(|key| key["name"] == "ci").count(),
+        1,
+        "{keys}"
+    );
+}
+
+async fn an_ops_manager_agent_key_whose_answer_was_lost_is_answered_to_the_retry(backend: Backend) {
+    let app = with_a_short_timeout(backend).await;
+    let (_, project) = app.post("/groups", ADMIN, json!({"name": "p1"})).await;
+    let path = format!("/groups/{}/agentapikeys", project["id"].as_str().unwrap());
+    let retry = retried_after_a_lost_answer(&app, &path, "lost-om", json!({"desc": "ci"})).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    let key = retry.body["key"].as_str().unwrap();
+    let (_, verified) = app.verify(ADMIN, key).await;
+    assert_eq!(verified["code"], "valid", "{verified}");
+    let (_, listed) = app.get(&path, ADMIN).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
+
+async fn an_agentex_key_whose_answer_was_lost_is_answered_to_the_retry(backend: Backend) {
+    let app = with_a_short_timeout(backend).await;
+    app.create_agent("edge-1").await;
+    let body = json!({"agent_name": "edge-1", "name": "ci"});
+    let retry = retried_after_a_lost_answer(&app, "/agent_api_keys", "lost-agx", body).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    let key = retry.body["api_key"].as_str().unwrap();
+    let (_, verified) = app.verify(ADMIN, key).await;
+    assert_eq!(verified["code"], "valid", "{verified}");
+    let listed = app.get("/agent_api_keys?agent_name=edge-1", ADMIN).await.1;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
 
 /// Sends `body` to `path` twice with one key: the second answer is a replay of the first.

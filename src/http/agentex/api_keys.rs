@@ -3,6 +3,8 @@
 //! id or by (agent, type, name), never show it again.
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -19,7 +21,8 @@ use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
 use crate::http::extract::{Json, Path, Query};
-use crate::http::rotation::RotateRequest;
+use crate::http::idempotency::Answer;
+use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::PlainSecret;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -157,7 +160,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Admin>,
     Json(body): Json<CreateApiKeyRequest>,
-) -> Result<axum::Json<CreatedApiKey>, Error> {
+) -> Result<Response, Error> {
     let (agent_ref, spec) = all_of(
         AgentRef::parse(body.agent_id, body.agent_name, Location::Body),
         KeySpec::parse(body.name, body.api_key_type, body.api_key),
@@ -181,6 +184,16 @@ pub async fn create(
     let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
     let (key, plain) = NewAgentApiKey::new(&agent, spec, expires_at, &state.server_key);
     let change = caller.change("agent_api_key.created", "agent_api_key", key.id);
+    let created = CreatedApiKey {
+        id: key.id,
+        agent_id: key.agent_id,
+        created_at: key.secret.created_at,
+        name: key.name.clone(),
+        api_key_type: key.api_key_type,
+        api_key: plain.expose().to_owned(),
+        expires_at: key.secret.expires_at,
+    };
+    let answer = Answer::ready(&state, StatusCode::OK, &created)?;
     state
         .store
         .create_agent_api_key(&key, &change)
@@ -193,15 +206,7 @@ pub async fn create(
             err => err,
         })?;
     change.log();
-    Ok(axum::Json(CreatedApiKey {
-        id: key.id,
-        agent_id: key.agent_id,
-        created_at: key.secret.created_at,
-        name: key.name,
-        api_key_type: key.api_key_type,
-        api_key: plain.expose().to_owned(),
-        expires_at: key.secret.expires_at,
-    }))
+    answer.respond(&())
 }
 
 /// List API keys for an agent ID
@@ -370,7 +375,7 @@ pub async fn rotate(
     caller: Caller<Admin>,
     Path(id): Path<String>,
     Json(body): Json<Option<RotateRequest>>,
-) -> Result<axum::Json<CreatedApiKey>, Error> {
+) -> Result<Response, Error> {
     let (key, secret) = find_key(&state, caller.org_id, &id).await?;
     let body = body.unwrap_or_default();
     if body.expires_at.is_some() && key.api_key_type.is_signing() {
@@ -394,15 +399,26 @@ pub async fn rotate(
         )
     };
     let change = caller.change("agent_api_key.rotated", "agent_api_key", key.id);
-    let rotated = body
+    let rotating = Rotating::only(key.api_key_type.secret_kind(), owner, secret.id);
+    let shown = key.clone();
+    let answer = body
         .rotate_to(
-            state.store.as_ref(),
-            key.api_key_type.secret_kind(),
-            owner,
-            String::new(),
-            secret.id,
+            &state,
+            rotating,
             &change,
             stored,
+            StatusCode::OK,
+            move |rotated| {
+                Ok(CreatedApiKey {
+                    id: shown.id,
+                    agent_id: shown.agent_id,
+                    created_at: rotated.created_at,
+                    name: shown.name.clone(),
+                    api_key_type: shown.api_key_type,
+                    api_key: rotated.plain.expose().to_owned(),
+                    expires_at: rotated.expires_at,
+                })
+            },
         )
         .await
         .map_err(|err| match err {
@@ -410,15 +426,7 @@ pub async fn rotate(
             err => err,
         })?;
     change.log();
-    Ok(axum::Json(CreatedApiKey {
-        id: key.id,
-        agent_id: key.agent_id,
-        created_at: rotated.created_at,
-        name: key.name,
-        api_key_type: key.api_key_type,
-        api_key: rotated.plain.expose().to_owned(),
-        expires_at: rotated.expires_at,
-    }))
+    Ok(answer)
 }
 
 /// A key of the caller's organization by id; a non-UUID id is refused without being repeated.

@@ -3,6 +3,7 @@
 
 use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,8 +15,9 @@ use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::HoopError;
 use crate::http::extract::{Json, Path, Query};
+use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
-use crate::http::rotation::RotateRequest;
+use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::agent_key::build_dsn;
 use crate::secrets::{PlainSecret, SecretKind};
 
@@ -100,7 +102,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Admin>,
     Json(body): Json<AgentRequest>,
-) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
+) -> Result<Response, Error> {
     // hoop treats an empty name as a missing one (400), not as a rule violation (422).
     let name = Error::required("name", body.name.filter(|name| !name.is_empty()))?;
     let name = AgentName::parse(&name)?;
@@ -122,18 +124,20 @@ pub async fn create(
         secret: NewSecret::from_plain(SecretKind::AgentKey, &plain, expires_at),
     };
     let change = caller.change("agent.created", "agent", agent.id);
-    state.store.create_agent(&agent, &change).await?;
-    change.log();
     let token = build_dsn(
         &state.grpc_url,
         agent.name.as_str(),
         plain.expose(),
         mode.as_str(),
     );
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(AgentCreateResponse { token }),
-    ))
+    let answer = Answer::json(&state, StatusCode::CREATED, move |_: &()| {
+        Ok(AgentCreateResponse {
+            token: token.clone(),
+        })
+    });
+    state.store.create_agent(&agent, &change).await?;
+    change.log();
+    answer.respond(&())
 }
 
 /// List Agents: a bare array by name, as hoop returns it, a page at a time; keys are never
@@ -240,21 +244,31 @@ pub async fn rotate(
     caller: Caller<Admin>,
     Path(name_or_id): Path<String>,
     Json(body): Json<Option<RotateRequest>>,
-) -> Result<(StatusCode, axum::Json<AgentCreateResponse>), Error> {
+) -> Result<Response, Error> {
     let (agent, key) = find(&state, &caller, &name_or_id).await?;
     let owner = OwnerRef {
         org_id: agent.org_id,
         id: agent.id,
     };
     let change = caller.change("agent.rotated", "agent", agent.id);
-    let rotated = body
+    let rotating = Rotating::only(SecretKind::AgentKey, owner, key.id);
+    let grpc_url = state.grpc_url.clone();
+    let answer = body
         .unwrap_or_default()
         .rotate(
-            state.store.as_ref(),
-            SecretKind::AgentKey,
-            owner,
-            key.id,
+            &state,
+            rotating,
             &change,
+            StatusCode::CREATED,
+            move |rotated| {
+                let token = build_dsn(
+                    &grpc_url,
+                    &agent.name,
+                    rotated.plain.expose(),
+                    agent.mode.as_str(),
+                );
+                Ok(AgentCreateResponse { token })
+            },
         )
         .await
         .map_err(|err| match err {
@@ -262,16 +276,7 @@ pub async fn rotate(
             err => err,
         })?;
     change.log();
-    let token = build_dsn(
-        &state.grpc_url,
-        &agent.name,
-        rotated.plain.expose(),
-        agent.mode.as_str(),
-    );
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(AgentCreateResponse { token }),
-    ))
+    Ok(answer)
 }
 
 /// An agent of the caller's organization by id, else by name (a name may look like a UUID).

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -22,6 +23,7 @@ use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller, Operator};
 use crate::http::dialect::HoopError;
 use crate::http::extract::{Json, Path, Query, not_null};
+use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
 
 /// A connection as hoop's clients send it; fields this gateway does not model (the upstream's
@@ -130,7 +132,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Admin>,
     Json(body): Json<ConnectionRequest>,
-) -> Result<(StatusCode, axum::Json<ConnectionView>), Error> {
+) -> Result<Response, Error> {
     let (name, spec) = body.parse()?;
     let connection = NewConnection {
         id: Uuid::now_v7(),
@@ -140,9 +142,12 @@ pub async fn create(
         created_at: now(),
     };
     let change = caller.change("connection.created", "connection", connection.id);
+    let answer = Answer::json(&state, StatusCode::CREATED, |created: &Connection| {
+        Ok(ConnectionView::from(created.clone()))
+    });
     let created = state.store.create_connection(&connection, &change).await?;
     change.log();
-    Ok((StatusCode::CREATED, axum::Json(created.into())))
+    answer.respond(&created)
 }
 
 /// List Connections: a bare array by name, a page at a time.

@@ -2,14 +2,17 @@
 //! credential for each connection it reaches, shown once; list, get, update, delete and a
 //! per-connection rotation complete the family. Errors are hoop's `{"message": ...}`.
 
+use std::sync::Arc;
+
 use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::connections::gateway_listeners;
-use crate::domain::connections::{ConnectionType, parse_attributes, parse_name};
+use crate::domain::connections::{ConnectionType, GatewayListeners, parse_attributes, parse_name};
 use crate::domain::machine_identities::{
     CredentialMeta, CredentialMint, IdentityChanges, Issued, MachineIdentity, NewMachineIdentity,
     credential_slot, parse_connection_names, parse_description, requested_expiry,
@@ -20,8 +23,9 @@ use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::HoopError;
 use crate::http::extract::{Json, Path, Query, not_null};
+use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
-use crate::http::rotation::RotateRequest;
+use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::SecretKind;
 use crate::secrets::machine_credential::{MachineCredential, build};
 
@@ -158,13 +162,12 @@ impl MachineIdentityIssued {
 }
 
 /// The credentials `issued` to `identity_id`, with the secrets the mint kept for them.
-async fn show_issued(
-    state: &AppState,
+fn show_issued(
+    listeners: &GatewayListeners,
     identity_id: Uuid,
     issued: &[Issued],
     mint: &CredentialMint,
 ) -> Result<Vec<MachineCredential>, Error> {
-    let listeners = gateway_listeners(state).await?;
     issued
         .iter()
         .map(|issued| {
@@ -172,7 +175,7 @@ async fn show_issued(
             Ok(build(
                 &issued.connection,
                 identity_id,
-                &listeners,
+                listeners,
                 &secret,
                 issued.expires_at,
             ))
@@ -200,7 +203,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Admin>,
     Json(body): Json<MachineIdentityRequest>,
-) -> Result<(StatusCode, axum::Json<MachineIdentityIssued>), Error> {
+) -> Result<Response, Error> {
     // hoop treats an empty name as a missing one (400), not as a rule violation (422).
     let name = Error::required("name", body.name.filter(|name| !name.is_empty()))?;
     let expires_at = requested_expiry(body.ttl, body.expires_at)?;
@@ -222,28 +225,32 @@ pub async fn create(
         expires_at,
         created_at: now(),
     };
-    let mint = CredentialMint::default();
     let change = caller.change("machine_identity.created", "machine_identity", identity.id);
+    let listeners = gateway_listeners(&state).await?;
+    let mint = Arc::new(CredentialMint::default());
+    // Which connections the identity reaches is settled by the transaction that issues them.
+    let answer = Answer::json(&state, StatusCode::CREATED, {
+        let (identity, mint) = (identity.clone(), mint.clone());
+        move |issued: &Vec<Issued>| {
+            Ok(MachineIdentityIssued {
+                id: identity.id,
+                name: identity.name.clone(),
+                description: identity.description.clone(),
+                attributes: identity.attributes.clone(),
+                connection_names: identity.connection_names.clone(),
+                created_at: identity.created_at,
+                updated_at: identity.created_at,
+                expires_at: identity.expires_at,
+                credentials: show_issued(&listeners, identity.id, issued, &mint)?,
+            })
+        }
+    });
     let issued = state
         .store
-        .create_machine_identity(&identity, &mint, &change)
+        .create_machine_identity(&identity, mint.as_ref(), &change)
         .await?;
     change.log();
-    let credentials = show_issued(&state, identity.id, &issued, &mint).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(MachineIdentityIssued {
-            id: identity.id,
-            name: identity.name,
-            description: identity.description,
-            attributes: identity.attributes,
-            connection_names: identity.connection_names,
-            created_at: identity.created_at,
-            updated_at: identity.created_at,
-            expires_at: identity.expires_at,
-            credentials,
-        }),
-    ))
+    answer.respond(&issued)
 }
 
 /// List Machine Identities: a bare array by name, a page at a time; never a secret.
@@ -356,7 +363,8 @@ pub async fn update(
         .await?
         .ok_or(Error::NotFound("machine identity"))?;
     change.log();
-    let credentials = show_issued(&state, identity.id, &issued, &mint).await?;
+    let listeners = gateway_listeners(&state).await?;
+    let credentials = show_issued(&listeners, identity.id, &issued, &mint)?;
     Ok(axum::Json(MachineIdentityIssued::new(
         identity,
         credentials,
@@ -423,7 +431,7 @@ pub async fn rotate(
     caller: Caller<Admin>,
     Path((name, connection)): Path<(String, String)>,
     Json(body): Json<Option<RotateRequest>>,
-) -> Result<(StatusCode, axum::Json<MachineCredential>), Error> {
+) -> Result<Response, Error> {
     let identity = find(&state, &caller, &name).await?;
     let credential = identity
         .credential_for(&connection)
@@ -437,15 +445,30 @@ pub async fn rotate(
         "machine_identity",
         identity.id,
     );
-    let rotated = body
+    let listeners = gateway_listeners(&state).await?;
+    let rotating = Rotating {
+        kind: SecretKind::MachineCredential,
+        owner,
+        slot: credential_slot(credential.connection.id),
+        current: credential.secret.id,
+    };
+    let connection = credential.connection.clone();
+    let answer = body
         .unwrap_or_default()
-        .rotate_slot(
-            state.store.as_ref(),
-            SecretKind::MachineCredential,
-            owner,
-            credential_slot(credential.connection.id),
-            credential.secret.id,
+        .rotate(
+            &state,
+            rotating,
             &change,
+            StatusCode::CREATED,
+            move |rotated| {
+                Ok(build(
+                    &connection,
+                    identity.id,
+                    &listeners,
+                    rotated.plain,
+                    rotated.expires_at,
+                ))
+            },
         )
         .await
         .map_err(|err| match err {
@@ -453,17 +476,7 @@ pub async fn rotate(
             err => err,
         })?;
     change.log();
-    let listeners = gateway_listeners(&state).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(build(
-            &credential.connection,
-            identity.id,
-            &listeners,
-            &rotated.plain,
-            rotated.expires_at,
-        )),
-    ))
+    Ok(answer)
 }
 
 async fn find<R>(

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -13,8 +14,9 @@ use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::NativeError;
 use crate::http::extract::{Json, Path, Query};
+use crate::http::idempotency::Answer;
 use crate::http::pagination::{Items, PageParams};
-use crate::http::rotation::{RotateRequest, Rotated};
+use crate::http::rotation::{RotateRequest, Rotated, Rotating};
 use crate::secrets::{PlainSecret, SecretKind};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -112,7 +114,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Admin>,
     Json(body): Json<CreateApiKey>,
-) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
+) -> Result<Response, Error> {
     let name = parse_label("name", Error::required("name", body.name)?)?;
     let role = Error::required("role", body.role)?;
     let expires_at = state
@@ -125,12 +127,11 @@ pub async fn create(
         .await?;
     let (record, plain) = NewApiKey::mint(caller.org_id, name, role, expires_at);
     let change = caller.change("api_key.created", "api_key", record.id);
+    let created = CreatedApiKey::new(&record, &plain);
+    let answer = Answer::ready(&state, StatusCode::CREATED, &created)?;
     state.store.create_api_key(&record, &change).await?;
     change.log();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CreatedApiKey::new(&record, &plain)),
-    ))
+    answer.respond(&())
 }
 
 /// Lists the API keys of the caller's organization, revoked ones included.
@@ -215,7 +216,7 @@ pub async fn rotate(
     caller: Caller<Admin>,
     Path(id): Path<String>,
     Json(body): Json<Option<RotateRequest>>,
-) -> Result<(StatusCode, axum::Json<CreatedApiKey>), Error> {
+) -> Result<Response, Error> {
     let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
     let (key, secret) = state
         .store
@@ -227,14 +228,15 @@ pub async fn rotate(
         id: key.id,
     };
     let change = caller.change("api_key.rotated", "api_key", key.id);
-    let rotated = body
+    let rotating = Rotating::only(SecretKind::ApiKey, owner, secret.id);
+    let answer = body
         .unwrap_or_default()
         .rotate(
-            state.store.as_ref(),
-            SecretKind::ApiKey,
-            owner,
-            secret.id,
+            &state,
+            rotating,
             &change,
+            StatusCode::CREATED,
+            move |rotated| Ok(CreatedApiKey::rotated(key.clone(), rotated)),
         )
         .await
         .map_err(|err| match err {
@@ -242,8 +244,5 @@ pub async fn rotate(
             err => err,
         })?;
     change.log();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CreatedApiKey::rotated(key, &rotated)),
-    ))
+    Ok(answer)
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -13,6 +14,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, Operator};
 use crate::http::dialect::NativeError;
 use crate::http::extract::{Json, Query};
+use crate::http::idempotency::Answer;
 use crate::http::pagination::{Items, PageParams};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -65,21 +67,19 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller<Operator>,
     Json(body): Json<CreateOrg>,
-) -> Result<(StatusCode, axum::Json<CreatedOrg>), Error> {
+) -> Result<Response, Error> {
     let name = parse_label("name", Error::required("name", body.name)?)?;
     let org = Org::new(name);
     let (admin, plain) = NewApiKey::mint(org.id, "admin".into(), Role::Admin, None);
     let change = caller.change("org.created", "org", org.id);
+    let created = CreatedOrg {
+        org: org.clone().into(),
+        api_key: CreatedApiKey::new(&admin, &plain),
+    };
+    let answer = Answer::ready(&state, StatusCode::CREATED, &created)?;
     state.store.create_org(&org, &admin, &change).await?;
     change.log();
-    let api_key = CreatedApiKey::new(&admin, &plain);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(CreatedOrg {
-            org: org.into(),
-            api_key,
-        }),
-    ))
+    answer.respond(&())
 }
 
 /// Lists every organization (operators only).

@@ -4,7 +4,9 @@
 //! The key is shown once, in the create or rotate response; lists mask it.
 
 use axum::extract::{OriginalUri, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -16,8 +18,9 @@ use crate::http::AppState;
 use crate::http::client::client_address;
 use crate::http::dialect::OpsManagerError;
 use crate::http::extract::{Json, Path, Query};
+use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
-use crate::http::rotation::RotateRequest;
+use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::SecretKind;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -32,7 +35,7 @@ pub struct CreateAgentApiKey {
 }
 
 /// Ops Manager's agent API key document.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentApiKeyView {
     #[serde(rename = "_id")]
     #[schema(value_type = String, example = "5a0a1e7e0f2912c554080adc")]
@@ -119,7 +122,7 @@ pub async fn create(
     access: InProject<ProjectOwner>,
     ClientAddress(address): ClientAddress,
     Json(body): Json<CreateAgentApiKey>,
-) -> Result<axum::Json<AgentApiKeyView>, Error> {
+) -> Result<Response, Error> {
     let InProject {
         caller, project, ..
     } = access;
@@ -139,15 +142,21 @@ pub async fn create(
         "project_agent_key",
         new.key.object_id,
     );
-    if !state.store.create_project_agent_key(&new, &change).await? {
-        return Err(super::errors::group_not_found());
-    }
-    change.log();
-    Ok(axum::Json(AgentApiKeyView::new(
-        new.key,
+    let view = AgentApiKeyView::new(
+        new.key.clone(),
         plain.expose().to_owned(),
         new.secret.expires_at,
-    )))
+    );
+    // `false`: the project went away meanwhile, and nothing was created.
+    let answer = Answer::json(&state, StatusCode::OK, move |created: &bool| {
+        created
+            .then(|| view.clone())
+            .ok_or_else(super::errors::group_not_found)
+    });
+    let created = state.store.create_project_agent_key(&new, &change).await?;
+    let answer = answer.respond(&created)?;
+    change.log();
+    Ok(answer)
 }
 
 /// Get All Agent API Keys for One Project: a bare array, oldest first, each key masked, a page
@@ -247,7 +256,7 @@ pub async fn rotate(
     access: InProject<ProjectOwner>,
     Path(path): Path<AgentApiKeyPath>,
     Json(body): Json<Option<RotateRequest>>,
-) -> Result<axum::Json<AgentApiKeyView>, Error> {
+) -> Result<Response, Error> {
     let InProject {
         caller, project, ..
     } = access;
@@ -262,25 +271,18 @@ pub async fn rotate(
         id: key.id,
     };
     let change = caller.change("project_agent_key.rotated", "project_agent_key", id);
-    let rotated = body
+    let rotating = Rotating::only(SecretKind::ProjectAgentKey, owner, secret.id);
+    let answer = body
         .unwrap_or_default()
-        .rotate(
-            state.store.as_ref(),
-            SecretKind::ProjectAgentKey,
-            owner,
-            secret.id,
-            &change,
-        )
+        .rotate(&state, rotating, &change, StatusCode::OK, move |rotated| {
+            let shown = rotated.plain.expose().to_owned();
+            Ok(AgentApiKeyView::new(key.clone(), shown, rotated.expires_at))
+        })
         .await
         .map_err(|err| match err {
             Error::NotFound(_) => Error::NotFound("agent API key"),
             err => err,
         })?;
     change.log();
-    let shown = rotated.plain.expose().to_owned();
-    Ok(axum::Json(AgentApiKeyView::new(
-        key,
-        shown,
-        rotated.expires_at,
-    )))
+    Ok(answer)
 }

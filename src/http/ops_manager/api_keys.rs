@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
@@ -25,7 +26,8 @@ use crate::error::{Error, FieldError, Location, Segment, Violation};
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
 use crate::http::extract::{Json, Path};
-use crate::http::rotation::RotateRequest;
+use crate::http::idempotency::Answer;
+use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::{PlainSecret, SecretKind};
 
 /// How often a new key pair is minted again when its random public key is already taken.
@@ -215,7 +217,7 @@ pub async fn create(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
     Json(body): Json<CreateProgrammaticKey>,
-) -> Result<(StatusCode, axum::Json<ProgrammaticKeyView>), Error> {
+) -> Result<Response, Error> {
     let caller = access.caller;
     let desc = parse_desc(Error::required("desc", body.desc)?)?;
     let roles = Grants {
@@ -231,7 +233,8 @@ pub async fn create(
         )
         .await?;
     let mut attempt = 1;
-    let (new, private, change) = loop {
+    // A public key taken meanwhile: mint another pair.
+    let (answer, change) = loop {
         let (new, private) = NewProgrammaticKey::mint(
             caller.org_id,
             desc.clone(),
@@ -244,15 +247,19 @@ pub async fn create(
             "programmatic_key",
             new.key.object_id,
         );
+        let view = ProgrammaticKeyView::new(
+            new.key.clone(),
+            private.expose().to_owned(),
+            new.secret.expires_at,
+        );
+        let answer = Answer::ready(&state, StatusCode::CREATED, &view)?;
         match state.store.create_programmatic_key(&new, &change).await {
             Err(Error::AlreadyExists) if attempt < PUBLIC_KEY_ATTEMPTS => attempt += 1,
-            created => break created.map(|()| (new, private, change))?,
+            created => break (answer.respond(&created?)?, change),
         }
     };
     change.log();
-    let view =
-        ProgrammaticKeyView::new(new.key, private.expose().to_owned(), new.secret.expires_at);
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok(answer)
 }
 
 /// Get All Organization API Keys; private keys masked.
@@ -382,7 +389,7 @@ pub async fn rotate(
     access: InOrg<OrgOwner>,
     Path(path): Path<ApiKeyPath>,
     Json(body): Json<Option<RotateRequest>>,
-) -> Result<axum::Json<ProgrammaticKeyView>, Error> {
+) -> Result<Response, Error> {
     let caller = access.caller;
     let id = path.id()?;
     let (key, secret) = state
@@ -400,16 +407,24 @@ pub async fn rotate(
         })
     };
     let change = caller.change("programmatic_key.rotated", "programmatic_key", id);
-    let rotated = body
+    let rotating = Rotating::only(SecretKind::ProgrammaticKey, owner, secret.id);
+    let shown = key.clone();
+    let answer = body
         .unwrap_or_default()
         .rotate_to(
-            state.store.as_ref(),
-            SecretKind::ProgrammaticKey,
-            owner,
-            String::new(),
-            secret.id,
+            &state,
+            rotating,
             &change,
             stored,
+            StatusCode::OK,
+            move |rotated| {
+                let private = rotated.plain.expose().to_owned();
+                Ok(ProgrammaticKeyView::new(
+                    shown.clone(),
+                    private,
+                    rotated.expires_at,
+                ))
+            },
         )
         .await
         .map_err(|err| match err {
@@ -417,12 +432,7 @@ pub async fn rotate(
             err => err,
         })?;
     change.log();
-    let shown = rotated.plain.expose().to_owned();
-    Ok(axum::Json(ProgrammaticKeyView::new(
-        key,
-        shown,
-        rotated.expires_at,
-    )))
+    Ok(answer)
 }
 
 /// Delete One Organization API Key: it stops working at once (organization owners).
@@ -703,7 +713,7 @@ pub async fn add_to_access_list(
     access: InOrg<OrgOwner>,
     Path(path): Path<ApiKeyPath>,
     Json(NewAccessEntries(entries)): Json<NewAccessEntries>,
-) -> Result<(StatusCode, axum::Json<Results<AccessEntryView>>), Error> {
+) -> Result<Response, Error> {
     let caller = access.caller;
     let id = path.id()?;
     let refused = |path: Vec<Segment>, message: &str| {
@@ -745,16 +755,23 @@ pub async fn add_to_access_list(
         "programmatic_key",
         id,
     );
-    if !state
+    let answer = Answer::json(
+        &state,
+        StatusCode::CREATED,
+        |list: &Option<Vec<AccessEntry>>| {
+            let list = list.as_ref().ok_or_else(not_found)?;
+            let views: Vec<AccessEntryView> =
+                list.iter().cloned().map(AccessEntryView::from).collect();
+            Ok(Results::from(views))
+        },
+    );
+    let list = state
         .store
         .add_access_entries(caller.org_id, id, &networks, now(), &change)
-        .await?
-    {
-        return Err(not_found());
-    }
+        .await?;
+    let answer = answer.respond(&list)?;
     change.log();
-    let list = access_list_view(&state, caller.org_id, id).await?;
-    Ok((StatusCode::CREATED, axum::Json(list.into())))
+    Ok(answer)
 }
 
 #[derive(Deserialize)]

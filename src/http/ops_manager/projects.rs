@@ -3,6 +3,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
 use crate::http::extract::Json;
+use crate::http::idempotency::Answer;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,7 +72,7 @@ pub async fn create(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
     Json(body): Json<CreateProject>,
-) -> Result<(StatusCode, axum::Json<ProjectView>), Error> {
+) -> Result<Response, Error> {
     let caller = access.caller;
     let name = Error::required("name", body.name)?;
     if let Some(org) = body.org_id {
@@ -81,6 +83,11 @@ pub async fn create(
     }
     let project = Project::new(caller.org_id, name)?;
     let change = caller.change("project.created", "project", project.id);
+    let answer = Answer::ready(
+        &state,
+        StatusCode::CREATED,
+        &ProjectView::from(project.clone()),
+    )?;
     state
         .store
         .create_project(&project, &change)
@@ -90,7 +97,7 @@ pub async fn create(
             err => err,
         })?;
     change.log();
-    Ok((StatusCode::CREATED, axum::Json(project.into())))
+    answer.respond(&())
 }
 
 /// Get All Projects the caller may read.
