@@ -57,7 +57,8 @@ fn wrong_key(key: &ServerKey, database_key_ids: &[String]) -> StartupError {
 }
 
 /// On an empty database, creates organization `default` and its admin key: the operator's token
-/// when given, else a minted one written to `<data dir>/bootstrap-token` (mode 0600).
+/// when given, else a minted one written to `<data dir>/bootstrap-token` (mode 0600). A token
+/// given for a database that has data is left unused, with a warning (never the token).
 /// Returns the operator organization either way.
 pub async fn bootstrap(
     store: &dyn Store,
@@ -94,14 +95,29 @@ pub async fn bootstrap(
                 if let Some(path) = written_to {
                     let _ = std::fs::remove_file(path);
                 }
+                if token.is_some() {
+                    warn_token_unused();
+                }
             }
             Err(err) => return Err(err),
         }
+    } else if token.is_some() {
+        warn_token_unused();
     }
     store
         .find_org_by_name(OPERATOR_ORG)
         .await?
         .ok_or_else(|| Error::internal("the database has organizations but none named `default`"))
+}
+
+/// An operator who set the token on a database that already has data would otherwise meet
+/// only 401s, with nothing saying why.
+fn warn_token_unused() {
+    tracing::warn!(
+        "KEYGATE_BOOTSTRAP_TOKEN is set but not used: the database already has its organizations \
+         and admin key, and the token only applies to an empty database (`keygate admin-key` \
+         mints a new admin key)"
+    );
 }
 
 fn write_token_file(data_dir: &Path, plain: &PlainSecret) -> Result<PathBuf, Error> {
