@@ -48,8 +48,8 @@ pub async fn check_server_key(store: &dyn Store, key: &ServerKey) -> Result<(), 
 fn wrong_key(key: &ServerKey, database_key_ids: &[String]) -> StartupError {
     format!(
         "the server key (id {}, from KEYGATE_SECRET_KEY or else the data directory's secret-key \
-         file) is not the one this database's sealed values belong to (id {}): every instance \
-         sharing a database needs the same KEYGATE_SECRET_KEY",
+         file) is not this database's (id {}), so it could not open the values sealed there: \
+         every instance sharing a database needs the same KEYGATE_SECRET_KEY",
         key.id(),
         database_key_ids.join(", ")
     )

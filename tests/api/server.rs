@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use clap::Parser;
 use keygate::config::Config;
 
 use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, execute_sql, on_both_backends};
@@ -21,6 +22,7 @@ on_both_backends!(
     swagger_ui_is_served_from_the_binary,
     an_instance_whose_server_key_differs_from_the_databases_does_not_start,
     a_database_sealed_before_key_checks_takes_only_its_sealing_key,
+    instances_starting_together_with_different_keys_agree_on_one,
 );
 
 async fn health_and_readiness_answer(backend: Backend) {
@@ -280,6 +282,39 @@ async fn a_database_sealed_before_key_checks_takes_only_its_sealing_key(backend:
     assert!(right.is_ok(), "the key that sealed the database starts");
     let refused = refusal(&beside(&app, Some(&wrong_key), other_dir.path())).await;
     assert_names_the_setting_only(&refused, &[&sealing_key, &wrong_key]);
+}
+
+/// Two instances with different keys starting together on a new database: the key recorded
+/// first stands, and the other instance does not start.
+async fn instances_starting_together_with_different_keys_agree_on_one(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (postgres_db, url) = crate::storage::empty_database(backend, &dir).await;
+    // The migrations run once, before the race under test.
+    drop(keygate::storage::connect(&url, 1).await.unwrap());
+    let starts = [5u8, 6].map(|byte| {
+        let mut config = Config::parse_from([
+            "keygate",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--bootstrap-token",
+            ADMIN,
+        ]);
+        config.database_url = Some(url.clone());
+        config.secret_key = Some(STANDARD.encode([byte; 32]));
+        tokio::spawn(async move {
+            keygate::prepare(&config)
+                .await
+                .map(drop)
+                .map_err(|err| keygate::error::with_causes(err.as_ref()))
+        })
+    });
+    let mut refusals = Vec::new();
+    for start in starts {
+        refusals.extend(start.await.unwrap().err());
+    }
+    assert_eq!(refusals.len(), 1, "exactly one of the two keys is taken");
+    assert_names_the_setting_only(&refusals[0], &[]);
+    crate::storage::drop_database(postgres_db).await;
 }
 
 /// `keygate --help` (and each subcommand's) started with secret settings in the environment
