@@ -1,12 +1,11 @@
 //! The server around the key kinds: health, server info, request ids, limits, OpenAPI.
 
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Parser;
 use keygate::config::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, execute_sql, on_both_backends};
 
@@ -260,8 +259,9 @@ async fn an_instance_whose_server_key_differs_from_the_databases_does_not_start(
     assert!(twin.is_ok(), "the same key starts");
 }
 
-/// A database that an older keygate sealed values in, without a check value: the key that
-/// sealed them is taken (and recorded); another is refused, before and after.
+/// A database that a keygate from before check values sealed values in (migration 0013 leaves
+/// it without a check value): the key that sealed them is taken, and recorded; another is
+/// refused, before and after.
 async fn a_database_sealed_before_key_checks_takes_only_its_sealing_key(backend: Backend) {
     let sealing_key = STANDARD.encode([3u8; 32]);
     let app = TestApp::start_with(backend, |config| {
