@@ -33,18 +33,20 @@ const PROPERTY_CASES: u32 = 2_000;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Opens the database (applying migrations), bootstraps an empty one, and builds the state.
+/// Opens the database (applying migrations), refuses a server key other than the one its
+/// sealed values belong to, bootstraps an empty database, and builds the state.
 pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     let store = storage::connect(&config.database_url(), config.database_max_connections).await?;
+    bootstrap::check_server_key(store.as_ref(), &server_key).await?;
     let operator_org = bootstrap::bootstrap(
         store.as_ref(),
         &config.data_dir,
         config.bootstrap_token.as_deref(),
     )
     .await?;
-    let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     Ok(AppState {
         verifier: Arc::new(Verifier::new(store.clone(), config.verify_cache_capacity)),
         refusals: audit::RefusalRecorder::spawn(store.clone()),

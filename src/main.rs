@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keygate::config::{Cli, Command, Config};
+use keygate::cli::{Cli, Command};
+use keygate::config::Config;
 use keygate::error::with_causes;
 use keygate::telemetry::{self, LogOutput};
 

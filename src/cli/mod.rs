@@ -5,10 +5,11 @@
 //! show it — and [`run`] carries it out: [`client`] sends it with retries that cannot duplicate
 //! a creation, [`output`] prints the answer as text, JSON or `NAME=value` lines, and the outcome
 //! is an [`Exit`] code a script can branch on. Secrets go to stdout only; everything else goes
-//! to stderr.
+//! to stderr. [`command`] puts these beside the server's commands as the binary's command line.
 
 mod agentex;
 mod client;
+mod command;
 mod hoop;
 mod native;
 mod ops_manager;
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use client::{Call, Client, Failure};
+pub use command::{AdminKeyArgs, Cli, Command};
 use output::{Format, Shape};
 
 /// How the client reaches the server and shows its answers; accepted before or after the verb.
@@ -222,13 +224,13 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         ClientCommand::Audit(verb) => (verb.args.plan(), verb.client),
         ClientCommand::Completions { shell } => {
             let mut script = Vec::new();
-            let mut command = crate::config::Cli::command();
+            let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "keygate", &mut script);
             return finish(output::emit(&script).map(|()| Exit::Success));
         }
         ClientCommand::Man => {
             let mut page = Vec::new();
-            let rendered = clap_mangen::Man::new(crate::config::Cli::command()).render(&mut page);
+            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut page);
             return match rendered {
                 Ok(()) => finish(output::emit(&page).map(|()| Exit::Success)),
                 Err(err) => fail(Exit::Refused, &format!("cannot render the page: {err}")),

@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     fn gateway(url: &str) -> Url {
-        crate::config::parse_grpc_url(url).unwrap()
+        Url::parse(url).unwrap()
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //!
 //! It comes from `KEYGATE_SECRET_KEY` (base64 of 32 bytes) or, failing that, from
 //! `<data dir>/secret-key`, generated (mode 0600) on first start. Every instance sharing a
-//! database must use the same key. Each sealed value carries the key's id, so a later key
-//! rotation can tell which key sealed it, and is bound to its row by associated data, so a
-//! ciphertext copied to another row does not open.
+//! database must use the same key: the database keeps each key's check value (a MAC of a fixed
+//! label), and an instance whose key does not match does not start. Each sealed value carries
+//! the key's id, so a later key rotation can tell which key sealed it, and is bound to its row
+//! by associated data, so a ciphertext copied to another row does not open.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ use zeroize::Zeroizing;
 const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
 const FILE_NAME: &str = "secret-key";
+/// What a key's check value is the MAC of; unlike every other MAC input, so that a check value
+/// is never also a valid nonce or CSRF token.
+const CHECK_LABEL: &[u8] = b"keygate server key check";
 
 /// A value sealed under the server key: which key, and nonce ‖ ciphertext ‖ tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +162,17 @@ impl ServerKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// A value stored beside sealed data that proves, at start, that a key is the one that sealed
+    /// it: the MAC of a fixed label, which says nothing about the key itself.
+    pub fn check_value(&self) -> [u8; 32] {
+        self.mac(CHECK_LABEL)
+    }
+
+    /// Whether `value` is this key's [`Self::check_value`], compared in constant time.
+    pub fn matches_check(&self, value: &[u8]) -> bool {
+        self.verify_mac(CHECK_LABEL, value)
+    }
+
     /// Whether `tag` is the MAC of `data`, compared in constant time.
     pub fn verify_mac(&self, data: &[u8], tag: &[u8]) -> bool {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.mac_key.as_slice())
@@ -231,6 +246,13 @@ mod tests {
         assert!(key(1).verify_mac(b"nonce data", &tag));
         assert!(!key(1).verify_mac(b"nonce datb", &tag));
         assert!(!key(2).verify_mac(b"nonce data", &tag));
+    }
+
+    #[test]
+    fn check_values_match_only_their_key() {
+        let check = key(1).check_value();
+        assert!(key(1).matches_check(&check));
+        assert!(!key(2).matches_check(&check));
     }
 
     #[test]

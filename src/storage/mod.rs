@@ -8,7 +8,7 @@
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
 //! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
-//! `console_sessions.rs`.
+//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`.
 
 mod agent_api_keys;
 mod agents;
@@ -25,6 +25,7 @@ mod programmatic_keys;
 mod project_agent_keys;
 mod projects;
 mod secrets;
+pub mod server_keys;
 mod sqlite;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use programmatic_keys::ProgrammaticKeyStore;
 pub use project_agent_keys::ProjectAgentKeyStore;
 pub use projects::ProjectStore;
 pub use secrets::SecretStore;
+pub use server_keys::ServerKeyStore;
 pub use sqlite::SqliteStore;
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -70,6 +72,7 @@ pub trait Store:
     + IdempotencyStore
     + AuditStore
     + ConsoleSessionStore
+    + ServerKeyStore
 {
 }
 
@@ -88,7 +91,8 @@ impl<
         + AgentApiKeyStore
         + IdempotencyStore
         + AuditStore
-        + ConsoleSessionStore,
+        + ConsoleSessionStore
+        + ServerKeyStore,
 > Store for T
 {
 }

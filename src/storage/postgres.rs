@@ -22,6 +22,7 @@ use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
 use super::projects::impl_project_store;
 use super::secrets::impl_secret_store;
+use super::server_keys::impl_server_key_store;
 use super::{Health, Result, write_transaction};
 
 type Tx = Transaction<'static, Postgres>;
@@ -133,3 +134,4 @@ impl_agent_api_key_store!(PostgresStore);
 impl_idempotency_store!(PostgresStore);
 impl_audit_store!(PostgresStore);
 impl_console_session_store!(PostgresStore);
+impl_server_key_store!(PostgresStore);

@@ -3,7 +3,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends};
+use crate::common::{
+    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, captured_logs, forbid_in_logs, on_both_backends,
+};
 
 on_both_backends!(
     admins_create_keys_that_are_shown_once,
@@ -16,7 +18,7 @@ on_both_backends!(
     failed_authentications_are_bounded_per_client,
     behind_a_trusted_proxy_failures_count_per_forwarded_client,
     bootstrap_writes_a_token_file_when_none_is_configured,
-    bootstrap_token_is_ignored_once_the_database_has_data,
+    a_bootstrap_token_given_to_a_database_with_data_is_ignored_with_a_warning,
 );
 
 async fn admins_create_keys_that_are_shown_once(backend: Backend) {
@@ -267,18 +269,31 @@ async fn bootstrap_writes_a_token_file_when_none_is_configured(backend: Backend)
     );
 }
 
-async fn bootstrap_token_is_ignored_once_the_database_has_data(backend: Backend) {
+async fn a_bootstrap_token_given_to_a_database_with_data_is_ignored_with_a_warning(
+    backend: Backend,
+) {
+    const ANOTHER: &str = "another-token-for-the-same-database";
+    forbid_in_logs(ANOTHER);
     let mut app = TestApp::start(backend).await;
-    app.config.bootstrap_token = Some("another-token-for-the-same-database".into());
+    app.config.bootstrap_token = Some(ANOTHER.into());
+    let logged_before = captured_logs().len();
     app.restart().await;
     assert_eq!(app.get("/apikeys", ADMIN).await.0, StatusCode::OK);
     assert_eq!(
-        app.get("/apikeys", "another-token-for-the-same-database")
-            .await
-            .0,
+        app.get("/apikeys", ANOTHER).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert!(!app.config.data_dir.join("bootstrap-token").exists());
+    let logs = captured_logs();
+    assert!(
+        logs[logged_before..]
+            .lines()
+            .any(|line| line.contains("WARN")
+                && line.contains("KEYGATE_BOOTSTRAP_TOKEN")
+                && line.contains("empty database")),
+        "no warning that the token was not used"
+    );
+    assert!(!logs.contains(ANOTHER), "the token was logged");
 }
 
 async fn rotation_replaces_the_key_with_an_optional_grace_period(backend: Backend) {

@@ -104,8 +104,13 @@ async fn sleep_until(end: chrono::DateTime<chrono::Utc>) {
 async fn a_revocation_through_one_instance_is_refused_by_another() {
     let first = TestApp::start(Backend::Postgres).await;
     let url = first.config.database_url.clone();
-    // Started on the first's database: only the first creates and drops it.
-    let second = TestApp::start_with(Backend::Sqlite, |config| config.database_url = url).await;
+    // Started on the first's database (only the first creates and drops it) with its data
+    // directory's server key.
+    let second = TestApp::start_with(Backend::Sqlite, |config| {
+        config.database_url = url;
+        config.data_dir = first.config.data_dir.clone();
+    })
+    .await;
     let dsn = first.create_agent("shared").await;
     assert_eq!(verify_warm(&second, ADMIN, &dsn).await["code"], "valid");
     assert_eq!(

@@ -354,6 +354,32 @@ impl TestApp {
     }
 }
 
+/// Runs `sql` straight on the test server's database, as an operator (or an older keygate)
+/// would; returns how many rows it changed.
+pub async fn execute_sql(app: &TestApp, sql: &str) -> u64 {
+    let url = app.config.database_url();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite") {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query(sql)
+            .execute(&mut db)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query(sql)
+            .execute(&mut db)
+            .await
+            .unwrap()
+            .rows_affected()
+    }
+}
+
 /// A request whose body is still being sent.
 pub struct Upload(TcpStream);
 

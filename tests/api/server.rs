@@ -1,9 +1,13 @@
 //! The server around the key kinds: health, server info, request ids, limits, OpenAPI.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Parser;
+use keygate::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends};
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, execute_sql, on_both_backends};
 
 on_both_backends!(
     health_and_readiness_answer,
@@ -15,6 +19,9 @@ on_both_backends!(
     unknown_routes_are_404,
     served_openapi_matches_the_committed_copy,
     swagger_ui_is_served_from_the_binary,
+    an_instance_whose_server_key_differs_from_the_databases_does_not_start,
+    a_database_sealed_before_key_checks_takes_only_its_sealing_key,
+    instances_starting_together_with_different_keys_agree_on_one,
 );
 
 async fn health_and_readiness_answer(backend: Backend) {
@@ -206,6 +213,108 @@ async fn swagger_ui_is_served_from_the_binary(backend: Backend) {
         response.text().await.unwrap().contains("swagger"),
         "the Swagger UI page"
     );
+}
+
+/// A configuration for another instance on `app`'s database with the server key `key`
+/// (`None`: the key generated in a data directory of its own).
+fn beside(app: &TestApp, key: Option<&str>, data_dir: &std::path::Path) -> Config {
+    let mut config = app.config.clone();
+    config.database_url = Some(app.config.database_url());
+    config.data_dir = data_dir.to_owned();
+    config.secret_key = key.map(str::to_owned);
+    config
+}
+
+/// Why `config` does not start, as `keygate serve` prints it.
+async fn refusal(config: &Config) -> String {
+    match keygate::prepare(config).await {
+        Ok(_) => panic!("an instance started with a server key the database does not take"),
+        Err(err) => keygate::error::with_causes(err.as_ref()),
+    }
+}
+
+fn assert_names_the_setting_only(refusal: &str, keys: &[&str]) {
+    assert!(refusal.contains("KEYGATE_SECRET_KEY"), "{refusal}");
+    assert!(!refusal.contains('\n'), "one line: {refusal}");
+    for key in keys {
+        assert!(!refusal.contains(key), "key material in: {refusal}");
+    }
+}
+
+async fn an_instance_whose_server_key_differs_from_the_databases_does_not_start(backend: Backend) {
+    let first_key = STANDARD.encode([1u8; 32]);
+    let app = TestApp::start_with(backend, |config| {
+        config.secret_key = Some(first_key.clone())
+    })
+    .await;
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_key = STANDARD.encode([2u8; 32]);
+    let chosen = refusal(&beside(&app, Some(&other_key), other_dir.path())).await;
+    assert_names_the_setting_only(&chosen, &[&first_key, &other_key]);
+    let generated = refusal(&beside(&app, None, other_dir.path())).await;
+    let generated_key = std::fs::read_to_string(other_dir.path().join("secret-key")).unwrap();
+    assert_names_the_setting_only(&generated, &[&first_key, generated_key.trim()]);
+
+    let twin = keygate::prepare(&beside(&app, Some(&first_key), other_dir.path())).await;
+    assert!(twin.is_ok(), "the same key starts");
+}
+
+/// A database that a keygate from before check values sealed values in (migration 0013 leaves
+/// it without a check value): the key that sealed them is taken, and recorded; another is
+/// refused, before and after.
+async fn a_database_sealed_before_key_checks_takes_only_its_sealing_key(backend: Backend) {
+    let sealing_key = STANDARD.encode([3u8; 32]);
+    let app = TestApp::start_with(backend, |config| {
+        config.secret_key = Some(sealing_key.clone())
+    })
+    .await;
+    app.create_agent("edge-1").await;
+    let body = json!({"agent_name": "edge-1", "name": "octo/repo", "api_key_type": "github"});
+    let (status, created) = app.post("/agent_api_keys", ADMIN, body).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    execute_sql(&app, "DELETE FROM server_key_checks").await;
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let wrong_key = STANDARD.encode([4u8; 32]);
+    let refused = refusal(&beside(&app, Some(&wrong_key), other_dir.path())).await;
+    assert_names_the_setting_only(&refused, &[&sealing_key, &wrong_key]);
+    let right = keygate::prepare(&beside(&app, Some(&sealing_key), other_dir.path())).await;
+    assert!(right.is_ok(), "the key that sealed the database starts");
+    let refused = refusal(&beside(&app, Some(&wrong_key), other_dir.path())).await;
+    assert_names_the_setting_only(&refused, &[&sealing_key, &wrong_key]);
+}
+
+/// Two instances with different keys starting together on a new database: the key recorded
+/// first stands, and the other instance does not start.
+async fn instances_starting_together_with_different_keys_agree_on_one(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (postgres_db, url) = crate::storage::empty_database(backend, &dir).await;
+    // The migrations run once, before the race under test.
+    drop(keygate::storage::connect(&url, 1).await.unwrap());
+    let starts = [5u8, 6].map(|byte| {
+        let mut config = Config::parse_from([
+            "keygate",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--bootstrap-token",
+            ADMIN,
+        ]);
+        config.database_url = Some(url.clone());
+        config.secret_key = Some(STANDARD.encode([byte; 32]));
+        tokio::spawn(async move {
+            keygate::prepare(&config)
+                .await
+                .map(drop)
+                .map_err(|err| keygate::error::with_causes(err.as_ref()))
+        })
+    });
+    let mut refusals = Vec::new();
+    for start in starts {
+        refusals.extend(start.await.unwrap().err());
+    }
+    assert_eq!(refusals.len(), 1, "exactly one of the two keys is taken");
+    assert_names_the_setting_only(&refusals[0], &[]);
+    crate::storage::drop_database(postgres_db).await;
 }
 
 /// `keygate --help` (and each subcommand's) started with secret settings in the environment

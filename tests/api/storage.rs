@@ -405,9 +405,12 @@ async fn a_database_of_the_first_schema_keeps_its_keys_through_the_ownership_mig
     drop_database(postgres_db).await;
 }
 
-/// A fresh database for a migration test: a file in `dir`, or a new Postgres database (its
+/// A fresh database that no server has opened: a file in `dir`, or a new Postgres database (its
 /// name, to drop it afterwards) and its URL.
-async fn empty_database(backend: Backend, dir: &tempfile::TempDir) -> (Option<String>, String) {
+pub(crate) async fn empty_database(
+    backend: Backend,
+    dir: &tempfile::TempDir,
+) -> (Option<String>, String) {
     match backend {
         Backend::Sqlite => (
             None,
@@ -420,8 +423,8 @@ async fn empty_database(backend: Backend, dir: &tempfile::TempDir) -> (Option<St
     }
 }
 
-/// Drops the Postgres database a migration test made, if it made one.
-async fn drop_database(postgres_db: Option<String>) {
+/// Drops the Postgres database [`empty_database`] made, if it made one.
+pub(crate) async fn drop_database(postgres_db: Option<String>) {
     if let Some(name) = postgres_db {
         crate::common::drop_postgres_database(&name).await;
     }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::connections::gateway_listeners;
 use crate::domain::connections::{ConnectionType, GatewayListeners, parse_attributes, parse_name};
+use crate::domain::machine_credential::{MachineCredential, build};
 use crate::domain::machine_identities::{
     CredentialMeta, CredentialMint, IdentityChanges, Issued, MachineIdentity, NewMachineIdentity,
     credential_slot, parse_connection_names, parse_description, requested_expiry,
@@ -27,7 +28,6 @@ use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::SecretKind;
-use crate::secrets::machine_credential::{MachineCredential, build};
 
 /// A machine identity as hoop's clients send it, for a create or an update.
 #[derive(Deserialize, utoipa::ToSchema)]

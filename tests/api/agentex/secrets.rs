@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{agent, create_key, created_key};
 use crate::common::{
-    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, captured_logs, on_both_backends, read,
+    BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, captured_logs, execute_sql, on_both_backends, read,
 };
 
 on_both_backends!(
@@ -206,21 +206,7 @@ async fn a_sealed_secret_copied_to_another_row_does_not_open(backend: Backend) {
                 WHERE secret_id =
                   (SELECT s.id FROM secrets s
                    JOIN agent_api_keys k ON k.id = s.owner_id WHERE k.name = 'octo/second')";
-    let url = app.config.database_url();
-    match backend {
-        Backend::Sqlite => {
-            let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query(copy).execute(&mut db).await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query(copy).execute(&mut db).await.unwrap();
-        }
-    }
+    execute_sql(&app, copy).await;
     let body = r#"{"repository":{"full_name":"octo/second"}}"#;
     let mut mac =
         <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(CHOSEN_GITHUB.as_bytes()).unwrap();

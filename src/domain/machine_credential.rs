@@ -14,10 +14,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use uuid::Uuid;
 
-use super::PlainSecret;
-use crate::domain::connections::{
-    ConnectionSummary, ConnectionType, GatewayListeners, Listener, Protocol,
-};
+use super::connections::{ConnectionSummary, ConnectionType, GatewayListeners, Listener, Protocol};
+use crate::secrets::PlainSecret;
 
 /// The password of credentials whose secret is the user name.
 pub const PROXY_PASSWORD: &str = "noop";
