@@ -367,13 +367,13 @@ fn query_integer(
     let Some(value) = value else {
         return Ok(default);
     };
-    // The words serde uses for a mistyped field, so every dialect reads it as one.
+    // The words the extractors give a mistyped field, so every dialect reads it as one.
     let number = value.parse::<u64>().map_err(|_| {
         Error::Invalid(vec![FieldError {
             location: Location::Query,
             path: vec![Segment::Key(Cow::Borrowed(field))],
-            violation: Violation::WrongType,
-            message: "invalid type: string, expected an integer".into(),
+            violation: Violation::WrongType { text: true },
+            message: "expected an integer".into(),
         }])
     })?;
     if range.contains(&number) {
