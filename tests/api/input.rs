@@ -300,6 +300,12 @@ async fn a_mistyped_value_is_named_by_field_and_never_repeated(backend: Backend)
             json!({"agent_name": "edge-1", "name": "x", "api_key_type": NUMBER}),
             "api_key_type",
         ),
+        (
+            "/agent_api_keys/verify-signature",
+            json!({"agent_name": "edge-1", "source": "github", "body_base64": "e30=",
+                   "headers": {"x-hub-signature-256": NUMBER}}),
+            "headers",
+        ),
     ];
     for (path, body, field) in cases {
         let (status, answer) = app.post(path, ADMIN, body.clone()).await;
