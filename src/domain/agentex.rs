@@ -157,12 +157,12 @@ pub fn parse_key_name(value: String, location: Location) -> Result<String, Error
     Ok(value)
 }
 
-/// What a caller-chosen `api_key` must be besides strong ([`crate::secrets::chosen`]): it
-/// travels unchanged in a header, and keygate stores no more than it must.
+/// What a caller-chosen `api_key` must be besides strong ([`crate::secrets::chosen`]):
+/// printable ASCII, so that it travels unchanged in a header, and of a bounded length.
 pub const CHOSEN_KEY_CHARS: &str = "it must be at most 512 printable ASCII characters";
 
-/// A secret chosen by the caller instead of a minted one: printable ASCII up to 512
-/// characters, and as strong as every chosen secret must be.
+/// A secret chosen by the caller instead of a minted one: [`CHOSEN_KEY_CHARS`], and as strong
+/// as every chosen secret must be. A space passes here so that the shared judge names it.
 pub struct ChosenKey(String);
 
 impl ChosenKey {

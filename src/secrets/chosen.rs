@@ -1,15 +1,12 @@
 //! Secrets chosen by people instead of minted: the bootstrap token, an Agentex key, a Slack
 //! app's signing secret. One judge for all of them, so they meet one rule.
 //!
-//! Length and character classes say little about a chosen value: `password1234password1234password`
-//! is long and mixes letters and digits, yet it is guessed at once. Strength is judged by
-//! zxcvbn's estimate of the guesses an attacker needs, which knows dictionaries, repeats,
-//! sequences and keyboard walks.
+//! Length and character classes say little about a chosen value:
+//! `password1234password1234password` is long and mixes letters and digits, yet it is guessed
+//! at once. Strength is judged by zxcvbn's estimate of the guesses an attacker needs, which
+//! knows dictionaries, repeats, sequences and keyboard walks.
 
 use super::SecretKind;
-
-/// Fewest characters a chosen secret has.
-pub const MIN_CHARS: usize = 32;
 
 /// Fewest guesses zxcvbn must estimate for a chosen secret, as a power of ten: 10^19, about
 /// 2^63. Random values reach it (zxcvbn counts at most 2^64 guesses, which random hex, base64
@@ -27,11 +24,11 @@ pub const GUESSABLE: &str = "must be hard to guess: at least 10^19 guesses by th
     keyboard walks and dictionary words with digits do not";
 
 /// Judges a secret a person chose, naming the rule it breaks (phrased to follow the secret's
-/// name, never repeating the value): at least [`MIN_CHARS`] characters, no whitespace, no
-/// prefix of a secret keygate mints (verification would take it for a minted one), and hard
-/// to guess ([`GUESSABLE`]).
+/// name, never repeating the value): at least 32 characters, no whitespace, no prefix of a
+/// secret keygate mints (verification would take it for a minted one), and hard to guess
+/// ([`GUESSABLE`]).
 pub fn check(value: &str) -> Result<(), &'static str> {
-    if value.chars().count() < MIN_CHARS {
+    if value.chars().count() < 32 {
         return Err("must be at least 32 characters long");
     }
     if value.chars().any(char::is_whitespace) {
