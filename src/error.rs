@@ -99,8 +99,9 @@ pub enum Segment {
 pub enum Violation {
     /// Absent or null where required.
     Missing,
-    /// Present with the wrong JSON type.
-    WrongType,
+    /// Present with the wrong JSON type; `text` when what came was text, which FastAPI tells
+    /// apart as a value it could not parse.
+    WrongType { text: bool },
     /// A field the request does not have.
     Unknown,
     /// Present and well-typed, but breaking a rule (length, charset, enum value, time).

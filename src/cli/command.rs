@@ -169,6 +169,7 @@ mod tests {
             "short-secret-hunter2",
             "kgk_hunter2-hunter2-hunter2-hunter2-hunter2",
             "hunter2 hunter2 hunter2 hunter2 hunter2",
+            "hunter2hunter2hunter2hunter2hunter2hunter2",
         ] {
             for args in [
                 &["--bootstrap-token", token][..],

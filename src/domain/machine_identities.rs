@@ -122,7 +122,8 @@ pub struct IdentityChanges {
     pub description: Option<String>,
     pub attributes: Option<Vec<String>>,
     pub connection_names: Option<Vec<String>>,
-    /// A new expiry for the identity and every credential it holds.
+    /// A new expiry for the identity and every credential it holds, those in their grace
+    /// period included (they keep their grace end when that comes first).
     pub expires_at: Option<DateTime<Utc>>,
 }
 

@@ -86,7 +86,7 @@ impl From<&FieldError> for NativeFieldError {
             field: error.dotted_path(),
             reason: match error.violation {
                 Violation::Missing => "missing",
-                Violation::WrongType => "wrong_type",
+                Violation::WrongType { .. } => "wrong_type",
                 Violation::Unknown => "unknown",
                 Violation::Rule => "invalid",
             },
@@ -232,12 +232,12 @@ fn pydantic_error(error: &FieldError) -> (&'static str, String) {
             };
             return ("enum", format!("Input should be {listed}"));
         }
-        Violation::WrongType if expected.starts_with("a string") => {
+        Violation::WrongType { .. } if expected.starts_with("a string") => {
             ("string_type", "Input should be a valid string")
         }
-        Violation::WrongType if is_integer(expected) => {
+        Violation::WrongType { text } if is_integer(expected) => {
             // Text where an integer belongs, as every query parameter is, is a parsing failure.
-            if message.starts_with("invalid type: string") || error.location != Location::Body {
+            if text || error.location != Location::Body {
                 (
                     "int_parsing",
                     "Input should be a valid integer, unable to parse string as an integer",
@@ -246,21 +246,21 @@ fn pydantic_error(error: &FieldError) -> (&'static str, String) {
                 ("int_type", "Input should be a valid integer")
             }
         }
-        Violation::WrongType if expected.starts_with("a boolean") => {
+        Violation::WrongType { .. } if expected.starts_with("a boolean") => {
             ("bool_type", "Input should be a valid boolean")
         }
-        Violation::WrongType if expected.starts_with("a sequence") => {
+        Violation::WrongType { .. } if expected.starts_with("a sequence") => {
             ("list_type", "Input should be a valid list")
         }
-        Violation::WrongType if expected.starts_with("a map") => {
+        Violation::WrongType { .. } if expected.starts_with("a map") => {
             ("dict_type", "Input should be a valid dictionary")
         }
         // A body that is not an object: serde reads an array as the struct's fields in order.
-        Violation::WrongType | Violation::Rule if expected.starts_with("struct") => (
+        Violation::WrongType { .. } | Violation::Rule if expected.starts_with("struct") => (
             "model_attributes_type",
             "Input should be a valid dictionary or object to extract fields from",
         ),
-        Violation::WrongType | Violation::Rule => {
+        Violation::WrongType { .. } | Violation::Rule => {
             return ("value_error", format!("Value error, {message}"));
         }
     };

@@ -7,6 +7,7 @@
 //! nothing, and the digest is what hoop itself stores. A new key kind is a new [`SecretKind`].
 
 pub mod agent_key;
+pub mod chosen;
 pub mod server_key;
 
 use std::fmt;

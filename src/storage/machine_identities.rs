@@ -103,9 +103,13 @@ pub const UPDATE_IDENTITY: &str = "
     WHERE id = $4
     RETURNING expires_at";
 
-/// A new expiry for every credential the identity holds now.
-pub const EXPIRE_CURRENT_SECRETS: &str =
-    "UPDATE secrets SET expires_at = $1 WHERE owner_id = $2 AND rotated_at IS NULL";
+/// A new expiry for every credential the identity holds: the current ones take it, those
+/// rotated away keep their grace end when that comes first, so a grace period never outlives
+/// its key and a new lifetime never lengthens one.
+pub const EXPIRE_SECRETS: &str = "
+    UPDATE secrets
+    SET expires_at = CASE WHEN rotated_at IS NULL OR expires_at > $1 THEN $1 ELSE expires_at END
+    WHERE owner_id = $2";
 
 /// A connection of the organization by name (row-lock suffix appended).
 pub fn select_named_connection() -> String {
@@ -452,7 +456,7 @@ macro_rules! impl_machine_identity_store {
                             .fetch_one(&mut **tx)
                             .await?;
                     if let Some(expiry) = changes.expires_at {
-                        sqlx::query(sql::EXPIRE_CURRENT_SECRETS)
+                        sqlx::query(sql::EXPIRE_SECRETS)
                             .bind(expiry)
                             .bind(id)
                             .execute(&mut **tx)

@@ -12,6 +12,7 @@ use crate::common::{
 on_both_backends!(
     nul_characters_are_refused_on_every_route,
     keys_of_free_form_objects_never_come_back_in_an_error,
+    a_mistyped_value_is_named_by_field_and_never_repeated,
     the_routers_own_answers_are_in_the_familys_dialect,
     every_operation_documents_the_statuses_it_can_answer,
     the_recovery_subcommand_prints_a_working_admin_key,
@@ -225,4 +226,99 @@ async fn keys_of_free_form_objects_never_come_back_in_an_error(backend: Backend)
         "{error}"
     );
     assert!(!error.to_string().contains(pasted), "{error}");
+}
+
+/// A value of the wrong type is refused naming the field and the type it needs, in every
+/// family's dialect; the value itself (serde quotes numbers, booleans and text) never comes back.
+async fn a_mistyped_value_is_named_by_field_and_never_repeated(backend: Backend) {
+    const NUMBER: i64 = 987654321;
+    const TEXT: &str = "zq-marker-value";
+    let app = TestApp::start(backend).await;
+    app.create_agent("edge-1").await;
+    let project = crate::ops_manager::project(&app, "marked").await;
+    let agent_keys = format!("/groups/{project}/agentapikeys");
+    let cases = [
+        // keygate's own routes
+        (
+            "/apikeys",
+            json!({"name": NUMBER, "role": "member"}),
+            "name",
+        ),
+        (
+            "/apikeys",
+            json!({"name": "x", "role": "member", "expires_at": NUMBER}),
+            "expires_at",
+        ),
+        (
+            "/orgs",
+            json!({"name": true, "admin_key_name": TEXT}),
+            "name",
+        ),
+        // hoop's
+        ("/agents", json!({"name": NUMBER}), "name"),
+        (
+            "/api/agents",
+            json!({"name": "edge-2", "mode": NUMBER}),
+            "mode",
+        ),
+        (
+            "/machineidentities",
+            json!({"name": "mi", "ttl": TEXT}),
+            "ttl",
+        ),
+        (
+            "/machineidentities",
+            json!({"name": "mi", "ttl": -NUMBER}),
+            "ttl",
+        ),
+        (
+            "/machineidentities",
+            json!({"name": "mi", "attributes": TEXT}),
+            "attributes",
+        ),
+        // Ops Manager's
+        (&agent_keys, json!({"desc": NUMBER}), "desc"),
+        (
+            &format!("{}{agent_keys}", crate::ops_manager::BASE),
+            json!({"desc": "x", "expiresAt": NUMBER}),
+            "expiresAt",
+        ),
+        ("/groups", json!({"name": {"nested": TEXT}}), "name"),
+        // Agentex's
+        (
+            "/agent_api_keys",
+            json!({"agent_name": "edge-1", "name": NUMBER}),
+            "name",
+        ),
+        (
+            "/agent_api_keys",
+            json!({"agent_name": "edge-1", "name": "x", "expires_at": NUMBER}),
+            "expires_at",
+        ),
+        (
+            "/agent_api_keys",
+            json!({"agent_name": "edge-1", "name": "x", "api_key_type": NUMBER}),
+            "api_key_type",
+        ),
+        (
+            "/agent_api_keys/verify-signature",
+            json!({"agent_name": "edge-1", "source": "github", "body_base64": "e30=",
+                   "headers": {"x-hub-signature-256": NUMBER}}),
+            "headers",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (status, answer) = app.post(path, ADMIN, body.clone()).await;
+        assert!(status.is_client_error(), "{path} {body}: {status} {answer}");
+        let shown = answer.to_string();
+        for marker in [&NUMBER.to_string(), TEXT] {
+            assert!(!shown.contains(marker), "{path} {body}: {answer}");
+        }
+        assert!(shown.contains(field), "{path} {body}: {answer}");
+    }
+
+    // Ops Manager's detail names the field and the type it needs, and nothing else.
+    let (_, answer) = app.post(&agent_keys, ADMIN, json!({"desc": NUMBER})).await;
+    assert_eq!(answer["detail"], "desc: expected a string", "{answer}");
+    assert_eq!(answer["parameters"], json!(["desc"]), "{answer}");
 }

@@ -39,6 +39,7 @@ on_both_backends!(
     rotation_writes_the_new_credential_before_the_old_one_ends,
     rotation_with_grace_keeps_the_old_credential_working,
     ttl_and_expires_at_bound_every_credential,
+    a_new_lifetime_bounds_credentials_in_their_grace_period_too,
     credentials_follow_the_listeners_set_by_operators,
     members_may_read_and_verify_but_not_change_identities,
     machine_credentials_never_reach_logs_errors_or_reads,
@@ -1153,6 +1154,66 @@ async fn ttl_and_expires_at_bound_every_credential(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// The expiry `POST /verify` reports for `secret`.
+async fn expiry_of(app: &TestApp, secret: &str) -> DateTime<Utc> {
+    let (_, _, answer) = verify_at(app, secret, None).await;
+    let expiry = answer["expires_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    DateTime::parse_from_rfc3339(expiry)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+async fn a_new_lifetime_bounds_credentials_in_their_grace_period_too(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    create_connection(&app, "pg-graced-ttl", "postgres", json!({})).await;
+    let created = create_identity(
+        &app,
+        json!({"name": "shortened", "connection_names": ["pg-graced-ttl"]}),
+    )
+    .await;
+    let old = secret_of(credential(&created, "pg-graced-ttl"));
+    let path = "/machineidentities/shortened/credentials/pg-graced-ttl/rotate";
+    let (status, rotated) = app
+        .post(path, ADMIN, json!({"grace_period_seconds": 60}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new = secret_of(&rotated);
+    let grace_end = expiry_of(&app, &old).await;
+
+    // A longer lifetime leaves the grace period as it was.
+    let (status, updated) = put(
+        &app,
+        "/machineidentities/shortened",
+        ADMIN,
+        json!({"ttl": 3600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(expiry_of(&app, &old).await, grace_end);
+    assert!(expiry_of(&app, &new).await > grace_end);
+
+    // A shorter one ends the credential in its grace period with the current one.
+    let (status, updated) = put(
+        &app,
+        "/machineidentities/shortened",
+        ADMIN,
+        json!({"ttl": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let expires_at = updated["expires_at"].as_str().unwrap();
+    let expires_at = DateTime::parse_from_rfc3339(expires_at)
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(expiry_of(&app, &old).await, expires_at);
+    assert_eq!(expiry_of(&app, &new).await, expires_at);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(verify_at(&app, &new, None).await.1, "expired");
+    assert_eq!(verify_at(&app, &old, None).await.1, "expired");
 }
 
 async fn credentials_follow_the_listeners_set_by_operators(backend: Backend) {

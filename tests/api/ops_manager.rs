@@ -87,7 +87,7 @@ async fn project_of(app: &TestApp, admin: &str, name: &str) -> String {
     created["id"].as_str().unwrap().into()
 }
 
-async fn project(app: &TestApp, name: &str) -> String {
+pub(crate) async fn project(app: &TestApp, name: &str) -> String {
     project_of(app, ADMIN, name).await
 }
 

@@ -42,9 +42,9 @@ pub struct CreateApiKeyRequest {
     pub api_key_type: Option<AgentApiKeyType>,
     /// Optionally provide the API key value - if not set, one will be generated (required for
     /// slack: the Slack app's signing secret). It must be 32 to 512 printable ASCII characters
-    /// without spaces, with at least 8 different characters and at least 128 bits of estimated
-    /// strength (length × log2 of the size of the character classes used), not start with a
-    /// prefix of keygate's own secrets, and not be in use already.
+    /// without spaces, hard to guess (at least 10^19 guesses by the zxcvbn estimate, which
+    /// random values reach and repeated words, keyboard walks and dictionary words with digits
+    /// do not), not start with a prefix of keygate's own secrets, and not be in use already.
     pub api_key: Option<String>,
     /// keygate extension: when a bearer key stops working (RFC 3339, in the future). Absent:
     /// never. Webhook signing secrets (github, slack) take none.

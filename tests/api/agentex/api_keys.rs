@@ -2,7 +2,7 @@
 //! refused by the database, reads that never show a key, bounded pages, deletes.
 
 use keygate::domain::agent::NAME_RULE;
-use keygate::domain::agentex::CHOSEN_KEY_RULE;
+use keygate::secrets::chosen::GUESSABLE;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends
 on_both_backends!(
     create_answers_200_with_agentexs_fields,
     validation_errors_are_422_in_fastapis_shape,
+    a_guessable_chosen_key_is_refused_without_being_repeated,
     unknown_agents_are_404_in_agentexs_words,
     a_duplicate_is_409_and_a_secret_in_use_is_422,
     reads_never_show_the_key,
@@ -24,7 +25,7 @@ on_both_backends!(
     the_routers_own_answers_are_in_fastapis_shape,
 );
 
-const STRONG: &str = "0123456789abcdef0123456789abcdef";
+const STRONG: &str = "5c1b0e8e0f2f3b7a9d64c2a71e3f08d4";
 
 async fn create_answers_200_with_agentexs_fields(backend: Backend) {
     let app = TestApp::start(backend).await;
@@ -163,7 +164,15 @@ async fn validation_errors_are_422_in_fastapis_shape(backend: Backend) {
             json!({"agent_name": "edge-1", "name": "x", "api_key": "password1234"}),
             refused(
                 json!(["body", "api_key"]),
-                &format!("Value error, {CHOSEN_KEY_RULE}"),
+                "Value error, it must be at least 32 characters long",
+                "value_error",
+            ),
+        ),
+        (
+            json!({"agent_name": "edge-1", "name": "x", "api_key": "password1234password1234password"}),
+            refused(
+                json!(["body", "api_key"]),
+                &format!("Value error, it {GUESSABLE}"),
                 "value_error",
             ),
         ),
@@ -215,6 +224,55 @@ async fn validation_errors_are_422_in_fastapis_shape(backend: Backend) {
     );
     let (_, keys) = app.get("/agent_api_keys?agent_name=edge-1", ADMIN).await;
     assert_eq!(keys, json!([]), "nothing was written");
+}
+
+async fn a_guessable_chosen_key_is_refused_without_being_repeated(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    agent(&app, "edge-1").await;
+    for weak in [
+        "password1234password1234password",
+        "qwertyuiopasdfghjklzxcvbnm1234567890",
+        "Password123456789012345678901234",
+    ] {
+        for (name, kind) in [
+            ("ci", "external"),
+            ("A0123", "slack"),
+            ("octo/repo", "github"),
+        ] {
+            let body = json!({"agent_name": "edge-1", "name": name, "api_key_type": kind, "api_key": weak});
+            let (status, answer) = create_key(&app, body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{kind} {weak}: {answer}"
+            );
+            assert_eq!(
+                answer["detail"],
+                json!([{"loc": ["body", "api_key"], "msg": format!("Value error, it {GUESSABLE}"), "type": "value_error"}]),
+            );
+            assert!(!answer.to_string().contains(weak), "{answer}");
+        }
+    }
+    // Random values pass: a Slack signing secret (32 hex digits), `openssl rand -hex 32`, base64.
+    for (name, kind, key) in [
+        ("A0123", "slack", "8f742231b10e8888abcd99edabcd85a5"),
+        (
+            "ci",
+            "external",
+            "5c1b0e8e0f2f3b7a9d64c2a71e3f08d4b6a95c27e1d0f34b8a6c9e2d7f1a0b53",
+        ),
+        (
+            "octo/repo",
+            "github",
+            "q3Zb7Xv0Pj1Wm8kT5rYc2Hn6Ld9Fs4Ga+Ue/Ko0Bi3M=",
+        ),
+    ] {
+        created_key(
+            &app,
+            json!({"agent_name": "edge-1", "name": name, "api_key_type": kind, "api_key": key}),
+        )
+        .await;
+    }
 }
 
 async fn unknown_agents_are_404_in_agentexs_words(backend: Backend) {
