@@ -247,6 +247,7 @@ async fn a_secret_deleted_while_another_instance_reconnects_its_listener_is_neve
         let through_proxy = proxied(&url, proxy.port, "keygate-second");
         let second = TestApp::start_with(Backend::Sqlite, |config| {
             config.database_url = Some(through_proxy);
+            config.data_dir = first.config.data_dir.clone();
             // Asked again and again, the deleted agent's not_found answers must not be limited.
             config.verify_failures_per_minute = 10_000;
         })
