@@ -49,6 +49,7 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
                 header::WWW_AUTHENTICATE,
                 request_id,
                 idempotency::REPLAYED,
+                super::SHOULD_RETRY,
             ])
             // Browsers cap it lower (Chromium at 2 h); an hour spares most preflights.
             .max_age(Duration::from_secs(3600)),

@@ -342,7 +342,30 @@ async fn in_family(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
+    advise_retry(&mut response);
     family.dialect.finish(query.as_deref(), response).await
+}
+
+/// The header Stainless-generated SDKs (Agentex's among them) read before retrying, so they
+/// retry only what a retry can fix.
+pub const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+
+/// Tells clients whether repeating a refused request can succeed: `true` for a timeout, a rate
+/// limit, an unavailable database, and a conflict that names its `Retry-After` (the same
+/// idempotency key still in flight); `false` for what only a changed request can fix. Server
+/// errors are left to the client's own policy.
+fn advise_retry(response: &mut Response) {
+    let status = response.status();
+    let retry = match status {
+        StatusCode::REQUEST_TIMEOUT
+        | StatusCode::TOO_MANY_REQUESTS
+        | StatusCode::SERVICE_UNAVAILABLE => true,
+        StatusCode::CONFLICT => response.headers().contains_key(header::RETRY_AFTER),
+        status if status.is_client_error() => false,
+        _ => return,
+    };
+    let value = HeaderValue::from_static(if retry { "true" } else { "false" });
+    response.headers_mut().insert(SHOULD_RETRY, value);
 }
 
 async fn no_such_route() -> Error {
@@ -422,3 +445,47 @@ fn request_span(request: &Request) -> tracing::Span {
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advice(status: StatusCode, retry_after: bool) -> Option<HeaderValue> {
+        let mut response = status.into_response();
+        if retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        advise_retry(&mut response);
+        response.headers().get(SHOULD_RETRY).cloned()
+    }
+
+    #[test]
+    fn only_what_waiting_can_fix_is_worth_a_retry() {
+        let yes = Some(HeaderValue::from_static("true"));
+        let no = Some(HeaderValue::from_static("false"));
+        for status in [
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert_eq!(advice(status, true), yes, "{status}");
+        }
+        // The same idempotency key still in flight: its answer comes.
+        assert_eq!(advice(StatusCode::CONFLICT, true), yes);
+        for status in [
+            StatusCode::CONFLICT,
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ] {
+            assert_eq!(advice(status, false), no, "{status}");
+        }
+        for status in [StatusCode::OK, StatusCode::INTERNAL_SERVER_ERROR] {
+            assert_eq!(advice(status, false), None, "{status}");
+        }
+    }
+}

@@ -22,6 +22,7 @@ on_both_backends!(
     an_instance_whose_server_key_differs_from_the_databases_does_not_start,
     a_database_sealed_before_key_checks_takes_only_its_sealing_key,
     instances_starting_together_with_different_keys_agree_on_one,
+    refusals_say_whether_a_retry_can_succeed,
 );
 
 async fn health_and_readiness_answer(backend: Backend) {
@@ -353,4 +354,80 @@ fn help_never_shows_secret_environment_values() {
             assert!(!help.contains(needle), "{args:?} shows a secret:\n{help}");
         }
     }
+}
+
+/// Every family tells retrying clients (Stainless SDKs read `x-should-retry`) whether the same
+/// request can succeed later: not a conflict, a refused field or a missing resource; yes a rate
+/// limit. A success carries no advice.
+async fn refusals_say_whether_a_retry_can_succeed(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.verify_failures_per_minute = 1).await;
+    let advice = |method: Method, path: &str, body: Option<Value>| {
+        let request = app.request(method, path, Some(ADMIN));
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let advice = response
+                .headers()
+                .get("x-should-retry")
+                .map(|value| value.to_str().unwrap().to_owned());
+            (response.status(), advice)
+        }
+    };
+    let no = |status| (status, Some("false".to_owned()));
+    let yes = |status| (status, Some("true".to_owned()));
+
+    let agent = json!({"name": "edge-1"});
+    assert_eq!(
+        advice(Method::POST, "/agents", Some(agent.clone())).await,
+        (StatusCode::CREATED, None)
+    );
+    assert_eq!(
+        advice(Method::POST, "/agents", Some(agent)).await,
+        no(StatusCode::CONFLICT)
+    );
+    assert_eq!(
+        advice(Method::POST, "/apikeys", Some(json!({}))).await,
+        no(StatusCode::BAD_REQUEST)
+    );
+    let project = json!({"name": "p1"});
+    assert_eq!(
+        advice(Method::POST, "/groups", Some(project.clone()))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        advice(Method::POST, "/api/public/v1.0/groups", Some(project)).await,
+        no(StatusCode::CONFLICT)
+    );
+    let key = json!({"agent_name": "edge-1", "name": "ci"});
+    assert_eq!(
+        advice(Method::POST, "/agent_api_keys", Some(key.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        advice(Method::POST, "/agent_api_keys", Some(key)).await,
+        no(StatusCode::CONFLICT)
+    );
+    let unknown = "/agent_api_keys/01a24255-0e47-730d-b3ff-bf8ff8e2f75c";
+    assert_eq!(
+        advice(Method::GET, unknown, None).await,
+        no(StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        advice(Method::POST, "/agent_api_keys", Some(json!({"name": 5}))).await,
+        no(StatusCode::UNPROCESSABLE_ENTITY)
+    );
+    // Past the failure limit, waiting is the remedy.
+    let guess = json!({"key": "xagt-not-a-real-key"});
+    advice(Method::POST, "/verify", Some(guess.clone())).await;
+    assert_eq!(
+        advice(Method::POST, "/verify", Some(guess)).await,
+        yes(StatusCode::TOO_MANY_REQUESTS)
+    );
 }
