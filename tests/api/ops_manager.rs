@@ -17,6 +17,7 @@ use crate::common::{
 };
 
 on_both_backends!(
+    a_project_is_found_by_name,
     ops_managers_documented_curl_digest_request_returns_the_documented_document,
     the_python_client_creates_and_lists_agent_keys,
     an_independent_client_speaks_md5_and_sha_256_with_and_without_sessions,
@@ -104,6 +105,27 @@ pub(crate) async fn send(
         None => request,
     };
     read(request.send().await.unwrap()).await
+}
+
+/// The `opsmanager` clients' `get_by_name`: `GET /groups/byName/{GROUP-NAME}`.
+async fn a_project_is_found_by_name(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (_, created) = app
+        .post("/groups", ADMIN, json!({"name": "production east"}))
+        .await;
+    for base in ["", "/api/public/v1.0"] {
+        let path = format!("{base}/groups/byName/production%20east");
+        let (status, found) = app.get(&path, ADMIN).await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(found, created);
+        let (status, body) = app
+            .get(&format!("{base}/groups/byName/staging"), ADMIN)
+            .await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "GROUP_NAME_NOT_FOUND");
+    }
+    // Ids keep their own route.
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/groups/{id}"), ADMIN).await.1, created);
 }
 
 /// Asserts Ops Manager's error document.

@@ -20,6 +20,14 @@ pub fn group_not_found() -> Error {
     }
 }
 
+pub fn group_name_not_found() -> Error {
+    Error::Coded {
+        status: StatusCode::NOT_FOUND,
+        code: "GROUP_NAME_NOT_FOUND",
+        message: "no project with this name exists",
+    }
+}
+
 /// The project is another organization's, or the caller has no role in it.
 pub fn not_in_group() -> Error {
     Error::Coded {

@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::list))
         .routes(routes!(projects::get, projects::delete))
         .routes(routes!(projects::list_in_org))
+        .routes(routes!(projects::get_by_name))
         .routes(routes!(agent_api_keys::list))
         .routes(routes!(agent_api_keys::delete))
         .routes(routes!(api_keys::list))

@@ -1,5 +1,5 @@
-//! `POST /groups`, `GET /groups`, `GET /groups/{PROJECT-ID}`, `DELETE /groups/{PROJECT-ID}`:
-//! the organization's projects.
+//! `POST /groups`, `GET /groups`, `GET /groups/{PROJECT-ID}`, `GET /groups/byName/{GROUP-NAME}`,
+//! `DELETE /groups/{PROJECT-ID}`: the organization's projects.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,7 +14,7 @@ use crate::domain::ops_manager::{ObjectId, Project};
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
-use crate::http::extract::Json;
+use crate::http::extract::{Json, Path};
 use crate::http::idempotency::Answer;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -175,6 +175,40 @@ pub async fn list_in_org(
 )]
 pub async fn get(access: InProject<ProjectReader>) -> axum::Json<ProjectView> {
     axum::Json(access.project.into())
+}
+
+/// Get One Project by Name: the project of that name in the caller's organization, as the
+/// `opsmanager` clients' `get_by_name` asks for it.
+#[utoipa::path(
+    get,
+    path = "/groups/byName/{GROUP-NAME}",
+    tag = "Ops Manager",
+    params(("GROUP-NAME" = String, Path, description = "The project's name")),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = ProjectView),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn get_by_name(
+    State(state): State<AppState>,
+    access: InOrg<Anyone>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<ProjectView>, Error> {
+    let caller = access.caller;
+    let project = state
+        .store
+        .list_projects(caller.org_id)
+        .await?
+        .into_iter()
+        .find(|project| project.name == name)
+        .ok_or_else(errors::group_name_not_found)?;
+    // As by id: a project the caller has no role in is not the caller's to read.
+    if caller.grants.project_role(project.id).is_none() {
+        return Err(errors::not_in_group());
+    }
+    Ok(axum::Json(project.into()))
 }
 
 /// Delete One Project, with all its agent API keys and the roles granted on it (project owners).
