@@ -10,6 +10,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::Deleted;
 use super::access::{InProject, ProjectOwner, ProjectReader};
 use crate::domain::ops_manager::{NewProjectAgentKey, ObjectId, ProjectAgentKey, masked};
 use crate::domain::secret::{OwnerRef, SecretMeta};
@@ -193,8 +194,8 @@ pub struct AgentApiKeyPath {
     pub key: String,
 }
 
-/// Delete One Agent API Key (project owners): it stops working at once. 200 without a body, as
-/// Ops Manager answers; 404 when the project has no such key.
+/// Delete One Agent API Key (project owners): it stops working at once. 200 with `{}`, as Ops
+/// Manager answers; 404 when the project has no such key.
 #[utoipa::path(
     delete,
     path = "/groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}",
@@ -205,7 +206,7 @@ pub struct AgentApiKeyPath {
     ),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "Deleted"),
+        (status = 200, description = "Deleted", body = Deleted),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -214,7 +215,7 @@ pub async fn delete(
     State(state): State<AppState>,
     access: InProject<ProjectOwner>,
     Path(path): Path<AgentApiKeyPath>,
-) -> Result<(), Error> {
+) -> Result<Deleted, Error> {
     let InProject {
         caller, project, ..
     } = access;
@@ -228,7 +229,7 @@ pub async fn delete(
         return Err(Error::NotFound("agent API key"));
     }
     change.log();
-    Ok(())
+    Ok(Deleted {})
 }
 
 /// keygate extension, Rotate One Agent API Key (project owners): a new key, shown once, in the

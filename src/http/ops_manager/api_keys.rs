@@ -16,7 +16,7 @@ use utoipa::openapi::schema::{
 };
 
 use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectReader};
-use super::{PageNum, Paging, Results};
+use super::{Deleted, PageNum, Paging, Results};
 use crate::domain::ops_manager::{
     API_KEY_DESC_MAX, AccessEntry, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, masked, parse_network, parse_text, private_key_secret,
@@ -446,7 +446,7 @@ pub async fn rotate(
     ),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 200, description = "Deleted", body = Deleted),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -455,7 +455,7 @@ pub async fn delete(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
     Path(path): Path<ApiKeyPath>,
-) -> Result<StatusCode, Error> {
+) -> Result<Deleted, Error> {
     let caller = access.caller;
     let id = path.id()?;
     let change = caller.change("programmatic_key.deleted", "programmatic_key", id);
@@ -467,7 +467,7 @@ pub async fn delete(
         return Err(not_found());
     }
     change.log();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Deleted {})
 }
 
 /// Get All Organization API Keys Assigned to One Project, with their roles.
@@ -550,7 +550,7 @@ pub async fn assign(
     ),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 204, description = "Unassigned"),
+        (status = 200, description = "Unassigned", body = Deleted),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -559,9 +559,9 @@ pub async fn unassign(
     State(state): State<AppState>,
     access: InProject<ProjectOwner>,
     Path(path): Path<ApiKeyPath>,
-) -> Result<StatusCode, Error> {
+) -> Result<Deleted, Error> {
     set_project_roles(&state, &access, &path, &[]).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Deleted {})
 }
 
 async fn set_project_roles(
@@ -795,7 +795,7 @@ pub struct AccessEntryPath {
     ),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 204, description = "Removed"),
+        (status = 200, description = "Removed", body = Deleted),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -804,7 +804,7 @@ pub async fn remove_from_access_list(
     State(state): State<AppState>,
     access: InOrg<OrgOwner>,
     Path(path): Path<AccessEntryPath>,
-) -> Result<StatusCode, Error> {
+) -> Result<Deleted, Error> {
     let caller = access.caller;
     let id = ObjectId::parse(&path.key).ok_or_else(not_found)?;
     let network = parse_network(&path.entry).ok_or(Error::NotFound("access list entry"))?;
@@ -821,5 +821,5 @@ pub async fn remove_from_access_list(
         return Err(Error::NotFound("access list entry"));
     }
     change.log();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Deleted {})
 }

@@ -90,6 +90,17 @@ fn with_object_id_patterns(mut routes: OpenApiRouter<AppState>) -> OpenApiRouter
 
 /// Ops Manager's list document: one page of the results, how many there are in all, and links
 /// to this page and its neighbours.
+/// What Ops Manager answers a delete with: 200 and an empty JSON document, which its clients
+/// decode as JSON like any other answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Deleted {}
+
+impl axum::response::IntoResponse for Deleted {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self).into_response()
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Results<T> {
     pub results: Vec<T>,

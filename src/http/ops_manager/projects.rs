@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{Anyone, InOrg, InProject, OpsCaller, OrgOwner, ProjectOwner, ProjectReader};
 use super::errors;
-use super::{PageNum, Paging, Results};
+use super::{Deleted, PageNum, Paging, Results};
 use crate::domain::ops_manager::{ObjectId, Project};
 use crate::error::Error;
 use crate::http::AppState;
@@ -219,7 +219,7 @@ pub async fn get_by_name(
     params(("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters")),
     security(("digest" = []), ("bearer" = [])),
     responses(
-        (status = 204, description = "Deleted"),
+        (status = 200, description = "Deleted", body = Deleted),
         (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
         (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
     )
@@ -227,7 +227,7 @@ pub async fn get_by_name(
 pub async fn delete(
     State(state): State<AppState>,
     access: InProject<ProjectOwner>,
-) -> Result<StatusCode, Error> {
+) -> Result<Deleted, Error> {
     let InProject {
         caller, project, ..
     } = access;
@@ -240,5 +240,5 @@ pub async fn delete(
         return Err(errors::group_not_found());
     }
     change.log();
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Deleted {})
 }
