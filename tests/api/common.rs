@@ -380,6 +380,43 @@ pub async fn execute_sql(app: &TestApp, sql: &str) -> u64 {
     }
 }
 
+/// A Python with `requirements` (pinned `name==version`) installed from PyPI, in a virtual
+/// environment under the target directory made once and kept: the originals' own client
+/// libraries, run as their users run them. Panics (the test fails, never passes) when PyPI
+/// cannot be reached.
+pub fn python_with(requirements: &[&str]) -> std::path::PathBuf {
+    static MADE: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let name = requirements.join("+").replace(['=', '<', '>'], "-");
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("venv-{name}"));
+    let python = venv.join("bin/python");
+    let ready = venv.join("installed");
+    if !ready.exists() {
+        let run = |command: &mut std::process::Command| {
+            let output = command.output().expect("python3 runs");
+            assert!(
+                output.status.success(),
+                "{command:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv));
+        run(std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(requirements));
+        std::fs::write(&ready, requirements.join("\n")).unwrap();
+    }
+    python
+}
+
 /// A request whose body is still being sent.
 pub struct Upload(TcpStream);
 

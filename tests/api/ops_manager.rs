@@ -18,6 +18,7 @@ use crate::common::{
 
 on_both_backends!(
     a_project_is_found_by_name,
+    the_opsmanager_client_from_pypi_reads_projects_and_agent_keys,
     ops_managers_documented_curl_digest_request_returns_the_documented_document,
     the_python_client_creates_and_lists_agent_keys,
     an_independent_client_speaks_md5_and_sha_256_with_and_without_sessions,
@@ -126,6 +127,45 @@ async fn a_project_is_found_by_name(backend: Backend) {
     // Ids keep their own route.
     let id = created["id"].as_str().unwrap();
     assert_eq!(app.get(&format!("/groups/{id}"), ADMIN).await.1, created);
+}
+
+/// The `opsmanager` client (0.5.3, from PyPI) with a key pair over HTTP Digest: projects by
+/// list, id and name, and a project's agent keys, decoded by the client itself.
+async fn the_opsmanager_client_from_pypi_reads_projects_and_agent_keys(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let owner = key_pair(&app, json!(["ORG_OWNER"])).await;
+    let project = project(&app, "client side").await;
+    let agent_keys = format!("{BASE}/groups/{project}/agentapikeys");
+    let (status, key) = app
+        .post(&agent_keys, ADMIN, json!({"desc": "rack 7"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    let python = tokio::task::spawn_blocking(|| crate::common::python_with(&["opsmanager==0.5.3"]))
+        .await
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/opsmanager_client.py");
+    let mut command = std::process::Command::new(python);
+    command.arg(script).arg(app.url("")).args([
+        &owner.public,
+        &owner.private,
+        &project,
+        "client side",
+    ]);
+    let output = run(command).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(seen["by_id"]["id"], project.as_str(), "{seen}");
+    assert_eq!(seen["by_name"]["id"], project.as_str(), "{seen}");
+    assert_eq!(seen["by_name"]["name"], "client side", "{seen}");
+    let listed = seen["projects"].as_array().unwrap();
+    assert!(listed.iter().any(|p| p["id"] == project.as_str()), "{seen}");
+    let keys = seen["agent_keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{seen}");
+    assert_eq!(keys[0]["desc"], "rack 7", "{seen}");
+    assert_ne!(keys[0]["key"], key["key"], "masked in the list");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains(owner.private.as_str()) && !stderr.contains(owner.private.as_str()));
 }
 
 /// Asserts Ops Manager's error document.
