@@ -32,6 +32,11 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_GRPC_URL", default_value = "grpc://127.0.0.1:8010", value_parser = parse_grpc_url)]
     pub grpc_url: Url,
 
+    /// Public base URL of keygate's Agentex routes (http or https, maybe with a path prefix):
+    /// the webhook URLs of webhook triggers are built on it when the request names none.
+    #[arg(long, env = "KEYGATE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
     /// Most connections the database pool opens.
     #[arg(long, env = "KEYGATE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
@@ -205,6 +210,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_database_url(&self.database_url()))
             .field("grpc_url", &self.grpc_url.as_str())
+            .field("public_url", &self.public_url)
             .field(
                 "bootstrap_token",
                 &self.bootstrap_token.as_ref().map(|_| "<redacted>"),
@@ -360,6 +366,11 @@ fn parse_proxy(value: &str) -> Result<IpNet, String> {
 
 /// Accepts `grpc://host[:port]` or `grpcs://host[:port]`; path, query and credentials are refused
 /// because the DSN replaces them.
+fn parse_public_url(value: &str) -> Result<String, String> {
+    crate::domain::agentex::parse_public_url(value)
+        .map_err(|rule| format!("invalid public URL: {rule}"))
+}
+
 pub fn parse_grpc_url(value: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| format!("invalid gRPC URL: {e}"))?;
     if !matches!(url.scheme(), "grpc" | "grpcs") {

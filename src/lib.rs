@@ -53,6 +53,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         server_key: Arc::new(server_key),
         store,
         grpc_url: Arc::new(config.grpc_url.clone()),
+        public_url: config.public_url.clone().map(Arc::from),
         gateway: Arc::new(config.gateway()),
         operator_org_id: operator_org.id,
         verify_limiter: Arc::new(FailureLimiter::new(config.verify_failures_per_minute)),

@@ -166,12 +166,13 @@ pub const CHOSEN_KEY_CHARS: &str = "it must be at most 512 printable ASCII chara
 pub struct ChosenKey(String);
 
 impl ChosenKey {
-    pub fn parse(value: String) -> Result<ChosenKey, Error> {
+    /// `value`, given as the body's `field`, when it is acceptable as a chosen key.
+    pub fn parse(field: &'static str, value: String) -> Result<ChosenKey, Error> {
         if value.len() > 512 || !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            return Err(Error::invalid("api_key", CHOSEN_KEY_CHARS));
+            return Err(Error::invalid(field, CHOSEN_KEY_CHARS));
         }
         crate::secrets::chosen::check(&value)
-            .map_err(|rule| Error::invalid("api_key", format!("it {rule}")))?;
+            .map_err(|rule| Error::invalid(field, format!("it {rule}")))?;
         Ok(ChosenKey(value))
     }
 }
@@ -184,22 +185,23 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
-    /// Checks the body's `name`, `api_key_type` (default `external`) and `api_key`, reporting
-    /// every refused field. A Slack key needs its `api_key`: it is the Slack app's signing
-    /// secret, which Slack generates.
+    /// Checks the body's `name`, `api_key_type` (default `external`) and chosen key (the
+    /// body's `api_key`, or another field's: `(field, value)`), reporting every refused field.
+    /// A Slack key needs its chosen key: it is the Slack app's signing secret, which Slack
+    /// generates.
     pub fn parse(
         name: Option<String>,
         api_key_type: Option<AgentApiKeyType>,
-        api_key: Option<String>,
+        (field, api_key): (&'static str, Option<String>),
     ) -> Result<KeySpec, Error> {
         let api_key_type = api_key_type.unwrap_or_default();
         let name =
             Error::required("name", name).and_then(|name| parse_key_name(name, Location::Body));
         let chosen = match api_key {
-            Some(value) => ChosenKey::parse(value).map(Some),
+            Some(value) => ChosenKey::parse(field, value).map(Some),
             None if api_key_type == AgentApiKeyType::Slack => Err(Error::invalid(
-                "api_key",
-                "a slack key is the Slack app's signing secret: give it as api_key",
+                field,
+                format!("a slack key is the Slack app's signing secret: give it as {field}"),
             )),
             None => Ok(None),
         };
@@ -210,6 +212,49 @@ impl KeySpec {
             chosen,
         })
     }
+}
+
+/// The longest `forward_path` a webhook trigger takes.
+const FORWARD_PATH_MAX: usize = 1024;
+
+/// Where Agentex's forward ingress receives a webhook trigger's deliveries for `agent`:
+/// `/agents/forward/name/{agent}/{forward_path}`. `forward_path` is the agent's own subpath
+/// (`github-pr/<config-id>`): URL path characters only, no `.` or `..` segment, no query or
+/// fragment; leading `/` are dropped. Agent names need no escaping in a path.
+pub fn forward_route(agent: &AgentName, forward_path: &str) -> Result<String, Error> {
+    let path = forward_path.trim_start_matches('/');
+    let path_char = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(c);
+    let refused = |message| Err(Error::invalid("forward_path", message));
+    if path.is_empty() || path.len() > FORWARD_PATH_MAX {
+        return refused("it must be a path of 1 to 1024 characters");
+    }
+    if !path.chars().all(path_char) {
+        return refused("it may hold only URL path characters (no spaces, `?` or `#`)");
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return refused("it must not have `.` or `..` segments");
+    }
+    Ok(format!("/agents/forward/name/{}/{path}", agent.as_str()))
+}
+
+/// A public base URL under which clients reach Agentex's routes: `http` or `https`, a host, an
+/// optional path prefix; no credentials, query or fragment. Returned without a trailing `/`.
+pub fn parse_public_url(value: &str) -> Result<String, String> {
+    let url =
+        url::Url::parse(value).map_err(|_| "it must be an absolute http(s) URL".to_owned())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("it must be an absolute http(s) URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("it must not carry credentials".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it must not have a query or a fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// What a signing secret's ciphertext is bound to: its row, its agent and its type, so that
@@ -393,8 +438,41 @@ pub fn agent_key_credential(value: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_forward_route_is_the_agents_ingress_and_a_plain_subpath() {
+        let agent = AgentName::parse("support-bot").unwrap();
+        assert_eq!(
+            forward_route(&agent, "/github-pr/cfg-1").unwrap(),
+            "/agents/forward/name/support-bot/github-pr/cfg-1"
+        );
+        for bad in ["", "/", "a b", "x?y=1", "x#y", "../admin", "a/./b", "é"] {
+            assert!(forward_route(&agent, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_is_http_with_a_host_and_no_trailing_slash() {
+        assert_eq!(
+            parse_public_url("https://agentex.example.com/").unwrap(),
+            "https://agentex.example.com"
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.5:5003/prefix/").unwrap(),
+            "http://10.0.0.5:5003/prefix"
+        );
+        for bad in [
+            "agentex.example.com",
+            "ftp://h",
+            "https://u:p@h",
+            "https://h/?q=1",
+            "https://h/#f",
+        ] {
+            assert!(parse_public_url(bad).is_err(), "{bad:?}");
+        }
+    }
+
     fn chosen(value: &str) -> bool {
-        ChosenKey::parse(value.to_owned()).is_ok()
+        ChosenKey::parse("api_key", value.to_owned()).is_ok()
     }
 
     #[test]
@@ -442,7 +520,11 @@ mod tests {
     #[test]
     fn a_slack_key_needs_the_apps_signing_secret() {
         let spec = |kind, key: Option<&str>| {
-            KeySpec::parse(Some("A0123".into()), Some(kind), key.map(Into::into))
+            KeySpec::parse(
+                Some("A0123".into()),
+                Some(kind),
+                ("api_key", key.map(Into::into)),
+            )
         };
         assert!(spec(AgentApiKeyType::Slack, None).is_err());
         assert!(
@@ -457,7 +539,7 @@ mod tests {
 
     #[test]
     fn every_refused_field_is_reported() {
-        match KeySpec::parse(None, None, Some("weak".into())) {
+        match KeySpec::parse(None, None, ("api_key", Some("weak".into()))) {
             Err(Error::Invalid(fields)) => {
                 let paths: Vec<_> = fields.iter().map(FieldError::dotted_path).collect();
                 assert_eq!(paths, ["name", "api_key"]);
@@ -520,7 +602,7 @@ mod tests {
         let spec = KeySpec::parse(
             Some("octo/repo".into()),
             Some(AgentApiKeyType::Github),
-            None,
+            ("api_key", None),
         )
         .unwrap();
         let (new, plain) = NewAgentApiKey::new(&agent, spec, None, &server_key);

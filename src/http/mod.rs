@@ -65,6 +65,8 @@ pub struct AppState {
     pub server_key: Arc<ServerKey>,
     /// The gateway's public gRPC address, from which agent DSNs are built.
     pub grpc_url: Arc<Url>,
+    /// keygate's public base URL, when configured: where webhook URLs point.
+    pub public_url: Option<Arc<str>>,
     /// Where clients reach the gateway's listeners, as configured; the database holds those
     /// set through the API since.
     pub gateway: Arc<GatewayListeners>,

@@ -5,6 +5,7 @@
 mod api_keys;
 mod secrets;
 mod signatures;
+mod triggers;
 mod verify;
 
 use reqwest::StatusCode;

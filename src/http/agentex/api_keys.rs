@@ -163,7 +163,7 @@ pub async fn create(
 ) -> Result<Response, Error> {
     let (agent_ref, spec) = all_of(
         AgentRef::parse(body.agent_id, body.agent_name, Location::Body),
-        KeySpec::parse(body.name, body.api_key_type, body.api_key),
+        KeySpec::parse(body.name, body.api_key_type, ("api_key", body.api_key)),
     )?;
     if body.expires_at.is_some() && spec.api_key_type.is_signing() {
         // Webhook senders keep signing with the secret they hold; an expiry would only break them.
@@ -181,19 +181,39 @@ pub async fn create(
     } else {
         None
     };
-    let agent = find_agent(&state, caller.org_id, &agent_ref).await?;
+    create_key(
+        &state,
+        &caller,
+        &agent_ref,
+        spec,
+        expires_at,
+        |key, plain| CreatedApiKey {
+            id: key.id,
+            agent_id: key.agent_id,
+            created_at: key.secret.created_at,
+            name: key.name.clone(),
+            api_key_type: key.api_key_type,
+            api_key: plain.expose().to_owned(),
+            expires_at: key.secret.expires_at,
+        },
+    )
+    .await
+}
+
+/// Creates a key of the agent `agent_ref` names, as `spec` says, recording the change; answers
+/// 200 with `shown`, made from the new key and its plain value.
+pub(super) async fn create_key<R: Serialize>(
+    state: &AppState,
+    caller: &Caller<Admin>,
+    agent_ref: &AgentRef,
+    spec: KeySpec,
+    expires_at: Option<DateTime<Utc>>,
+    shown: impl FnOnce(&NewAgentApiKey, &PlainSecret) -> R,
+) -> Result<Response, Error> {
+    let agent = find_agent(state, caller.org_id, agent_ref).await?;
     let (key, plain) = NewAgentApiKey::new(&agent, spec, expires_at, &state.server_key);
     let change = caller.change("agent_api_key.created", "agent_api_key", key.id);
-    let created = CreatedApiKey {
-        id: key.id,
-        agent_id: key.agent_id,
-        created_at: key.secret.created_at,
-        name: key.name.clone(),
-        api_key_type: key.api_key_type,
-        api_key: plain.expose().to_owned(),
-        expires_at: key.secret.expires_at,
-    };
-    let answer = Answer::ready(&state, StatusCode::OK, &created)?;
+    let answer = Answer::ready(state, StatusCode::OK, &shown(&key, &plain))?;
     state
         .store
         .create_agent_api_key(&key, &change)

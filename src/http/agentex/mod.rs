@@ -1,9 +1,11 @@
 //! Scale Agentex's agent API keys (`/agent_api_keys`), with FastAPI's error shapes: keys are
-//! created, listed, read and deleted by agent, and the data plane checks webhook signatures
-//! made with the github and slack keys. Bearer keys are checked by `POST /verify`.
+//! created, listed, read and deleted by agent, webhook triggers register a source's signing
+//! secret in one call, and the data plane checks webhook signatures made with the github and
+//! slack keys. Bearer keys are checked by `POST /verify`.
 
 mod api_keys;
 mod signatures;
+mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,7 +23,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(honoured(
             OpenApiRouter::new()
                 .routes(routes!(api_keys::create))
-                .routes(routes!(api_keys::rotate)),
+                .routes(routes!(api_keys::rotate))
+                .routes(routes!(webhooks::create_webhook_trigger)),
         ))
         .routes(routes!(api_keys::get, api_keys::delete))
         .routes(routes!(api_keys::get_by_name, api_keys::delete_by_name))

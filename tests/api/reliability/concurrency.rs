@@ -69,6 +69,13 @@ fn creates() -> Vec<Create> {
             "/agent_api_keys?agent_name=estate-agent",
         ),
         unique(
+            "/agent_api_keys/webhook-trigger",
+            json!({"agent_name": "estate-agent", "name": "contended-trigger",
+                   "forward_path": "github-pr/contended"}),
+            StatusCode::OK,
+            "/agent_api_keys?agent_name=estate-agent",
+        ),
+        unique(
             "/orgs",
             json!({"name": "contended"}),
             StatusCode::CREATED,

@@ -33,6 +33,7 @@ pub struct Estate {
     pub agentex_key: String,
     pub ops_org: String,
     pub project: String,
+    pub project_name: String,
     pub project_key: String,
     pub key_pair: String,
     pub api_key: String,
@@ -69,7 +70,8 @@ impl Estate {
         .await;
         let (_, orgs) = send(app, Method::GET, &format!("{OPS}/orgs"), admin, None).await;
         let ops_org = orgs["results"][0]["id"].as_str().unwrap().to_owned();
-        let project = created("/groups", json!({"name": format!("{tag}-project")})).await;
+        let project_name = format!("{tag}-project");
+        let project = created("/groups", json!({"name": project_name})).await;
         let project = project["id"].as_str().unwrap().to_owned();
         let project_key = created(
             &format!("/groups/{project}/agentapikeys"),
@@ -90,6 +92,7 @@ impl Estate {
             agentex_key: agentex_key["id"].as_str().unwrap().into(),
             ops_org,
             project,
+            project_name,
             project_key: project_key["_id"].as_str().unwrap().into(),
             key_pair: key_pair["id"].as_str().unwrap().into(),
             api_key: api_key["id"].as_str().unwrap().into(),
@@ -107,6 +110,7 @@ impl Estate {
             .replace("{connection}", &self.connection)
             .replace("{ORG-ID}", &self.ops_org)
             .replace("{PROJECT-ID}", &self.project)
+            .replace("{GROUP-NAME}", &self.project_name)
             .replace("{AGENT-API-KEY-ID}", &self.project_key)
             .replace("{API-KEY-ID}", &self.key_pair)
             .replace("{ACCESS-LIST-ENTRY}", "192.0.2.7")
@@ -137,6 +141,7 @@ impl Estate {
             &self.agentex_key,
             &self.ops_org,
             &self.project,
+            &self.project_name,
             &self.project_key,
             &self.key_pair,
             &self.api_key,
