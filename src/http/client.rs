@@ -1,5 +1,6 @@
 //! Who the client is, for counting failed attempts: the peer address, or, when the peer is a
 //! trusted proxy, the address that the chain of trusted proxies in `X-Forwarded-For` vouches for.
+//! And where the client reached keygate: the scheme and host its absolute links must carry.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,6 +39,41 @@ pub fn client_address(parts: &Parts, trusted_proxies: &[IpNet]) -> Option<IpAddr
         client = ip;
     }
     Some(client)
+}
+
+/// Whether the request's peer is one of the trusted proxies, whose `X-Forwarded-*` are believed.
+pub fn from_trusted_proxy(parts: &Parts, trusted_proxies: &[IpNet]) -> bool {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| {
+            let ip = peer.ip().to_canonical();
+            trusted_proxies.iter().any(|net| net.contains(&ip))
+        })
+}
+
+/// `scheme://host[:port]` as the client reached keygate: from a trusted proxy's
+/// `X-Forwarded-Proto` and `X-Forwarded-Host`, else plain `http` and the `Host` header. `None`
+/// when no host is known or it is not a plain host name or address (it would end up in bodies).
+pub fn public_origin(parts: &Parts, trusted_proxies: &[IpNet]) -> Option<String> {
+    let trusted = from_trusted_proxy(parts, trusted_proxies);
+    let forwarded = |name: &str| {
+        trusted
+            .then(|| parts.headers.get(name))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            // A chain of proxies lists each hop; the first is what the client asked for.
+            .and_then(|value| value.split(',').next())
+            .map(str::trim)
+    };
+    let scheme = match forwarded("x-forwarded-proto") {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| parts.headers.get(axum::http::header::HOST)?.to_str().ok())?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    (!host.is_empty() && host.chars().all(plain)).then(|| format!("{scheme}://{host}"))
 }
 
 /// One `X-Forwarded-For` entry: an IP address, possibly with a port (`1.2.3.4:80`, `[::1]:80`).

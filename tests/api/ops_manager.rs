@@ -1434,7 +1434,7 @@ async fn the_ops_manager_org_list_lives_under_its_base_path(backend: Backend) {
         json!({
             "results": [{"id": id, "name": "default", "links": []}],
             "totalCount": 1,
-            "links": [{"href": format!("{BASE}/orgs?pageNum=1&itemsPerPage=100"), "rel": "self"}],
+            "links": [{"href": app.url(&format!("{BASE}/orgs?pageNum=1&itemsPerPage=100")), "rel": "self"}],
         })
     );
     let (_, tenant_admin) = app.create_org("tenant").await;

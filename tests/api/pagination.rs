@@ -19,6 +19,7 @@ on_both_backends!(
     keygates_own_lists_answer_items_and_a_next_cursor,
     connections_and_machine_identities_page_whole,
     ops_manager_documents_page_by_page_num_with_links,
+    ops_manager_links_name_the_public_host_a_trusted_proxy_forwards,
     ops_manager_agent_keys_page_as_a_linked_array,
     bad_limits_and_cursors_are_refused_in_each_dialect,
 );
@@ -190,15 +191,17 @@ async fn ops_manager_documents_page_by_page_num_with_links(backend: Backend) {
             })
             .collect()
     };
+    // Absolute URLs, as Ops Manager's: where the client reached keygate.
+    let origin = app.url("");
     let next = format!("{BASE}/groups?pageNum=2&itemsPerPage=2");
     assert_eq!(
         rels(&first),
         [
             (
                 "self".into(),
-                format!("{BASE}/groups?pageNum=1&itemsPerPage=2")
+                format!("{origin}{BASE}/groups?pageNum=1&itemsPerPage=2")
             ),
-            ("next".into(), next.clone()),
+            ("next".into(), format!("{origin}{next}")),
         ]
     );
     let (_, second) = app.get(&next, ADMIN).await;
@@ -214,6 +217,38 @@ async fn ops_manager_documents_page_by_page_num_with_links(backend: Backend) {
     let (_, past_the_end) = app.get(&format!("{BASE}/groups?pageNum=9"), ADMIN).await;
     assert_eq!(past_the_end["results"], json!([]));
     assert_eq!(past_the_end["totalCount"], 3);
+}
+
+/// Behind a trusted proxy, a link names the host and scheme the client used; from anyone else,
+/// forwarded headers are ignored (they would let a client put any host in the answer).
+async fn ops_manager_links_name_the_public_host_a_trusted_proxy_forwards(backend: Backend) {
+    let behind_proxy = |trusted: bool| {
+        move |config: &mut keygate::config::Config| {
+            if trusted {
+                config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+            }
+        }
+    };
+    for (trusted, origin) in [
+        (true, "https://keygate.example.com".to_owned()),
+        (false, String::new()),
+    ] {
+        let app = TestApp::start_with(backend, behind_proxy(trusted)).await;
+        let origin = if trusted { origin } else { app.url("") };
+        let response = app
+            .request(Method::GET, &format!("{BASE}/groups"), Some(ADMIN))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "keygate.example.com")
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["links"][0]["href"],
+            format!("{origin}{BASE}/groups?pageNum=1&itemsPerPage=100"),
+            "trusted proxy: {trusted}"
+        );
+    }
 }
 
 async fn ops_manager_agent_keys_page_as_a_linked_array(backend: Backend) {

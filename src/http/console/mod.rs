@@ -293,14 +293,7 @@ async fn not_found() -> Response {
 /// Whether the browser reached keygate over TLS, as a trusted proxy in front of it says with
 /// `X-Forwarded-Proto: https`.
 fn forwarded_over_tls(parts: &Parts, state: &AppState) -> bool {
-    let from_trusted_proxy = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|ConnectInfo(peer)| {
-            let ip = peer.ip().to_canonical();
-            state.trusted_proxies.iter().any(|net| net.contains(&ip))
-        });
-    from_trusted_proxy
+    super::client::from_trusted_proxy(parts, &state.trusted_proxies)
         && parts
             .headers
             .get("x-forwarded-proto")

@@ -111,7 +111,9 @@ pub struct Results<T> {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Link {
-    #[schema(example = "/api/public/v1.0/groups?pageNum=2&itemsPerPage=100")]
+    #[schema(
+        example = "https://keygate.example.com/api/public/v1.0/groups?pageNum=2&itemsPerPage=100"
+    )]
     pub href: String,
     /// `self`, `next` or `previous`.
     pub rel: &'static str,
@@ -149,12 +151,14 @@ pub struct Paging {
     page_num: u64,
     items_per_page: u64,
     uri: Uri,
+    /// Where the client reached keygate: Ops Manager's links are absolute URLs.
+    origin: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Paging {
+impl FromRequestParts<AppState> for Paging {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Paging, Error> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Paging, Error> {
         let Query(params) = Query::<PageNum>::from_request_parts(parts, state).await?;
         // Ops Manager's page parameters are 32-bit integers.
         let page_num = params.page_num.unwrap_or(1);
@@ -180,6 +184,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
             page_num,
             items_per_page,
             uri,
+            origin: super::client::public_origin(parts, &state.trusted_proxies),
         })
     }
 }
@@ -220,7 +225,12 @@ impl Paging {
         query.append_pair("pageNum", &page_num.to_string());
         query.append_pair("itemsPerPage", &self.items_per_page.to_string());
         Link {
-            href: format!("{}?{}", self.uri.path(), query.finish()),
+            href: format!(
+                "{}{}?{}",
+                self.origin.as_deref().unwrap_or_default(),
+                self.uri.path(),
+                query.finish()
+            ),
             rel,
         }
     }
