@@ -38,6 +38,7 @@ print(
             "by_id": plain(client.projects.get(project_id)),
             "by_name": plain(client.projects.get_by_name(project_name)),
             "agent_keys": plain(client.agents.list_api_keys(project_id)),
+            "version": plain(client.version.get_service_version()),
         },
         default=str,
     )

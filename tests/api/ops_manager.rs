@@ -18,6 +18,7 @@ use crate::common::{
 
 on_both_backends!(
     a_project_is_found_by_name,
+    the_service_version_is_answered_without_credentials,
     the_opsmanager_client_from_pypi_reads_projects_and_agent_keys,
     ops_managers_documented_curl_digest_request_returns_the_documented_document,
     the_python_client_creates_and_lists_agent_keys,
@@ -108,6 +109,14 @@ pub(crate) async fn send(
     read(request.send().await.unwrap()).await
 }
 
+/// The version call Ops Manager's clients make without credentials, as a health check.
+async fn the_service_version_is_answered_without_credentials(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (status, version) = app.get_anonymous("/api/private/unauth/version").await;
+    assert_eq!(status, StatusCode::OK, "{version}");
+    assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+}
+
 /// The `opsmanager` clients' `get_by_name`: `GET /groups/byName/{GROUP-NAME}`.
 async fn a_project_is_found_by_name(backend: Backend) {
     let app = TestApp::start(backend).await;
@@ -130,7 +139,8 @@ async fn a_project_is_found_by_name(backend: Backend) {
 }
 
 /// The `opsmanager` client (0.5.3, from PyPI) with a key pair over HTTP Digest: projects by
-/// list, id and name, and a project's agent keys, decoded by the client itself.
+/// list, id and name, a project's agent keys, and the unauthenticated version call, decoded by
+/// the client itself.
 async fn the_opsmanager_client_from_pypi_reads_projects_and_agent_keys(backend: Backend) {
     let app = TestApp::start(backend).await;
     let owner = key_pair(&app, json!(["ORG_OWNER"])).await;
@@ -164,6 +174,11 @@ async fn the_opsmanager_client_from_pypi_reads_projects_and_agent_keys(backend: 
     assert_eq!(keys.len(), 1, "{seen}");
     assert_eq!(keys[0]["desc"], "rack 7", "{seen}");
     assert_ne!(keys[0]["key"], key["key"], "masked in the list");
+    assert_eq!(
+        seen["version"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{seen}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!stdout.contains(owner.private.as_str()) && !stderr.contains(owner.private.as_str()));
 }

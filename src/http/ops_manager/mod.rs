@@ -12,6 +12,7 @@ mod errors;
 pub mod format;
 mod orgs;
 mod projects;
+mod version;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::Uri;
@@ -56,12 +57,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Ops Manager's organization documents: at the root, `GET /orgs` is keygate's own (for the
-/// operators), so Ops Manager's clients reach these under [`BASE`] only.
+/// operators), so Ops Manager's clients reach these under [`BASE`] only. And the version call,
+/// which Ops Manager serves outside its public base path.
 pub fn base_only_routes() -> OpenApiRouter<AppState> {
     with_object_id_patterns(
         OpenApiRouter::new()
             .routes(routes!(orgs::list))
-            .routes(routes!(orgs::get)),
+            .routes(routes!(orgs::get))
+            .routes(routes!(version::version)),
     )
 }
 
