@@ -134,37 +134,56 @@ fn exit_for(status: StatusCode) -> Exit {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    token: Option<Zeroizing<String>>,
+    token: Zeroizing<String>,
     retries: u32,
     idempotency_key: String,
 }
 
+/// What a command without an API key is told, before it sends a request the server would refuse.
+const NO_TOKEN: &str = "no token: set KEYGATE_TOKEN, or pass --token-file (or --token, which \
+     shows in process listings)";
+
+/// `url` as messages name it: without credentials, if it held any.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
 impl Client {
-    pub fn new(args: &ClientArgs) -> Result<Client, String> {
+    /// A client as `args` say, or why it cannot be one and the exit code that says so.
+    pub fn new(args: &ClientArgs) -> Result<Client, (Exit, String)> {
+        let usage = |message: String| (Exit::Usage, message);
         let token = match (&args.token_file, &args.token) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|err| {
-                    format!("cannot read the token file {}: {err}", path.display())
+                    usage(format!(
+                        "cannot read the token file {}: {err}",
+                        path.display()
+                    ))
                 })?;
                 Some(Zeroizing::new(text.trim().to_owned()))
             }
             (None, token) => token.clone().map(Zeroizing::new),
         };
-        if token.as_deref().is_some_and(|token| token.is_empty()) {
-            return Err("the API key is empty".into());
+        // Without a key every request would be refused: say so before sending one.
+        let token = token.ok_or((Exit::Unauthorized, NO_TOKEN.to_owned()))?;
+        if token.is_empty() {
+            return Err(usage("the API key is empty".into()));
         }
         if !matches!(args.url.scheme(), "http" | "https") {
-            return Err(format!(
+            return Err(usage(format!(
                 "--url must be http:// or https://, not {}",
                 args.url
-            ));
+            )));
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("keygate-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|err| format!("cannot set up the HTTP client: {err}"))?;
+            .map_err(|err| usage(format!("cannot set up the HTTP client: {err}")))?;
         Ok(Client {
             http,
             base: args.url.clone(),
@@ -198,9 +217,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             let mut request = self.http.request(call.method.clone(), url.clone());
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token.as_str());
-            }
+            request = request.bearer_auth(self.token.as_str());
             // Every change carries the key; the server honours it where a retry could
             // otherwise duplicate (creates and rotates).
             if call.method != Method::GET {
@@ -214,11 +231,13 @@ impl Client {
             let wait = match request.send().await {
                 Err(err) => {
                     let err = err.without_url();
+                    let failed =
+                        format!("cannot reach {}: {}", shown(&self.base), with_causes(&err));
                     if !retries_left {
-                        return Err(Failure::Network(with_causes(&err)));
+                        return Err(Failure::Network(failed));
                     }
                     after_lost_answer = true;
-                    eprintln!("keygate: {}; retrying", with_causes(&err));
+                    eprintln!("keygate: {failed}; retrying");
                     backoff(attempt)
                 }
                 Ok(response) => {

@@ -158,7 +158,7 @@ pub enum Exit {
     NotFound = 3,
     /// Already exists, or conflicts with the resource's state (409).
     Conflict = 4,
-    /// No credential, a credential that does not work (401), or a role that may not (403).
+    /// No token given, a credential that does not work (401), or a role that may not (403).
     Unauthorized = 5,
     /// Still rate-limited (429) once the retries ran out.
     RateLimited = 6,
@@ -176,7 +176,7 @@ Exit codes:
   2  usage error
   3  not found (404)
   4  conflict: already exists, or a state that forbids it (409)
-  5  not authenticated (401) or not allowed (403)
+  5  no token given, not authenticated (401) or not allowed (403)
   6  rate-limited (429) after the retries
   7  server unreachable or failing (5xx) after the retries
   8  verify: the secret is not valid";
@@ -248,7 +248,7 @@ pub async fn run(command: ClientCommand) -> ExitCode {
     });
     let client = match Client::new(&client) {
         Ok(client) => client,
-        Err(message) => return fail(Exit::Usage, &message),
+        Err((exit, message)) => return fail(exit, &message),
     };
     finish(carry_out(&client, plan, format).await)
 }

@@ -177,7 +177,15 @@ async fn each_outcome_has_its_exit_code(backend: Backend) {
     let forbidden = keygate(&app.base, Some(&auditor), &["agents", "create", "nope"]).outcome();
     assert_eq!(forbidden.await.code, 5);
     // Not authenticated: no token, then a wrong one until the limiter answers 429.
-    assert_eq!(code(keygate(&app.base, None, &["agents", "list"])).await, 5);
+    let no_token = keygate(&app.base, None, &["agents", "list"])
+        .outcome()
+        .await;
+    assert_eq!(no_token.code, 5, "{}", no_token.stderr);
+    assert!(
+        no_token.stderr.contains("no token: set KEYGATE_TOKEN"),
+        "said before asking: {}",
+        no_token.stderr
+    );
     let wrong = "kgk_not-a-real-key-but-long-enough-0123456789";
     let refused = || {
         keygate(
@@ -205,6 +213,11 @@ async fn each_outcome_has_its_exit_code(backend: Backend) {
     assert!(
         unreachable.stderr.contains("retrying"),
         "{}",
+        unreachable.stderr
+    );
+    assert!(
+        unreachable.stderr.contains(&format!("cannot reach {url}/")),
+        "names the server it tried: {}",
         unreachable.stderr
     );
     // verify: 0 for a valid secret, 8 for any other.
