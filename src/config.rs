@@ -17,7 +17,7 @@ use crate::domain::connections::{GatewayListeners, ListenerSetting, Protocol, pa
 #[command(name = "keygate")]
 pub struct Config {
     /// Address the HTTP API listens on.
-    #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8009")]
+    #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8009", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Directory for the embedded database and the bootstrap token file (created if missing).
@@ -366,6 +366,16 @@ fn parse_proxy(value: &str) -> Result<IpNet, String> {
 
 /// Accepts `grpc://host[:port]` or `grpcs://host[:port]`; path, query and credentials are refused
 /// because the DSN replaces them.
+/// `HOST:PORT`; the message names the variable too, since that is where a server's setting
+/// usually comes from.
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        "KEYGATE_LISTEN (--listen) expects an address and a port, HOST:PORT, e.g. 127.0.0.1:8009 \
+         or [::]:8009"
+            .to_owned()
+    })
+}
+
 fn parse_public_url(value: &str) -> Result<String, String> {
     crate::domain::agentex::parse_public_url(value)
         .map_err(|rule| format!("invalid public URL: {rule}"))
@@ -508,6 +518,17 @@ mod tests {
         );
         let config = Config::parse_from(["keygate", "--database-url", "postgres://db/keygate"]);
         assert_eq!(config.check_database_exists(), Ok(()));
+    }
+
+    #[test]
+    fn a_listen_address_without_a_host_names_the_variable_and_an_example() {
+        assert_eq!(
+            parse_listen("0.0.0.0:8009").unwrap(),
+            "0.0.0.0:8009".parse().unwrap()
+        );
+        let refused = parse_listen("8009").unwrap_err();
+        assert!(refused.contains("KEYGATE_LISTEN"), "{refused}");
+        assert!(refused.contains("e.g. 127.0.0.1:8009"), "{refused}");
     }
 
     #[test]

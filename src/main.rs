@@ -1,6 +1,7 @@
 //! The `keygate` binary: parses the command line and runs the chosen subcommand — the server,
 //! the admin-key recovery, or a client command.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -30,7 +31,12 @@ async fn serve(config: Config) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let message = with_causes(err.as_ref());
-            tracing::error!("{message}");
+            // On a terminal the log (stdout) and stderr are one screen: say it once there.
+            // Where the log goes elsewhere (collected, a file), it carries the error too.
+            let one_screen = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+            if !one_screen {
+                tracing::error!("{message}");
+            }
             eprintln!("keygate: {message}");
             ExitCode::FAILURE
         }

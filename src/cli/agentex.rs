@@ -54,7 +54,7 @@ pub enum KeyVerb {
         #[arg(long = "type", value_enum)]
         kind: Option<KeyType>,
         /// When a bearer key stops working (RFC 3339); signing secrets take none.
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
         expires_at: Option<DateTime<Utc>>,
     },
     /// List an agent's API keys.

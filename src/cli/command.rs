@@ -105,6 +105,21 @@ mod tests {
     }
 
     #[test]
+    fn a_time_that_is_not_rfc_3339_is_refused_with_an_example() {
+        for args in [
+            &["audit", "--since", "yesterday"][..],
+            &["agents", "create", "edge-1", "--expires-at", "2026-12-01"][..],
+        ] {
+            let shown = parse(args).unwrap_err().render().to_string();
+            assert!(
+                shown.contains("expected an RFC 3339 time, e.g. 2026-12-01T00:00:00Z"),
+                "{shown}"
+            );
+        }
+        assert!(parse(&["audit", "--since", "2026-12-01T00:00:00+01:00"]).is_ok());
+    }
+
+    #[test]
     fn no_subcommand_serves_with_the_given_flags() {
         for args in [
             &["--listen", "127.0.0.1:9000", "--data-dir", "/srv/keygate"][..],

@@ -49,7 +49,7 @@ pub enum AgentVerb {
         #[arg(long, value_enum)]
         mode: Option<AgentMode>,
         /// When the key stops working (RFC 3339).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
         expires_at: Option<DateTime<Utc>>,
     },
     /// List agents.
@@ -196,7 +196,7 @@ pub enum IdentityVerb {
         #[arg(long, value_name = "SECONDS", conflicts_with = "expires_at")]
         ttl: Option<u64>,
         /// When its credentials stop working (RFC 3339).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
         expires_at: Option<DateTime<Utc>>,
     },
     /// List machine identities.

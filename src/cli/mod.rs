@@ -168,6 +168,13 @@ pub enum Exit {
     Invalid = 8,
 }
 
+/// A time on the command line: RFC 3339, said with an example when it is not.
+pub fn parse_time(value: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| "expected an RFC 3339 time, e.g. 2026-12-01T00:00:00Z".to_owned())
+}
+
 /// The exit codes as `--help` shows them.
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -323,7 +330,7 @@ pub struct RotateArgs {
     #[arg(long, value_name = "SECONDS")]
     pub grace_period: Option<u64>,
     /// When the new secret stops working (RFC 3339). Default: the old one's expiry.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

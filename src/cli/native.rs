@@ -75,7 +75,7 @@ pub enum ApiKeyVerb {
         #[arg(long, value_enum)]
         role: Role,
         /// When the key stops working (RFC 3339).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
         expires_at: Option<DateTime<Utc>>,
     },
     /// List the organization's API keys (never the keys themselves).
@@ -253,10 +253,10 @@ pub struct AuditArgs {
     #[arg(long)]
     action: Option<String>,
     /// Events at or after this time (RFC 3339).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
     since: Option<DateTime<Utc>>,
     /// Events before this time (RFC 3339).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
     until: Option<DateTime<Utc>>,
     /// Most events to print.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]

@@ -88,7 +88,7 @@ pub enum AgentKeyVerb {
         #[arg(long)]
         desc: String,
         /// When the key stops working (RFC 3339).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
         expires_at: Option<DateTime<Utc>>,
     },
     /// List a project's agent API keys (masked).
@@ -183,7 +183,7 @@ pub enum KeyPairVerb {
         #[arg(long = "role", value_enum, required = true)]
         roles: Vec<OrgRole>,
         /// When the key pair stops authenticating (RFC 3339).
-        #[arg(long, value_name = "TIME")]
+        #[arg(long, value_name = "TIME", value_parser = crate::cli::parse_time)]
         expires_at: Option<DateTime<Utc>>,
     },
     /// List the organization's key pairs (private keys masked).
