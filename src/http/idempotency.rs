@@ -163,9 +163,8 @@ async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<
             parts.extensions.insert(Authenticated(principal));
             let request = Request::from_parts(parts, Body::from(body));
             let response = slot.clone().serve(next.run(request)).await;
-            if slot.stored() {
-                held.keep();
-            } else {
+            // A stored answer ended the claim with it; dropping `held` then leaves it be.
+            if !slot.stored() {
                 if response.status().is_success() {
                     tracing::error!(
                         "an idempotent route answered without keeping its answer; a retry runs again"
@@ -304,11 +303,6 @@ impl HeldClaim {
         if let Some(slot) = self.slot.take() {
             release(self.store.as_ref(), slot.claim()).await;
         }
-    }
-
-    /// The answer is stored: the claim ended with it.
-    fn keep(mut self) {
-        self.slot = None;
     }
 }
 

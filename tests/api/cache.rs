@@ -204,7 +204,7 @@ async fn a_listener_whose_backend_was_killed_bypasses_the_cache_until_it_listens
     let before = changes.generation().unwrap();
 
     proxy.stall_connects(Duration::from_secs(2));
-    end_backends(&pool, "keygate-killed-listener").await;
+    end_listener_backend(&pool, "keygate-killed-listener").await;
     let lost = Instant::now();
     while changes.generation().is_some() {
         assert!(
@@ -257,7 +257,7 @@ async fn a_secret_deleted_while_another_instance_reconnects_its_listener_is_neve
 
         proxy.stall_connects(stall);
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        end_backends(&pool, "keygate-second").await;
+        end_listener_backend(&pool, "keygate-second").await;
         // The loss reaches the second instance as its socket closes; give that a moment, as a
         // real deletion would take (the request itself takes longer).
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -294,9 +294,9 @@ fn proxied(url: &str, port: u16, application_name: &str) -> String {
     url.into()
 }
 
-/// Ends the `LISTEN` backend of the connections named `application_name`, and waits until it
-/// is gone.
-async fn end_backends(pool: &sqlx::PgPool, application_name: &str) {
+/// Ends the one `LISTEN` backend of the connections named `application_name`, and waits until
+/// it is gone.
+async fn end_listener_backend(pool: &sqlx::PgPool, application_name: &str) {
     let pids: Vec<(i32,)> = sqlx::query_as(
         "SELECT pid FROM pg_stat_activity
          WHERE application_name = $1 AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",

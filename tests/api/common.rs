@@ -354,30 +354,46 @@ impl TestApp {
     }
 }
 
-/// Runs `sql` straight on the test server's database, as an operator (or an older keygate)
-/// would; returns how many rows it changed.
-pub async fn execute_sql(app: &TestApp, sql: &str) -> u64 {
-    let url = app.config.database_url();
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if url.starts_with("sqlite") {
-        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        sqlx::query(sql)
-            .execute(&mut db)
-            .await
-            .unwrap()
-            .rows_affected()
-    } else {
-        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-            .await
-            .unwrap();
-        sqlx::query(sql)
-            .execute(&mut db)
-            .await
-            .unwrap()
-            .rows_affected()
+/// A connection straight to the test server's database, as an operator (or an older keygate)
+/// would make one.
+pub enum Database {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Database {
+    pub async fn open(app: &TestApp) -> Database {
+        use sqlx::Connection;
+        let url = app.config.database_url();
+        if url.starts_with("sqlite") {
+            Database::Sqlite(sqlx::SqliteConnection::connect(&url).await.unwrap())
+        } else {
+            Database::Postgres(sqlx::PgConnection::connect(&url).await.unwrap())
+        }
     }
+
+    /// Runs `sql`; how many rows it changed.
+    pub async fn execute(&mut self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Database::Sqlite(db) => sqlx::query(sql).execute(db).await.unwrap().rows_affected(),
+            Database::Postgres(db) => sqlx::query(sql).execute(db).await.unwrap().rows_affected(),
+        }
+    }
+
+    /// The one number `sql` selects.
+    pub async fn count(&mut self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Database::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
+            Database::Postgres(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
+        }
+    }
+}
+
+/// Runs `sql` straight on the test server's database; returns how many rows it changed.
+pub async fn execute_sql(app: &TestApp, sql: &str) -> u64 {
+    Database::open(app).await.execute(sql).await
 }
 
 /// A Python with `requirements` (pinned `name==version`) installed from PyPI, in a virtual

@@ -7,7 +7,7 @@ use chrono::{SecondsFormat, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends, read};
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, Database, TestApp, on_both_backends, read};
 
 on_both_backends!(
     a_retry_replays_the_same_secret_and_creates_nothing,
@@ -57,48 +57,9 @@ async fn agent_count(app: &TestApp) -> usize {
     agents.as_array().unwrap().len()
 }
 
-/// A connection to the test server's database.
-enum Database {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
 impl Database {
-    async fn open(app: &TestApp) -> Database {
-        let url = app.config.database_url();
-        if url.starts_with("sqlite") {
-            Database::Sqlite(
-                <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                    .await
-                    .unwrap(),
-            )
-        } else {
-            Database::Postgres(
-                <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-                    .await
-                    .unwrap(),
-            )
-        }
-    }
-
-    async fn execute(&mut self, sql: String) -> u64 {
-        let sql = sqlx::AssertSqlSafe(sql);
-        match self {
-            Database::Sqlite(db) => sqlx::query(sql).execute(db).await.unwrap().rows_affected(),
-            Database::Postgres(db) => sqlx::query(sql).execute(db).await.unwrap().rows_affected(),
-        }
-    }
-
     async fn count_keys(&mut self) -> i64 {
         self.count("SELECT COUNT(*) FROM idempotency_keys").await
-    }
-
-    async fn count(&mut self, sql: &str) -> i64 {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self {
-            Database::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
-            Database::Postgres(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
-        }
     }
 
     /// Every column of every stored key, as bytes.
@@ -311,7 +272,10 @@ async fn a_running_claim_is_409_and_an_abandoned_one_is_taken_over(backend: Back
              claim_id = principal_id, locked_until = '{until}'"
         )
     };
-    assert_eq!(db.execute(claim(at(chrono::Duration::minutes(1)))).await, 1);
+    assert_eq!(
+        db.execute(&claim(at(chrono::Duration::minutes(1)))).await,
+        1
+    );
     let running = post(&app, "/agents", ADMIN, "crash", body.clone()).await;
     assert_eq!(running.status, StatusCode::CONFLICT, "{}", running.body);
     assert_eq!(
@@ -321,7 +285,7 @@ async fn a_running_claim_is_409_and_an_abandoned_one_is_taken_over(backend: Back
         Some(true)
     );
     assert_eq!(
-        db.execute(claim(at(-chrono::Duration::seconds(1)))).await,
+        db.execute(&claim(at(-chrono::Duration::seconds(1)))).await,
         1
     );
     // Its server died: the retry runs again (here the agent exists, so hoop says so).
