@@ -8,9 +8,13 @@ use axum::http::StatusCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The body cannot be read at all: not JSON, not UTF-8.
+    /// The body cannot be read at all: not UTF-8, or cut short.
     #[error("{0}")]
     MalformedBody(String),
+    /// The body is not JSON: the character where its syntax breaks, and what was expected
+    /// there in the words of Python's `json` module, which FastAPI's clients are shown.
+    #[error("invalid JSON body: {reason} at character {at}")]
+    InvalidJson { at: usize, reason: &'static str },
     /// Fields that are missing, of the wrong type, unknown, or that break a rule.
     #[error("{}", .0.first().map(ToString::to_string).unwrap_or_default())]
     Invalid(Vec<FieldError>),
@@ -108,6 +112,23 @@ pub enum Violation {
     Rule,
 }
 
+/// The words of a broken numeric bound, which every dialect's renderer reads back (FastAPI
+/// names the bound: `greater_than_equal` with `{"ge": 1}`).
+pub mod bound {
+    pub const AT_LEAST: &str = "must be greater than or equal to ";
+    pub const AT_MOST: &str = "must be less than or equal to ";
+    /// A number with a fraction where an integer belongs.
+    pub const FRACTION: &str = "expected an integer, got a number with a fractional part";
+
+    pub fn at_least(bound: impl std::fmt::Display) -> String {
+        format!("{AT_LEAST}{bound}")
+    }
+
+    pub fn at_most(bound: impl std::fmt::Display) -> String {
+        format!("{AT_MOST}{bound}")
+    }
+}
+
 /// A refused field: where, why, and a message in words that never repeats the input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
@@ -115,6 +136,10 @@ pub struct FieldError {
     pub path: Vec<Segment>,
     pub violation: Violation,
     pub message: String,
+    /// What was sent, where it cannot be a secret: it holds neither text nor a number (null,
+    /// a boolean, or a list or empty object of those). FastAPI's clients read it; the other
+    /// dialects ignore it.
+    pub input: Option<serde_json::Value>,
 }
 
 impl FieldError {
@@ -155,6 +180,7 @@ impl Error {
             path: vec![Segment::Key(Cow::Borrowed(field))],
             violation,
             message,
+            input: None,
         }])
     }
 
@@ -198,7 +224,7 @@ impl Error {
     /// 400; one that can be read but breaks a rule is 422.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Error::MalformedBody(_) | Error::InvalidJson { .. } => StatusCode::BAD_REQUEST,
             Error::Invalid(errors) => {
                 if errors.iter().all(|e| e.violation == Violation::Rule) {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -227,7 +253,7 @@ impl Error {
     /// A stable machine-readable code for the native dialect.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::MalformedBody(_) => "malformed_body",
+            Error::MalformedBody(_) | Error::InvalidJson { .. } => "malformed_body",
             Error::Invalid(_) if self.status() == StatusCode::BAD_REQUEST => "bad_request",
             Error::Invalid(_) => "invalid",
             Error::Unauthenticated => "unauthenticated",

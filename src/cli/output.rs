@@ -261,9 +261,9 @@ mod tests {
         };
         assert_eq!(
             env(&shape, &identity).unwrap(),
-            "KEYGATE_MACHINE_IDENTITY_PG_PROD_CONNECTION_NAME=pg-prod\n\
-             KEYGATE_MACHINE_IDENTITY_PG_PROD_PASSWORD='it'\\''s'\n\
-             KEYGATE_MACHINE_IDENTITY_NAME=ci-bot\n"
+            "KEYGATE_MACHINE_IDENTITY_NAME=ci-bot\n\
+             KEYGATE_MACHINE_IDENTITY_PG_PROD_CONNECTION_NAME=pg-prod\n\
+             KEYGATE_MACHINE_IDENTITY_PG_PROD_PASSWORD='it'\\''s'\n"
         );
     }
 

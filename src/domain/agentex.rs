@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::agent::{Agent, AgentName, NAME_RULE};
 use super::secret::NewSecret;
-use crate::error::{Error, FieldError, Location, Segment, Violation};
+use crate::error::{Error, FieldError, Location, Segment, Violation, bound};
 use crate::secrets::server_key::{Sealed, ServerKey};
 use crate::secrets::{PlainSecret, SecretKind};
 
@@ -78,6 +78,7 @@ fn refused(location: Location, field: Option<&'static str>, message: impl Into<S
             .collect(),
         violation: Violation::Rule,
         message: message.into(),
+        input: None,
     }])
 }
 
@@ -378,53 +379,53 @@ impl Page {
     /// Reads the query's `limit` (1 to 1000, default 50) and `page_number` (from 1, default 1),
     /// reporting both when both are wrong. A page past the end is empty.
     pub fn parse(limit: Option<String>, page_number: Option<String>) -> Result<Page, Error> {
-        let limit = query_integer(
-            "limit",
-            limit,
-            50,
-            1..=1000,
-            "it must be between 1 and 1000",
-        );
-        let page = query_integer(
-            "page_number",
-            page_number,
-            1,
-            1..=u64::MAX,
-            "it must be at least 1",
-        );
+        let limit = query_integer("limit", limit, 50, 1..=1000);
+        let page = query_integer("page_number", page_number, 1, 1..=i128::MAX);
         let (limit, page) = all_of(limit, page)?;
-        let offset = (page - 1).saturating_mul(limit);
+        // A page past any list (an offset past `i64`) is as empty as the last page past it.
+        let offset = i64::try_from((page - 1).saturating_mul(limit)).unwrap_or(i64::MAX);
         Ok(Page {
             limit: limit as i64,
-            offset: i64::try_from(offset).unwrap_or(i64::MAX),
+            offset,
         })
     }
 }
 
-/// A query parameter that must be an integer in `range`, `default` when absent.
+/// A query parameter that must be an integer in `range`, `default` when absent. A bound
+/// broken is told as the bound (FastAPI's `ge`/`le`), so a client knows which end it crossed.
 fn query_integer(
     field: &'static str,
     value: Option<String>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-    rule: &'static str,
-) -> Result<u64, Error> {
+    default: i128,
+    range: std::ops::RangeInclusive<i128>,
+) -> Result<i128, Error> {
     let Some(value) = value else {
         return Ok(default);
     };
     // The words the extractors give a mistyped field, so every dialect reads it as one.
-    let number = value.parse::<u64>().map_err(|_| {
+    let number = value.trim().parse::<i128>().map_err(|_| {
         Error::Invalid(vec![FieldError {
             location: Location::Query,
             path: vec![Segment::Key(Cow::Borrowed(field))],
             violation: Violation::WrongType { text: true },
             message: "expected an integer".into(),
+            input: None,
         }])
     })?;
-    if range.contains(&number) {
-        Ok(number)
+    if number < *range.start() {
+        Err(refused(
+            Location::Query,
+            Some(field),
+            bound::at_least(*range.start()),
+        ))
+    } else if number > *range.end() {
+        Err(refused(
+            Location::Query,
+            Some(field),
+            bound::at_most(*range.end()),
+        ))
     } else {
-        Err(refused(Location::Query, Some(field), rule))
+        Ok(number)
     }
 }
 

@@ -28,6 +28,7 @@ pub fn list_item_error(field: &'static str, index: usize, message: String) -> Fi
         path: vec![Segment::Key(Cow::Borrowed(field)), Segment::Index(index)],
         violation: Violation::Rule,
         message,
+        input: None,
     }
 }
 

@@ -10,7 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::{Error, FieldError, Location, Segment, Violation};
+use crate::error::{Error, FieldError, Location, Segment, Violation, bound};
+use serde_json::{Value, json};
 
 /// What every dialect needs to render an error; never holds a secret or an internal detail.
 #[derive(Clone, Debug)]
@@ -22,6 +23,8 @@ pub struct ErrorReport {
     pub fields: Vec<FieldError>,
     /// The family's own code, for an [`Error::Coded`] refusal.
     pub family_code: Option<&'static str>,
+    /// Where a body's JSON syntax breaks, and what was expected there.
+    pub json_syntax: Option<(usize, &'static str)>,
 }
 
 impl ErrorReport {
@@ -36,6 +39,10 @@ impl ErrorReport {
             },
             family_code: match error {
                 Error::Coded { code, .. } => Some(code),
+                _ => None,
+            },
+            json_syntax: match error {
+                Error::InvalidJson { at, reason } => Some((*at, *reason)),
                 _ => None,
             },
         }
@@ -171,8 +178,7 @@ pub struct FastApiValidationError {
     pub detail: Vec<FastApiFieldError>,
 }
 
-/// One refused field, as pydantic reports it. Its `input` is never included: it could be a
-/// pasted secret.
+/// One refused field, as pydantic reports it.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = ValidationError)]
 pub struct FastApiFieldError {
@@ -185,6 +191,15 @@ pub struct FastApiFieldError {
     #[serde(rename = "type")]
     #[schema(example = "missing")]
     pub kind: &'static str,
+    /// What was sent, only where it holds neither text nor a number (null, booleans, and lists
+    /// or empty objects of those): anything else could be a secret pasted into the wrong field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    /// The rule's parameters: the values an enum takes, a bound, a JSON syntax error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!({"expected": "'github' or 'slack'"}))]
+    pub ctx: Option<Value>,
 }
 
 /// A step of a refused field's location: a name, or an index in a list.
@@ -202,22 +217,51 @@ impl From<&FieldError> for FastApiFieldError {
             Segment::Key(key) => FastApiLoc::Name(key.to_string()),
             Segment::Index(index) => FastApiLoc::Index(*index),
         }));
-        let (kind, msg) = pydantic_error(error);
-        FastApiFieldError { loc, msg, kind }
+        let Pydantic { kind, msg, ctx } = pydantic_error(error);
+        FastApiFieldError {
+            loc,
+            msg,
+            kind,
+            input: error.input.clone(),
+            ctx,
+        }
+    }
+}
+
+/// What pydantic v2 says of a refused field: its error type, message and context.
+struct Pydantic {
+    kind: &'static str,
+    msg: String,
+    ctx: Option<Value>,
+}
+
+impl Pydantic {
+    fn of(kind: &'static str, msg: &str) -> Pydantic {
+        Pydantic {
+            kind,
+            msg: msg.to_owned(),
+            ctx: None,
+        }
     }
 }
 
 /// pydantic v2's type and message for a refused field. Mistyped fields and unknown enum values
 /// are told apart by the words of serde's messages, which the extractors keep
-/// ("expected a string", "unknown variant `…`, expected one of `a`, `b`").
-fn pydantic_error(error: &FieldError) -> (&'static str, String) {
+/// ("expected a string", "unknown variant `…`, expected one of `a`, `b`"), and broken bounds by
+/// the words of [`bound`].
+fn pydantic_error(error: &FieldError) -> Pydantic {
     let message = error.message.as_str();
     let expected = message
         .rsplit_once("expected ")
         .map_or("", |(_, expected)| expected);
-    let (kind, msg) = match error.violation {
-        Violation::Missing => ("missing", "Field required"),
-        Violation::Unknown => ("extra_forbidden", "Extra inputs are not permitted"),
+    let bound = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|bound| bound.parse::<i64>().ok())
+    };
+    match error.violation {
+        Violation::Missing => Pydantic::of("missing", "Field required"),
+        Violation::Unknown => Pydantic::of("extra_forbidden", "Extra inputs are not permitted"),
         Violation::Rule if message.starts_with("unknown variant") => {
             let values: Vec<String> = expected
                 .split('`')
@@ -230,41 +274,66 @@ fn pydantic_error(error: &FieldError) -> (&'static str, String) {
                 Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
                 None => String::new(),
             };
-            return ("enum", format!("Input should be {listed}"));
+            Pydantic {
+                kind: "enum",
+                msg: format!("Input should be {listed}"),
+                ctx: Some(json!({ "expected": listed })),
+            }
+        }
+        Violation::Rule if bound(bound::AT_LEAST).is_some() => {
+            let ge = bound(bound::AT_LEAST);
+            Pydantic {
+                kind: "greater_than_equal",
+                msg: format!("Input should be {}", &message["must be ".len()..]),
+                ctx: Some(json!({ "ge": ge })),
+            }
+        }
+        Violation::Rule if bound(bound::AT_MOST).is_some() => {
+            let le = bound(bound::AT_MOST);
+            Pydantic {
+                kind: "less_than_equal",
+                msg: format!("Input should be {}", &message["must be ".len()..]),
+                ctx: Some(json!({ "le": le })),
+            }
         }
         Violation::WrongType { .. } if expected.starts_with("a string") => {
-            ("string_type", "Input should be a valid string")
+            Pydantic::of("string_type", "Input should be a valid string")
         }
+        Violation::WrongType { .. } if message == bound::FRACTION => Pydantic::of(
+            "int_from_float",
+            "Input should be a valid integer, got a number with a fractional part",
+        ),
         Violation::WrongType { text } if is_integer(expected) => {
             // Text where an integer belongs, as every query parameter is, is a parsing failure.
             if text || error.location != Location::Body {
-                (
+                Pydantic::of(
                     "int_parsing",
                     "Input should be a valid integer, unable to parse string as an integer",
                 )
             } else {
-                ("int_type", "Input should be a valid integer")
+                Pydantic::of("int_type", "Input should be a valid integer")
             }
         }
         Violation::WrongType { .. } if expected.starts_with("a boolean") => {
-            ("bool_type", "Input should be a valid boolean")
+            Pydantic::of("bool_type", "Input should be a valid boolean")
         }
         Violation::WrongType { .. } if expected.starts_with("a sequence") => {
-            ("list_type", "Input should be a valid list")
+            Pydantic::of("list_type", "Input should be a valid list")
         }
         Violation::WrongType { .. } if expected.starts_with("a map") => {
-            ("dict_type", "Input should be a valid dictionary")
+            Pydantic::of("dict_type", "Input should be a valid dictionary")
         }
         // A body that is not an object: serde reads an array as the struct's fields in order.
-        Violation::WrongType { .. } | Violation::Rule if expected.starts_with("struct") => (
-            "model_attributes_type",
-            "Input should be a valid dictionary or object to extract fields from",
-        ),
-        Violation::WrongType { .. } | Violation::Rule => {
-            return ("value_error", format!("Value error, {message}"));
+        Violation::WrongType { .. } | Violation::Rule if expected.starts_with("struct") => {
+            Pydantic::of(
+                "model_attributes_type",
+                "Input should be a valid dictionary or object to extract fields from",
+            )
         }
-    };
-    (kind, msg.to_owned())
+        Violation::WrongType { .. } | Violation::Rule => {
+            Pydantic::of("value_error", &format!("Value error, {message}"))
+        }
+    }
 }
 
 /// Whether serde's expected type is an integer (`u32`, `i64`, "an integer").
@@ -324,12 +393,18 @@ impl Dialect {
                 });
                 return (status, body).into_response();
             }
-            // FastAPI answers every validation failure, unreadable JSON included, with 422.
-            Dialect::FastApi if report.code == "malformed_body" => {
+            // FastAPI answers JSON it cannot decode like any validation failure, with 422, where
+            // the syntax breaks and Python's words for what was expected there.
+            Dialect::FastApi if let Some((at, reason)) = report.json_syntax => {
                 let detail = vec![FastApiFieldError {
-                    loc: vec![FastApiLoc::Name(Location::Body.as_str().into())],
+                    loc: vec![
+                        FastApiLoc::Name(Location::Body.as_str().into()),
+                        FastApiLoc::Index(at),
+                    ],
                     msg: "JSON decode error".into(),
                     kind: "json_invalid",
+                    input: Some(json!({})),
+                    ctx: Some(json!({ "error": reason })),
                 }];
                 let body = axum::Json(FastApiValidationError { detail });
                 return (StatusCode::UNPROCESSABLE_ENTITY, body).into_response();

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::json_syntax;
 use crate::error::{Error, FieldError, Location, Segment, Violation};
 
 /// Largest request body accepted, in bytes.
@@ -85,23 +86,56 @@ where
 /// Reads `bytes` as JSON, then as `T`.
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let body: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
-    let value: Value = serde_json::from_slice(body).map_err(|err| {
-        Error::MalformedBody(format!(
-            "invalid JSON body: {}",
-            without_quoted_input(&err.to_string())
-        ))
-    })?;
-    let mut value = value;
+    read_json(body).and_then(parse_value)
+}
+
+/// Reads `bytes` as a JSON value; JSON that does not parse is refused where its syntax breaks.
+pub fn read_json(bytes: &[u8]) -> Result<Value, Error> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Error::MalformedBody("the request body is not UTF-8 text".into());
+        };
+        let (at, reason) = json_syntax::locate(text).unwrap_or_else(|| {
+            // Only nesting too deep for the reader, or a lone surrogate escape, come here.
+            (char_offset(text, err.line(), err.column()), "Invalid JSON")
+        });
+        Error::InvalidJson { at, reason }
+    })
+}
+
+/// The character offset of a 1-based line and byte column.
+fn char_offset(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let mut end = (line_start + column.saturating_sub(1)).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].chars().count()
+}
+
+/// Reads a JSON value as `T`, refusing text Postgres cannot store.
+pub fn parse_value<T: DeserializeOwned>(mut value: Value) -> Result<T, Error> {
     as_integers(&mut value);
-    if has_nul(&value) {
+    refuse_nul(&value)?;
+    serde_path_to_error::deserialize(value).map_err(|err| Error::Invalid(vec![field_error(&err)]))
+}
+
+/// Refuses a body with text Postgres cannot store, whatever else is wrong with it.
+pub fn refuse_nul(value: &Value) -> Result<(), Error> {
+    if has_nul(value) {
         return Err(Error::Invalid(vec![FieldError {
             location: Location::Body,
             path: Vec::new(),
             violation: Violation::Rule,
             message: format!("text {NUL_MESSAGE}"),
+            input: None,
         }]));
     }
-    serde_path_to_error::deserialize(value).map_err(|err| Error::Invalid(vec![field_error(&err)]))
+    Ok(())
 }
 
 /// Writes each number without a fraction (`5.0`) as the integer it is: JSON Schema's `integer`,
@@ -178,6 +212,7 @@ fn field_error<E: std::fmt::Display>(err: &serde_path_to_error::Error<E>) -> Fie
         path,
         violation,
         message,
+        input: None,
     }
 }
 
@@ -237,6 +272,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
                 path: Vec::new(),
                 violation: Violation::Rule,
                 message: message.to_owned(),
+                input: None,
             }])
         };
         let params = RawPathParams::from_request_parts(parts, state)
@@ -249,6 +285,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
                     path: vec![Segment::Key(Cow::Owned(name.to_owned()))],
                     violation: Violation::Rule,
                     message: format!("it {NUL_MESSAGE}"),
+                    input: None,
                 }]));
             }
         }
@@ -280,6 +317,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
                 path: Vec::new(),
                 violation: Violation::Rule,
                 message: format!("text {NUL_MESSAGE}"),
+                input: None,
             }]));
         }
         serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs))
@@ -408,10 +446,25 @@ mod tests {
     }
 
     #[test]
-    fn a_body_that_is_not_json_is_malformed() {
+    fn a_body_that_is_not_json_is_refused_where_it_breaks() {
         assert!(matches!(
             parse_body::<Body>(b"{\"name\": "),
+            Err(Error::InvalidJson {
+                at: 9,
+                reason: "Expecting value"
+            })
+        ));
+        assert!(matches!(
+            parse_body::<Body>(b"{\"name\": \"\xff\"}"),
             Err(Error::MalformedBody(_))
         ));
+        // Deeper than the reader goes: told where the reader stopped.
+        let deep = "[".repeat(200);
+        match parse_body::<Body>(deep.as_bytes()) {
+            Err(Error::InvalidJson { at, reason }) => {
+                assert_eq!((at, reason), (127, "Invalid JSON"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

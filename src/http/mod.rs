@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod extract;
 mod hoop;
 pub mod idempotency;
+mod json_syntax;
 mod native;
 pub mod ops_manager;
 pub mod pagination;

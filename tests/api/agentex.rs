@@ -3,6 +3,7 @@
 //! secrets never go.
 
 mod api_keys;
+mod fastapi;
 mod secrets;
 mod signatures;
 mod triggers;

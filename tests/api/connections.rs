@@ -76,14 +76,14 @@ async fn create_returns_201_in_hoops_shape_also_under_api(backend: Backend) {
     assert_eq!(
         fields,
         [
-            "agent_id",
-            "attributes",
-            "created_at",
-            "database_name",
             "id",
             "name",
-            "subtype",
             "type",
+            "subtype",
+            "agent_id",
+            "attributes",
+            "database_name",
+            "created_at",
             "updated_at"
         ]
     );

@@ -52,13 +52,16 @@ const SEED_REQUEST: &str = r#"{
     "description": "Production backend service identity"
 }"#;
 
+/// The fields of a JSON object, in alphabetical order.
 fn keys(object: &Value) -> Vec<&str> {
-    object
+    let mut keys: Vec<&str> = object
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
-        .collect()
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 /// The credential for `connection` in a create, update or rotation answer.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::find_agent;
+use super::model::Json;
 use crate::domain::agentex::{
     AgentApiKey, AgentApiKeyType, AgentRef, KeySpec, NewAgentApiKey, Page, all_of, no_such_item,
     parse_key_name, stored_secret,
@@ -20,7 +21,7 @@ use crate::error::{Error, Location};
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{Path, Query};
 use crate::http::idempotency::Answer;
 use crate::http::rotation::{RotateRequest, Rotating};
 use crate::secrets::PlainSecret;

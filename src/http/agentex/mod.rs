@@ -4,6 +4,7 @@
 //! slack keys. Bearer keys are checked by `POST /verify`.
 
 mod api_keys;
+mod model;
 mod signatures;
 mod webhooks;
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::find_agent;
+use super::model::Json;
 use crate::domain::agent::Agent;
 use crate::domain::agentex::webhook::{SignatureCode, WebhookSource};
 use crate::domain::agentex::{AgentRef, all_of, parse_key_name};
@@ -20,7 +21,7 @@ use crate::error::{Error, Location};
 use crate::http::AppState;
 use crate::http::auth::{Caller, User};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
-use crate::http::extract::{Json, some_free_map};
+use crate::http::extract::some_free_map;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::api_keys::create_key;
+use super::model::Json;
 use crate::domain::agent::AgentName;
 use crate::domain::agentex::{
     AgentApiKeyType, AgentRef, KeySpec, all_of, forward_route, parse_public_url,
@@ -16,7 +17,6 @@ use crate::error::{Error, Location};
 use crate::http::AppState;
 use crate::http::auth::{Admin, Caller};
 use crate::http::dialect::{FastApiError, FastApiValidationError};
-use crate::http::extract::Json;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

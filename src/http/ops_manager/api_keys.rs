@@ -161,6 +161,7 @@ fn parse_roles<T: PartialEq>(
                 path: vec![Segment::Key(Cow::Borrowed("roles")), Segment::Index(index)],
                 violation: Violation::Rule,
                 message: format!("it must be one of the {kind} roles"),
+                input: None,
             }]));
         };
         if !parsed.contains(&role) {
@@ -722,6 +723,7 @@ pub async fn add_to_access_list(
             path,
             violation: Violation::Rule,
             message: message.to_owned(),
+            input: None,
         }])
     };
     let field = |index: usize, name: &'static str| {

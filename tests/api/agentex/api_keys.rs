@@ -11,13 +11,12 @@ use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends
 
 on_both_backends!(
     create_answers_200_with_agentexs_fields,
-    validation_errors_are_422_in_fastapis_shape,
+    keygates_own_rules_are_value_errors_in_fastapis_shape,
     a_guessable_chosen_key_is_refused_without_being_repeated,
     unknown_agents_are_404_in_agentexs_words,
     a_duplicate_is_409_and_a_secret_in_use_is_422,
     reads_never_show_the_key,
     lists_are_paged_oldest_first,
-    page_bounds_are_422_under_query,
     keys_are_deleted_by_id_and_by_name,
     only_admins_create_and_delete,
     deleting_the_agent_deletes_its_keys,
@@ -40,12 +39,12 @@ async fn create_answers_200_with_agentexs_fields(backend: Backend) {
     assert_eq!(
         fields,
         [
-            "agent_id",
-            "api_key",
-            "api_key_type",
-            "created_at",
             "id",
-            "name"
+            "agent_id",
+            "created_at",
+            "name",
+            "api_key_type",
+            "api_key"
         ]
     );
     assert_eq!(by_name["agent_id"], json!(agent_id));
@@ -87,54 +86,15 @@ async fn create_answers_200_with_agentexs_fields(backend: Backend) {
     assert_eq!(chosen["api_key"], STRONG, "a chosen key is shown back once");
 }
 
-async fn validation_errors_are_422_in_fastapis_shape(backend: Backend) {
+async fn keygates_own_rules_are_value_errors_in_fastapis_shape(backend: Backend) {
     let app = TestApp::start(backend).await;
     agent(&app, "edge-1").await;
     let exactly_one = json!({"loc": ["body"], "msg": "Value error, exactly one of agent_id or agent_name must be given", "type": "value_error"});
     let cases = [
-        (
-            json!({}),
-            json!({"detail": [exactly_one, {"loc": ["body", "name"], "msg": "Field required", "type": "missing"}]}),
-        ),
+        (json!({"name": "x"}), json!({"detail": [exactly_one]})),
         (
             json!({"agent_name": "edge-1", "agent_id": "0196f3c2-5b1e-7c3a-9d2f-6a8b4c1e0f27", "name": "x"}),
             json!({"detail": [exactly_one]}),
-        ),
-        (
-            json!({"agent_name": "edge-1"}),
-            refused(json!(["body", "name"]), "Field required", "missing"),
-        ),
-        (
-            json!({"agent_name": "edge-1", "name": 5}),
-            refused(
-                json!(["body", "name"]),
-                "Input should be a valid string",
-                "string_type",
-            ),
-        ),
-        (
-            json!({"agent_name": ["edge-1"], "name": "x"}),
-            refused(
-                json!(["body", "agent_name"]),
-                "Input should be a valid string",
-                "string_type",
-            ),
-        ),
-        (
-            json!({"agent_name": "edge-1", "name": "x", "api_key_type": "bearer"}),
-            refused(
-                json!(["body", "api_key_type"]),
-                "Input should be 'internal', 'external', 'github' or 'slack'",
-                "enum",
-            ),
-        ),
-        (
-            json!({"agent_name": "edge-1", "name": "x", "apikey": STRONG}),
-            refused(
-                json!(["body"]),
-                "Extra inputs are not permitted",
-                "extra_forbidden",
-            ),
         ),
         (
             json!({"agent_id": "edge-1", "name": "x"}),
@@ -192,14 +152,6 @@ async fn validation_errors_are_422_in_fastapis_shape(backend: Backend) {
                 "value_error",
             ),
         ),
-        (
-            json!([]),
-            refused(
-                json!(["body"]),
-                "Input should be a valid dictionary or object to extract fields from",
-                "model_attributes_type",
-            ),
-        ),
     ];
     for (body, expected) in cases {
         let (status, answer) = create_key(&app, body.clone()).await;
@@ -209,19 +161,6 @@ async fn validation_errors_are_422_in_fastapis_shape(backend: Backend) {
             "{body}"
         );
     }
-    let malformed = app
-        .request(Method::POST, "/agent_api_keys", Some(ADMIN))
-        .body(r#"{"agent_name": "#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        read(malformed).await,
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            refused(json!(["body"]), "JSON decode error", "json_invalid")
-        )
-    );
     let (_, keys) = app.get("/agent_api_keys?agent_name=edge-1", ADMIN).await;
     assert_eq!(keys, json!([]), "nothing was written");
 }
@@ -429,21 +368,6 @@ async fn reads_never_show_the_key(backend: Backend) {
         )
     );
     assert_eq!(
-        app.get(
-            "/agent_api_keys/name/x?agent_name=edge-1&api_key_type=webhook",
-            ADMIN
-        )
-        .await,
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            refused(
-                json!(["query", "api_key_type"]),
-                "Input should be 'internal', 'external', 'github' or 'slack'",
-                "enum"
-            )
-        )
-    );
-    assert_eq!(
         app.get("/agent_api_keys/name/x", ADMIN).await,
         (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -494,52 +418,6 @@ async fn names_on_page(app: &TestApp, path: String) -> Vec<String> {
     keys.iter()
         .map(|key| key["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn page_bounds_are_422_under_query(backend: Backend) {
-    let app = TestApp::start(backend).await;
-    agent(&app, "edge-1").await;
-    let limit_rule = json!({"loc": ["query", "limit"], "msg": "Value error, it must be between 1 and 1000", "type": "value_error"});
-    let not_integer = |field: &str| json!({"loc": ["query", field], "msg": "Input should be a valid integer, unable to parse string as an integer", "type": "int_parsing"});
-    let page_rule = json!({"loc": ["query", "page_number"], "msg": "Value error, it must be at least 1", "type": "value_error"});
-    for (query, detail) in [
-        ("limit=0", json!([limit_rule])),
-        ("limit=1001", json!([limit_rule])),
-        ("limit=ten", json!([not_integer("limit")])),
-        ("limit=", json!([not_integer("limit")])),
-        ("page_number=0", json!([page_rule])),
-        ("page_number=-1", json!([not_integer("page_number")])),
-        ("limit=0&page_number=0", json!([limit_rule, page_rule])),
-    ] {
-        let path = format!("/agent_api_keys?agent_name=edge-1&{query}");
-        let (status, body) = app.get(&path, ADMIN).await;
-        assert_eq!(
-            (status, body),
-            (StatusCode::UNPROCESSABLE_ENTITY, json!({"detail": detail})),
-            "{query}"
-        );
-    }
-    let (status, body) = app.get("/agent_api_keys?limit=0", ADMIN).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        body["detail"].as_array().unwrap().len(),
-        2,
-        "the missing agent and the limit: {body}"
-    );
-    let (status, body) = app
-        .get("/agent_api_keys?agent_name=edge-1&limit=a%00", ADMIN)
-        .await;
-    assert_eq!(
-        (status, body),
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            refused(
-                json!(["query"]),
-                "Value error, text must not contain NUL characters",
-                "value_error"
-            )
-        )
-    );
 }
 
 async fn keys_are_deleted_by_id_and_by_name(backend: Backend) {

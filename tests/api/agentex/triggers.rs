@@ -114,20 +114,6 @@ async fn a_slack_trigger_takes_the_apps_signing_secret(backend: Backend) {
 async fn trigger_requests_are_validated_in_fastapis_shape(backend: Backend) {
     let app = TestApp::start(backend).await;
     agent(&app, "support-bot").await;
-    let (status, refused) = app.post(PATH, ADMIN, json!({})).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
-    let locs: Vec<&Value> = refused["detail"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|error| &error["loc"])
-        .collect();
-    for field in ["agent_name", "forward_path", "name"] {
-        assert!(
-            locs.contains(&&json!(["body", field])),
-            "{field}: {refused}"
-        );
-    }
     let bad = json!({"agent_name": "support-bot", "forward_path": "../admin", "name": "o/r",
         "base_url": "ftp://example.com"});
     let (status, refused) = app.post(PATH, ADMIN, bad).await;
