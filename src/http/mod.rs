@@ -141,13 +141,15 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// An API family: its routes, the dialect its errors are rendered in, how its clients
-/// authenticate, and the base path its original clients use, where the routes are served too.
-/// A new family is one more entry here and a module of its own.
+/// authenticate, the base path its original clients use, where the routes are served too, and
+/// any other path prefix whose unknown routes are the family's. A new family is one more entry
+/// here and a module of its own.
 struct Family {
     routes: OpenApiRouter<AppState>,
     dialect: Dialect,
     auth: Arc<dyn AuthScheme>,
     compat_base: Option<&'static str>,
+    unknown_under: Option<&'static str>,
 }
 
 fn families() -> [Family; 5] {
@@ -157,32 +159,38 @@ fn families() -> [Family; 5] {
             dialect: Dialect::Native,
             auth: Arc::new(Bearer),
             compat_base: None,
+            unknown_under: None,
         },
         Family {
             routes: hoop::routes(),
             dialect: Dialect::Hoop,
             auth: Arc::new(Bearer),
             compat_base: Some("/api"),
+            unknown_under: None,
         },
         Family {
             routes: ops_manager::routes(),
             dialect: Dialect::OpsManager,
             auth: Arc::new(ops_manager::digest::Digest),
             compat_base: Some(ops_manager::BASE),
+            unknown_under: None,
         },
         // Ops Manager routes whose root path keygate's own routes hold (`GET /orgs`): served
-        // only under Ops Manager's base path.
+        // only under Ops Manager's base path; and its private API, of which keygate serves the
+        // version call.
         Family {
             routes: ops_manager::base_only_routes(),
             dialect: Dialect::OpsManager,
             auth: Arc::new(ops_manager::digest::Digest),
             compat_base: None,
+            unknown_under: Some(ops_manager::PRIVATE_BASE),
         },
         Family {
             routes: agentex::routes(),
             dialect: Dialect::FastApi,
             auth: Arc::new(Bearer),
             compat_base: None,
+            unknown_under: None,
         },
     ]
 }
@@ -380,7 +388,7 @@ pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String
     let mut app = Router::new();
     let mut api = ApiDoc::openapi();
     for family in families() {
-        let compat_base = family.compat_base;
+        let (compat_base, unknown_under) = (family.compat_base, family.unknown_under);
         let (routes, family_api, context) = family.split();
         api.merge(family_api);
         // The timeout sits inside the family layer so that its 408 is rendered like any error.
@@ -395,6 +403,9 @@ pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String
         // Under its own base path every unknown route is the family's too.
         if let Some(base) = compat_base {
             app = app.nest(base, wrap(routes.clone().fallback(no_such_route)));
+        }
+        if let Some(prefix) = unknown_under {
+            app = app.nest(prefix, wrap(Router::new().fallback(no_such_route)));
         }
         app = app.merge(wrap(routes));
     }

@@ -115,6 +115,16 @@ async fn the_service_version_is_answered_without_credentials(backend: Backend) {
     let (status, version) = app.get_anonymous("/api/private/unauth/version").await;
     assert_eq!(status, StatusCode::OK, "{version}");
     assert_eq!(version["version"], env!("CARGO_PKG_VERSION"));
+    // Any other route of Ops Manager's private API is unknown in Ops Manager's words.
+    for path in ["/api/private/unauth/nothing", "/api/private/v1.0/groups"] {
+        let (status, refused) = app.get_anonymous(path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            (&refused["error"], &refused["reason"]),
+            (&json!(404), &json!("Not Found")),
+            "{path}: {refused}"
+        );
+    }
 }
 
 /// The `opsmanager` clients' `get_by_name`: `GET /groups/byName/{GROUP-NAME}`.

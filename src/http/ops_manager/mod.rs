@@ -30,6 +30,10 @@ use crate::error::Error;
 /// Where Ops Manager's clients find its public API.
 pub const BASE: &str = "/api/public/v1.0";
 
+/// Ops Manager's private API, of which keygate serves only the version call; any other route
+/// under it is answered as Ops Manager answers an unknown route.
+pub const PRIVATE_BASE: &str = "/api/private";
+
 pub fn routes() -> OpenApiRouter<AppState> {
     let routes = OpenApiRouter::new()
         .routes(routes!(projects::list))
