@@ -2,15 +2,19 @@
 //! listeners: where clients reach each protocol's proxy.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::agent::AgentName;
 use crate::error::{Error, FieldError, Location, Segment, Violation};
+use crate::secrets::server_key::{Sealed, ServerKey};
 
 /// Most attributes a connection or a machine identity may carry.
 pub const MAX_ATTRIBUTES: usize = 64;
@@ -112,6 +116,78 @@ pub fn parse_subtype(value: &str) -> Result<String, Error> {
     }
 }
 
+/// The upstream's credentials as hoop's clients give them with a connection, by name
+/// (`envvar:HOST`, `envvar:PASS`, …): what the gateway's agent needs to reach the upstream.
+/// keygate keeps them sealed under the server key, bound to the connection, and shows them
+/// only to admins. Never printed: its `Debug` names the entries, not their values.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct UpstreamSecret(BTreeMap<String, String>);
+
+impl fmt::Debug for UpstreamSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// The most entries a connection's secret may have.
+const MAX_SECRET_ENTRIES: usize = 64;
+
+impl UpstreamSecret {
+    /// Refuses what hoop would not store: more than 64 entries, or a name of more than 128
+    /// characters or none (names are the client's own; the refusal never repeats one).
+    pub fn parse(entries: BTreeMap<String, String>) -> Result<UpstreamSecret, Error> {
+        if entries.len() > MAX_SECRET_ENTRIES {
+            return Err(Error::invalid("secret", "it must have at most 64 entries"));
+        }
+        if entries
+            .keys()
+            .any(|name| name.is_empty() || name.chars().count() > 128)
+        {
+            return Err(Error::invalid(
+                "secret",
+                "its names must be 1 to 128 characters long",
+            ));
+        }
+        Ok(UpstreamSecret(entries))
+    }
+
+    pub fn expose(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// Sealed for the connection `id` alone: a sealed value copied to another row does not open.
+    pub fn seal(&self, id: Uuid, server_key: &ServerKey) -> Sealed {
+        let json = Zeroizing::new(serde_json::to_vec(&self.0).unwrap_or_default());
+        server_key.seal(&json, &sealing_context(id))
+    }
+
+    /// The secret sealed for the connection `id`; an internal error when it does not open
+    /// (another server key, or a row tampered with).
+    pub fn open(
+        sealed: &Sealed,
+        id: Uuid,
+        server_key: &ServerKey,
+    ) -> Result<UpstreamSecret, Error> {
+        server_key
+            .open(sealed, &sealing_context(id))
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .map(UpstreamSecret)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "the secret of connection {id} (sealed by server key {}) does not open with server key {}",
+                    sealed.key_id,
+                    server_key.id()
+                ))
+            })
+    }
+}
+
+fn sealing_context(id: Uuid) -> Vec<u8> {
+    let mut context = b"connections/".to_vec();
+    context.extend_from_slice(id.as_bytes());
+    context
+}
+
 /// What a connection is, as its creator or last updater gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionSpec {
@@ -122,6 +198,8 @@ pub struct ConnectionSpec {
     pub attributes: Vec<String>,
     /// The upstream's database, where it has one.
     pub database_name: Option<String>,
+    /// The upstream credentials, sealed; on an update, `None` keeps those stored.
+    pub secret: Option<Sealed>,
 }
 
 /// A connection about to be stored.
@@ -146,6 +224,8 @@ pub struct Connection {
     pub agent_id: Option<Uuid>,
     pub attributes: Vec<String>,
     pub database_name: Option<String>,
+    /// The upstream credentials its creator gave, sealed.
+    pub secret: Option<Sealed>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -17,6 +17,7 @@ use crate::domain::connections::{
 };
 use crate::domain::page::{Page, PageRequest};
 use crate::error::Error;
+use crate::secrets::server_key::Sealed;
 
 #[async_trait]
 pub trait ConnectionStore: Send + Sync + 'static {
@@ -78,13 +79,17 @@ pub const FIND_AGENT: &str = "
 
 pub const INSERT_CONNECTION: &str = "
     INSERT INTO connections (id, org_id, name, type, subtype, agent_id, database_name,
-                             created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+                             created_at, updated_at, sealed_secret, sealed_key_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)";
 
+/// Replaces what the connection is; its sealed upstream secret only when a new one is given.
 pub const UPDATE_CONNECTION: &str = "
     UPDATE connections SET type = $1, subtype = $2, agent_id = $3, database_name = $4,
-                           updated_at = $5
-    WHERE id = $6";
+                           updated_at = $5,
+                           sealed_secret = COALESCE($7, sealed_secret),
+                           sealed_key_id = COALESCE($8, sealed_key_id)
+    WHERE id = $6
+    RETURNING sealed_secret, sealed_key_id";
 
 pub const INSERT_CONNECTION_ATTRIBUTE: &str =
     "INSERT INTO connection_attributes (connection_id, attribute, position) VALUES ($1, $2, $3)";
@@ -122,7 +127,7 @@ pub const PAGE: &str = "WHERE c.org_id = $1 AND c.name IN (
 pub fn select_connections(filter: &str) -> String {
     format!(
         "SELECT c.id, c.org_id, c.name, c.type, c.subtype, c.agent_id, c.database_name,
-                c.created_at, c.updated_at, a.attribute
+                c.created_at, c.updated_at, c.sealed_secret, c.sealed_key_id, a.attribute
          FROM connections c
          LEFT JOIN connection_attributes a ON a.connection_id = c.id
          {filter}
@@ -158,6 +163,24 @@ pub struct ConnectionColumns {
     pub database_name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub secret: SealedColumns,
+}
+
+/// A sealed value's columns, both present or both absent.
+#[derive(sqlx::FromRow)]
+pub struct SealedColumns {
+    pub sealed_secret: Option<Vec<u8>>,
+    pub sealed_key_id: Option<String>,
+}
+
+impl SealedColumns {
+    pub fn sealed(self) -> Option<Sealed> {
+        Some(Sealed {
+            bytes: self.sealed_secret?,
+            key_id: self.sealed_key_id?,
+        })
+    }
 }
 
 /// A row of an owner of attributes, beside one of its attributes (`None` when it has none).
@@ -203,6 +226,7 @@ pub fn connections(rows: Vec<WithAttribute<ConnectionColumns>>) -> Result<Vec<Co
                 agent_id: row.agent_id,
                 attributes,
                 database_name: row.database_name,
+                secret: row.secret.sealed(),
                 created_at: row.created_at,
                 updated_at: row.updated_at,
             })
@@ -282,6 +306,8 @@ macro_rules! impl_connection_store {
                         .bind(agent_id)
                         .bind(&spec.database_name)
                         .bind(connection.created_at)
+                        .bind(spec.secret.as_ref().map(|sealed| &sealed.bytes))
+                        .bind(spec.secret.as_ref().map(|sealed| &sealed.key_id))
                         .execute(&mut **tx)
                         .await?;
                     insert_attributes(
@@ -301,6 +327,7 @@ macro_rules! impl_connection_store {
                         agent_id: Some(agent_id),
                         attributes: spec.attributes.clone(),
                         database_name: spec.database_name.clone(),
+                        secret: spec.secret.clone(),
                         created_at: connection.created_at,
                         updated_at: connection.created_at,
                     })
@@ -357,14 +384,16 @@ macro_rules! impl_connection_store {
                         return Ok(None);
                     };
                     let agent_id = find_serving_agent(tx, org_id, &spec.agent).await?;
-                    sqlx::query(sql::UPDATE_CONNECTION)
+                    let secret: sql::SealedColumns = sqlx::query_as(sql::UPDATE_CONNECTION)
                         .bind(spec.connection_type.as_str())
                         .bind(&spec.subtype)
                         .bind(agent_id)
                         .bind(&spec.database_name)
                         .bind(at)
                         .bind(id)
-                        .execute(&mut **tx)
+                        .bind(spec.secret.as_ref().map(|sealed| &sealed.bytes))
+                        .bind(spec.secret.as_ref().map(|sealed| &sealed.key_id))
+                        .fetch_one(&mut **tx)
                         .await?;
                     sqlx::query(sql::DELETE_CONNECTION_ATTRIBUTES)
                         .bind(id)
@@ -390,6 +419,7 @@ macro_rules! impl_connection_store {
                         agent_id: Some(agent_id),
                         attributes: spec.attributes.clone(),
                         database_name: spec.database_name.clone(),
+                        secret: secret.sealed(),
                         created_at,
                         updated_at: at,
                     }))

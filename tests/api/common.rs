@@ -381,6 +381,15 @@ impl Database {
         }
     }
 
+    /// The one byte string `sql` selects.
+    pub async fn bytes(&mut self, sql: &str) -> Vec<u8> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Database::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
+            Database::Postgres(db) => sqlx::query_scalar(sql).fetch_one(db).await.unwrap(),
+        }
+    }
+
     /// The one number `sql` selects.
     pub async fn count(&mut self, sql: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());

@@ -18,6 +18,7 @@ on_both_backends!(
     members_may_read_but_not_change_connections,
     listeners_default_to_the_configuration,
     operators_set_and_reset_listeners,
+    the_upstream_secret_is_kept_sealed_and_shown_only_to_admins,
 );
 
 /// A PUT as `token`.
@@ -62,7 +63,8 @@ async fn create_returns_201_in_hoops_shape_also_under_api(backend: Backend) {
         "name": "prod-postgres", "type": "database", "subtype": "postgres",
         "agent_id": agent["id"], "attributes": ["env:prod", "team:backend"],
         "database_name": "app",
-        // hoop's clients send fields keygate does not model; they are ignored.
+        // hoop's clients send fields keygate does not model, which are ignored, and the
+        // upstream's credentials, which are kept (sealed) and shown back to admins.
         "secret": {"envvar:HOST": "ZGI="}, "access_mode_runbooks": "enabled",
     });
     let (status, created) = app.post("/api/connections", ADMIN, body).await;
@@ -83,10 +85,12 @@ async fn create_returns_201_in_hoops_shape_also_under_api(backend: Backend) {
             "agent_id",
             "attributes",
             "database_name",
+            "secret",
             "created_at",
             "updated_at"
         ]
     );
+    assert_eq!(created["secret"], json!({"envvar:HOST": "ZGI="}));
     assert_eq!(
         (
             &created["name"],
@@ -510,4 +514,66 @@ async fn operators_set_and_reset_listeners(backend: Backend) {
         listener(&listeners, "postgres"),
         &json!({"protocol": "postgres", "host": "127.0.0.1", "port": 15432, "tls": false, "source": "configuration"})
     );
+}
+
+/// What hoop's clients send as a connection's `secret` (the upstream's credentials for the
+/// gateway's agent) is kept, sealed under the server key: shown back to admins on the
+/// connection itself, never to others nor in lists, never stored or logged in plain text.
+async fn the_upstream_secret_is_kept_sealed_and_shown_only_to_admins(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let password = "cGFzc3dvcmQtb2YtdGhlLXVwc3RyZWFtLWRi";
+    crate::common::forbid_in_logs(password);
+    let secret = json!({"envvar:HOST": "MTAuMC4wLjU=", "envvar:PASS": password});
+    let created =
+        create_connection(&app, "upstream-pg", "postgres", json!({"secret": secret})).await;
+    assert_eq!(created["secret"], secret);
+    let (_, read_back) = app.get("/connections/upstream-pg", ADMIN).await;
+    assert_eq!(read_back["secret"], secret, "admins read it back");
+    let (_, listed) = app.get("/connections", ADMIN).await;
+    assert!(
+        listed[0].get("secret").is_none(),
+        "never in lists: {listed}"
+    );
+    let member = app.create_api_key("member").await;
+    let (_, as_member) = app.get("/connections/upstream-pg", &member).await;
+    assert!(as_member.get("secret").is_none(), "{as_member}");
+
+    // Stored sealed: the plain value is nowhere in the row.
+    let mut db = crate::common::Database::open(&app).await;
+    let sealed = db
+        .count("SELECT COUNT(*) FROM connections WHERE sealed_secret IS NOT NULL AND sealed_key_id IS NOT NULL")
+        .await;
+    assert_eq!(sealed, 1);
+    let stored = db
+        .bytes("SELECT sealed_secret FROM connections WHERE name = 'upstream-pg'")
+        .await;
+    assert!(
+        !stored
+            .windows(password.len())
+            .any(|window| window == password.as_bytes()),
+        "the row holds the password in plain text"
+    );
+
+    // An update without `secret` keeps it; one with `secret` replaces it.
+    let body = json!({"type": "database", "subtype": "postgres", "agent_id": "default"});
+    let (status, kept) = put(&app, "/connections/upstream-pg", ADMIN, body.clone()).await;
+    assert_eq!((status, &kept["secret"]), (StatusCode::OK, &secret));
+    let replaced_secret = json!({"envvar:PASS": "bmV3LXBhc3N3b3Jk"});
+    let mut replace = body;
+    replace["secret"] = replaced_secret.clone();
+    let (_, replaced) = put(&app, "/connections/upstream-pg", ADMIN, replace).await;
+    assert_eq!(replaced["secret"], replaced_secret);
+    let (_, read_back) = app.get("/connections/upstream-pg", ADMIN).await;
+    assert_eq!(read_back["secret"], replaced_secret);
+
+    // A value that is not text is refused naming the map, never the entry.
+    let bad = json!({"name": "bad-pg", "type": "database", "subtype": "postgres",
+        "agent_id": "default", "secret": {"envvar:PASS": 5}});
+    let (status, refused) = app.post("/connections", ADMIN, bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("secret"),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("envvar:PASS"), "{refused}");
 }

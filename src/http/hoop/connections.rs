@@ -3,7 +3,7 @@
 //! `PUT/DELETE /gateway/listeners/{protocol}` for the operators. Errors are hoop's
 //! `{"message": ...}`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
@@ -14,20 +14,22 @@ use uuid::Uuid;
 
 use crate::domain::connections::{
     Connection, ConnectionSpec, ConnectionType, GatewayListeners, Listener, NewConnection,
-    Protocol, parse_attributes, parse_host, parse_name, parse_subtype,
+    Protocol, UpstreamSecret, parse_attributes, parse_host, parse_name, parse_subtype,
 };
-use crate::domain::org::parse_label;
+use crate::domain::org::{Role, parse_label};
 use crate::domain::secret::now;
 use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{Admin, Anyone, Caller, Operator};
 use crate::http::dialect::HoopError;
-use crate::http::extract::{Json, Path, Query, not_null};
+use crate::http::extract::{Json, Path, Query, not_null, some_free_map};
 use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
+use crate::secrets::server_key::ServerKey;
 
-/// A connection as hoop's clients send it; fields this gateway does not model (the upstream's
-/// secrets, access modes, …) are ignored, as hoop ignores what it does not know.
+/// A connection as hoop's clients send it; fields this gateway does not model (access modes,
+/// reviews, …) are ignored, as hoop ignores what it does not know. The upstream's credentials
+/// (`secret`) are kept, sealed.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectionRequest {
     /// Unique name in the organization: 3 to 254 letters, digits or `_`, with single `-` or
@@ -51,14 +53,25 @@ pub struct ConnectionRequest {
     /// The upstream's database, where it has one.
     #[schema(example = "app")]
     pub database_name: Option<String>,
+    /// The upstream's credentials for the gateway's agent, as hoop's clients send them
+    /// (`envvar:HOST`, `envvar:PASS`, … to text, which hoop's clients base64-encode): kept
+    /// sealed under the server key, shown back only to admins, never logged. Up to 64 entries.
+    /// On `PUT`, absent keeps those stored; given, replaces them.
+    #[schema(value_type = Option<HashMap<String, String>>, example = json!({"envvar:HOST": "MTAuMC4wLjU=", "envvar:PASS": "czNjcjN0"}))]
+    #[serde(default, deserialize_with = "some_free_map")]
+    pub secret: Option<BTreeMap<String, String>>,
 }
 
 /// What `PUT` takes: the same document, `name` optional.
 pub type ConnectionUpdate = super::Update<ConnectionRequest>;
 
 impl ConnectionRequest {
-    /// The name given, if any, and what the connection is.
-    fn parse(self) -> Result<(Option<String>, ConnectionSpec), Error> {
+    /// The name given, if any, and what the connection `id` is, its secret sealed for it.
+    fn parse(
+        self,
+        id: Uuid,
+        server_key: &ServerKey,
+    ) -> Result<(Option<String>, ConnectionSpec), Error> {
         // hoop treats an empty name as a missing one (400), not as a rule violation (422).
         let name = self
             .name
@@ -77,6 +90,11 @@ impl ConnectionRequest {
                 .database_name
                 .map(|name| parse_label("database_name", name))
                 .transpose()?,
+            secret: self
+                .secret
+                .map(UpstreamSecret::parse)
+                .transpose()?
+                .map(|secret| secret.seal(id, server_key)),
         };
         Ok((name, spec))
     }
@@ -93,6 +111,11 @@ pub struct ConnectionView {
     pub agent_id: Option<Uuid>,
     pub attributes: Vec<String>,
     pub database_name: Option<String>,
+    /// The upstream's credentials as given: only to admins, and only in the answer to a
+    /// create, an update or a read of this one connection (never in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub secret: Option<BTreeMap<String, String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -107,9 +130,31 @@ impl From<Connection> for ConnectionView {
             agent_id: connection.agent_id,
             attributes: connection.attributes,
             database_name: connection.database_name,
+            secret: None,
             created_at: connection.created_at,
             updated_at: connection.updated_at,
         }
+    }
+}
+
+impl ConnectionView {
+    /// The connection as a caller in `role` may see it: with its upstream secret for an admin.
+    fn shown_to(
+        connection: Connection,
+        role: Role,
+        server_key: &ServerKey,
+    ) -> Result<ConnectionView, Error> {
+        let secret = match &connection.secret {
+            Some(sealed) if role == Role::Admin => {
+                let opened = UpstreamSecret::open(sealed, connection.id, server_key)?;
+                Some(opened.expose().clone())
+            }
+            _ => None,
+        };
+        Ok(ConnectionView {
+            secret,
+            ..connection.into()
+        })
     }
 }
 
@@ -133,17 +178,19 @@ pub async fn create(
     caller: Caller<Admin>,
     Json(body): Json<ConnectionRequest>,
 ) -> Result<Response, Error> {
-    let (name, spec) = body.parse()?;
+    let id = Uuid::now_v7();
+    let (name, spec) = body.parse(id, &state.server_key)?;
     let connection = NewConnection {
-        id: Uuid::now_v7(),
+        id,
         org_id: caller.org_id,
         name: Error::required("name", name)?,
         spec,
         created_at: now(),
     };
     let change = caller.change("connection.created", "connection", connection.id);
-    let answer = Answer::json(&state, StatusCode::CREATED, |created: &Connection| {
-        Ok(ConnectionView::from(created.clone()))
+    let server_key = state.server_key.clone();
+    let answer = Answer::json(&state, StatusCode::CREATED, move |created: &Connection| {
+        ConnectionView::shown_to(created.clone(), Role::Admin, &server_key)
     });
     let created = state.store.create_connection(&connection, &change).await?;
     change.log();
@@ -190,7 +237,8 @@ pub async fn get(
     caller: Caller<Anyone>,
     Path(name): Path<String>,
 ) -> Result<axum::Json<ConnectionView>, Error> {
-    Ok(axum::Json(find(&state, &caller, &name).await?.into()))
+    let connection = find(&state, &caller, &name).await?;
+    ConnectionView::shown_to(connection, caller.role, &state.server_key).map(axum::Json)
 }
 
 /// Update Connection: replaces its type, subtype, agent, attributes and database. Machine
@@ -220,8 +268,8 @@ pub async fn update(
     if body.name.as_ref().is_some_and(|given| *given != name) {
         return Err(Error::invalid("name", "a connection cannot be renamed"));
     }
-    let (_, spec) = body.parse()?;
     let existing = find(&state, &caller, &name).await?;
+    let (_, spec) = body.parse(existing.id, &state.server_key)?;
     let change = caller.change("connection.updated", "connection", existing.id);
     let updated = state
         .store
@@ -229,7 +277,7 @@ pub async fn update(
         .await?
         .ok_or(Error::NotFound("connection"))?;
     change.log();
-    Ok(axum::Json(updated.into()))
+    ConnectionView::shown_to(updated, caller.role, &state.server_key).map(axum::Json)
 }
 
 /// Delete Connection: every machine credential issued for it stops working at once. 404 when
