@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use keygate::cli::{Cli, Command};
 use keygate::config::Config;
 use keygate::error::with_causes;
@@ -12,12 +11,16 @@ use keygate::telemetry::{self, LogOutput};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Cli { command, config } = Cli::parse();
+    let Cli {
+        command,
+        config,
+        client,
+    } = Cli::from_env();
     match command {
         None => serve(config).await,
         Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::AdminKey(args)) => admin_key(args.config(config), &args.org).await,
-        Some(Command::Client(command)) => keygate::cli::run(*command).await,
+        Some(Command::Client(command)) => keygate::cli::run(*command, client).await,
     }
 }
 

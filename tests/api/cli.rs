@@ -117,12 +117,40 @@ async fn agents_are_created_listed_rotated_and_deleted(backend: Backend) {
         "{}",
         shown.stdout
     );
-    let listed = admin(&app, &["agents", "list", "-o", "text"])
-        .outcome()
-        .await
-        .success();
-    assert!(listed.stdout.starts_with("NAME "), "{}", listed.stdout);
-    assert!(listed.stdout.contains("edge-1") && listed.stdout.contains("embedded"));
+    // The client options are taken before the command as well as after it.
+    let unreachable = "http://127.0.0.1:9";
+    for args in [
+        &["agents", "list", "-o", "text", "--url", &app.base][..],
+        &["--url", &app.base, "--output", "text", "agents", "list"],
+        &["-o", "text", "--url", &app.base, "agents", "list"],
+    ] {
+        let listed = keygate(unreachable, Some(BOOTSTRAP_TOKEN), args)
+            .outcome()
+            .await
+            .success();
+        assert!(
+            listed.stdout.starts_with("NAME "),
+            "{args:?}: {}",
+            listed.stdout
+        );
+        assert!(listed.stdout.contains("edge-1") && listed.stdout.contains("embedded"));
+    }
+    let listed = keygate(
+        unreachable,
+        None,
+        &[
+            "--token",
+            BOOTSTRAP_TOKEN,
+            "--url",
+            &app.base,
+            "agents",
+            "list",
+        ],
+    )
+    .outcome()
+    .await
+    .success();
+    assert_eq!(listed.json()[0]["name"], "edge-1");
 
     let rotated = admin(&app, &["agents", "rotate", "edge-1", "--grace-period", "0"])
         .outcome()
@@ -134,6 +162,24 @@ async fn agents_are_created_listed_rotated_and_deleted(backend: Backend) {
     assert_eq!(
         app.verify(BOOTSTRAP_TOKEN, &new_dsn).await.1["code"],
         "valid"
+    );
+
+    // A replay of the same Idempotency-Key is the same DSN, and not said to be shown once.
+    let create = [
+        "agents",
+        "create",
+        "edge-2",
+        "--idempotency-key",
+        "ci-run-7",
+    ];
+    let first = admin(&app, &create).outcome().await.success();
+    let again = admin(&app, &create).outcome().await.success();
+    assert_eq!(first.json()["token"], again.json()["token"]);
+    assert!(first.stderr.contains("shown once"), "{}", first.stderr);
+    assert!(
+        !again.stderr.contains("shown once") && again.stderr.contains("replayed"),
+        "{}",
+        again.stderr
     );
 
     let deleted = admin(&app, &["agents", "delete", "edge-1"])
@@ -673,15 +719,43 @@ async fn completions_and_the_manual_come_from_the_parser() {
         let script = script.success().stdout;
         assert!(script.contains("machine-identities") && script.contains("idempotency-key"));
     }
-    let page = keygate("http://unused", None, &["man"])
+    // Every page a page refers to is written.
+    let dir = tempfile::tempdir().unwrap();
+    let man1 = dir.path().join("man1");
+    keygate("http://unused", None, &["man", man1.to_str().unwrap()])
         .outcome()
         .await
-        .success()
-        .stdout;
+        .success();
+    let page = |name: &str| std::fs::read_to_string(man1.join(format!("{name}.1")));
+    let top = page("keygate").unwrap();
     assert!(
-        page.starts_with(".ie") || page.contains(".TH keygate"),
-        "{page}"
+        top.contains(".TH keygate") && top.contains("\\-\\-url"),
+        "{top}"
     );
+    let mut referred = 0;
+    for entry in std::fs::read_dir(&man1).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for (at, _) in text.match_indices("(1)") {
+            let name = text[..at]
+                .rsplit(|c: char| c.is_whitespace())
+                .next()
+                .unwrap();
+            let name = name.replace("\\-", "-");
+            assert!(
+                page(&name).is_ok(),
+                "{name}(1) is referred to but not written"
+            );
+            referred += 1;
+        }
+    }
+    assert!(referred > 10, "{referred}");
+    assert!(
+        page("keygate-agents-create")
+            .unwrap()
+            .contains("\\-\\-mode")
+    );
+    assert!(page("keygate-agents-help").is_err());
+
     let help = keygate("http://unused", None, &["--help"])
         .outcome()
         .await
@@ -691,6 +765,9 @@ async fn completions_and_the_manual_come_from_the_parser() {
         help.contains("Exit codes:") && help.contains("8  verify"),
         "{help}"
     );
+    for option in ["--url <URL>", "--token <TOKEN>", "--output <OUTPUT>"] {
+        assert!(help.contains(option), "{option} is not in:\n{help}");
+    }
 }
 
 /// A TCP proxy that forwards the first request to the server, reads the whole answer, and
