@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use std::ffi::OsString;
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -60,7 +60,9 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         let mut command = command();
-        let matches = command.try_get_matches_from_mut(args)?;
+        let matches = command
+            .try_get_matches_from_mut(args)
+            .map_err(|err| name_the_setting(err, &command))?;
         let cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
         let given = |arguments: clap::Command| {
             arguments
@@ -87,6 +89,49 @@ impl Cli {
             None => Ok(cli),
         }
     }
+}
+
+/// A value the parser refused, with a tip naming the setting both ways, flag and environment
+/// variable (a server's settings usually come from the environment, and clap names only the
+/// flag), with what it takes: its help, and its default as an example.
+fn name_the_setting(mut err: clap::Error, command: &clap::Command) -> clap::Error {
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return err;
+    }
+    let Some(ContextValue::String(refused)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    // `--listen <LISTEN>`, or `--console-secure-cookie` for a flag.
+    let long = refused
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default();
+    let Some(arg) = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+    else {
+        return err;
+    };
+    let Some(variable) = arg.get_env() else {
+        return err;
+    };
+    let variable = variable.to_string_lossy();
+    let mut tip = format!("the setting is --{long} or {variable}");
+    if let Some(help) = arg.get_help() {
+        tip.push_str(&format!(": {help}"));
+    }
+    if let Some(default) = arg.get_default_values().first() {
+        tip.push_str(&format!(" (e.g. {variable}={})", default.to_string_lossy()));
+    }
+    err.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    err
 }
 
 /// The client options alone, as a command holding nothing else.
