@@ -1,9 +1,8 @@
 //! The `keygate` binary's command line as a whole: the server (`serve`, or no subcommand, with
 //! the settings of [`Config`]), the operator's `admin-key`, and the client commands.
 
-use std::path::PathBuf;
-
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
@@ -72,18 +71,23 @@ impl Cli {
                 })
                 .map(|arg| format!("--{}", arg.get_long().unwrap_or_default()))
         };
-        let refusal = match &cli.command {
-            Some(_) => given(Config::command()).map(|flag| {
+        let server_setting = || {
+            given(Config::command()).map(|flag| {
                 format!("{flag} is a server setting: give it after `serve`, or with no subcommand")
-            }),
-            None => None,
-        }
-        .or_else(|| match &cli.command {
-            Some(Command::Client(_)) => None,
-            _ => given(client_options()).map(|flag| {
+            })
+        };
+        let client_option = || {
+            given(client_options()).map(|flag| {
                 format!("{flag} is an option of the client commands (e.g. `keygate agents list`)")
-            }),
-        });
+            })
+        };
+        let refusal = match &cli.command {
+            None => client_option(),
+            Some(Command::Client(_)) => server_setting(),
+            Some(Command::Serve(_) | Command::AdminKey(_)) => {
+                server_setting().or_else(client_option)
+            }
+        };
         match refusal {
             Some(message) => Err(command.error(ErrorKind::ArgumentConflict, message)),
             None => Ok(cli),
