@@ -24,7 +24,8 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Database URL: `sqlite://…` or `postgres://…`. Default: `<data dir>/keygate.db`.
+    /// Database URL: `sqlite://…` or `postgres://…`, e.g.
+    /// `postgres://keygate@db.internal:5432/keygate`. Default: `<data dir>/keygate.db`.
     #[arg(long, env = "KEYGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -32,8 +33,9 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_GRPC_URL", default_value = "grpc://127.0.0.1:8010", value_parser = parse_grpc_url)]
     pub grpc_url: Url,
 
-    /// Public base URL of keygate's Agentex routes (http or https, maybe with a path prefix):
-    /// the webhook URLs of webhook triggers are built on it when the request names none.
+    /// Public base URL of keygate's Agentex routes (http or https, maybe with a path prefix,
+    /// e.g. `https://keygate.example.com`): the webhook URLs of webhook triggers are built on
+    /// it when the request names none.
     #[arg(long, env = "KEYGATE_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
@@ -50,6 +52,7 @@ pub struct Config {
         hide_env_values = true,
         value_parser = SecretValueParser {
             what: "the bootstrap token (--bootstrap-token, KEYGATE_BOOTSTRAP_TOKEN)",
+            example: "one made by `openssl rand -base64 32`",
             check: crate::secrets::chosen::check,
         }
     )]
@@ -64,6 +67,7 @@ pub struct Config {
         hide_env_values = true,
         value_parser = SecretValueParser {
             what: "the server key (--secret-key, KEYGATE_SECRET_KEY)",
+            example: "one made by `openssl rand -base64 32`",
             check: |value| crate::secrets::server_key::parse_key(value).map(drop),
         }
     )]
@@ -93,8 +97,9 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
-    /// Proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For` names the
-    /// client; behind a load balancer, list it so failed attempts are counted per real client.
+    /// Proxies (IP addresses or CIDR ranges, comma-separated, e.g. `10.0.0.0/8,192.168.1.7`)
+    /// whose `X-Forwarded-For` names the client; behind a load balancer, list it so failed
+    /// attempts are counted per real client.
     #[arg(long, env = "KEYGATE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     pub trusted_proxies: Vec<IpNet>,
 
@@ -115,12 +120,12 @@ pub struct Config {
     pub gateway_host: String,
 
     /// Gateway listeners that differ from the defaults, comma-separated `protocol=port` or
-    /// `protocol=host:port`; protocols: postgres, mysql, mssql, mongodb, ssh, rdp, tcp,
-    /// httpproxy, api.
+    /// `protocol=host:port`, e.g. `postgres=5432,ssh=bastion.example.com:22`; protocols:
+    /// postgres, mysql, mssql, mongodb, ssh, rdp, tcp, httpproxy, api.
     #[arg(long, env = "KEYGATE_GATEWAY_LISTENERS", value_delimiter = ',')]
     pub gateway_listeners: Vec<ListenerSetting>,
 
-    /// Gateway listeners that terminate TLS, comma-separated protocols.
+    /// Gateway listeners that terminate TLS, comma-separated protocols, e.g. `postgres,api`.
     #[arg(long, env = "KEYGATE_GATEWAY_TLS", value_delimiter = ',')]
     pub gateway_tls: Vec<Protocol>,
 
@@ -302,6 +307,8 @@ fn is_secret_parameter(key: &str, value: &str) -> bool {
 struct SecretValueParser {
     /// The setting, as the error names it.
     what: &'static str,
+    /// A value that would do, said without showing one.
+    example: &'static str,
     check: fn(&str) -> Result<(), &'static str>,
 }
 
@@ -321,9 +328,10 @@ impl TypedValueParser for SecretValueParser {
             },
             None => "must be valid UTF-8",
         };
-        Err(cmd
-            .clone()
-            .error(ErrorKind::ValueValidation, format!("{} {rule}", self.what)))
+        Err(cmd.clone().error(
+            ErrorKind::ValueValidation,
+            format!("{} {rule}; e.g. {}", self.what, self.example),
+        ))
     }
 }
 
@@ -366,13 +374,10 @@ fn parse_proxy(value: &str) -> Result<IpNet, String> {
 
 /// Accepts `grpc://host[:port]` or `grpcs://host[:port]`; path, query and credentials are refused
 /// because the DSN replaces them.
-/// `HOST:PORT`; the message names the variable too, since that is where a server's setting
-/// usually comes from.
+/// `HOST:PORT`, said with an example: a bare port is a likely first try.
 fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     value.parse().map_err(|_| {
-        "KEYGATE_LISTEN (--listen) expects an address and a port, HOST:PORT, e.g. 127.0.0.1:8009 \
-         or [::]:8009"
-            .to_owned()
+        "expected an address and a port, HOST:PORT, e.g. 127.0.0.1:8009 or [::]:8009".to_owned()
     })
 }
 
@@ -521,14 +526,31 @@ mod tests {
     }
 
     #[test]
-    fn a_listen_address_without_a_host_names_the_variable_and_an_example() {
+    fn a_listen_address_without_a_host_is_refused_with_an_example() {
         assert_eq!(
             parse_listen("0.0.0.0:8009").unwrap(),
             "0.0.0.0:8009".parse().unwrap()
         );
         let refused = parse_listen("8009").unwrap_err();
-        assert!(refused.contains("KEYGATE_LISTEN"), "{refused}");
         assert!(refused.contains("e.g. 127.0.0.1:8009"), "{refused}");
+    }
+
+    /// A refused setting is shown with an example: its default, or one its help gives.
+    #[test]
+    fn every_setting_has_an_example() {
+        let mut command = Config::command();
+        command.build();
+        let without: Vec<String> = command
+            .get_arguments()
+            .filter(|arg| arg.get_env().is_some() && arg.get_default_values().is_empty())
+            .filter(|arg| {
+                !arg.get_help()
+                    .is_some_and(|help| help.to_string().contains("e.g."))
+            })
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        // The secrets' own refusals give theirs, never echoing a value.
+        assert_eq!(without, ["bootstrap_token", "secret_key"]);
     }
 
     #[test]

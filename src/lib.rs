@@ -36,8 +36,13 @@ pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 /// Opens the database (applying migrations), refuses a server key other than the one its
 /// sealed values belong to, bootstraps an empty database, and builds the state.
 pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {} (KEYGATE_DATA_DIR, --data-dir, e.g. \
+                 /var/lib/keygate): {e}",
+            config.data_dir.display()
+        )
+    })?;
     let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     let store = storage::connect(&config.database_url(), config.database_max_connections).await?;
     bootstrap::check_server_key(store.as_ref(), &server_key).await?;
@@ -200,9 +205,13 @@ async fn serve_until(
 
 /// Binds the configured address and serves until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} (KEYGATE_LISTEN, --listen, e.g. 127.0.0.1:8019 for another \
+                 port): {e}",
+            config.listen
+        )
+    })?;
     run(listener, &config, shutdown_signal()).await
 }
 

@@ -1,23 +1,25 @@
 //! The `keygate` binary: parses the command line and runs the chosen subcommand — the server,
 //! the admin-key recovery, or a client command.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use keygate::cli::{Cli, Command};
-use keygate::config::Config;
+use keygate::config::{Config, LogFormat};
 use keygate::error::with_causes;
 use keygate::telemetry::{self, LogOutput};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Cli { command, config } = Cli::parse();
+    let Cli {
+        command,
+        config,
+        client,
+    } = Cli::from_env();
     match command {
         None => serve(config).await,
         Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::AdminKey(args)) => admin_key(args.config(config), &args.org).await,
-        Some(Command::Client(command)) => keygate::cli::run(*command).await,
+        Some(Command::Client(command)) => keygate::cli::run(*command, client).await,
     }
 }
 
@@ -27,17 +29,18 @@ async fn serve(config: Config) -> ExitCode {
         return ExitCode::FAILURE;
     }
     tracing::debug!(?config, "configuration");
+    let log_format = config.log_format;
     match keygate::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let message = with_causes(err.as_ref());
-            // On a terminal the log (stdout) and stderr are one screen: say it once there.
-            // Where the log goes elsewhere (collected, a file), it carries the error too.
-            let one_screen = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-            if !one_screen {
-                tracing::error!("{message}");
+            // Said once: a terminal, `2>&1` and a container's log all show stdout (the log) and
+            // stderr together. JSON logs are read by a collector, which gets it as an event;
+            // a person reading human logs gets the plain line.
+            match log_format {
+                LogFormat::Json => tracing::error!("{message}"),
+                LogFormat::Human => eprintln!("keygate: {message}"),
             }
-            eprintln!("keygate: {message}");
             ExitCode::FAILURE
         }
     }

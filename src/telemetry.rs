@@ -19,8 +19,13 @@ pub enum LogOutput {
 }
 
 pub fn init(config: &Config, output: LogOutput) -> Result<(), crate::StartupError> {
-    let filter = EnvFilter::try_new(&config.log)
-        .map_err(|e| format!("invalid log filter {:?}: {e}", config.log))?;
+    let filter = EnvFilter::try_new(&config.log).map_err(|e| {
+        format!(
+            "KEYGATE_LOG (--log) {:?} is not a log filter ({e}); e.g. info or \
+                 keygate=debug,tower_http=info",
+            config.log
+        )
+    })?;
     let (writer, is_terminal) = match output {
         LogOutput::Stdout => (
             BoxMakeWriter::new(std::io::stdout),

@@ -37,8 +37,10 @@ pub enum KeyType {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct AgentRef {
+    /// The agent's id.
     #[arg(long)]
     agent_id: Option<String>,
+    /// The agent's name.
     #[arg(long)]
     agent_name: Option<String>,
 }
@@ -47,10 +49,12 @@ pub struct AgentRef {
 pub enum KeyVerb {
     /// Create an agent's API key and print it, once.
     Create {
+        /// The key's name (for a webhook's signing secret, what it signs for, e.g. the
+        /// repository `octo-org/hello-world`).
         name: String,
         #[command(flatten)]
         agent: AgentRef,
-        /// Default: external.
+        /// The key's type (default: external).
         #[arg(long = "type", value_enum)]
         kind: Option<KeyType>,
         /// When a bearer key stops working (RFC 3339); signing secrets take none.
@@ -65,15 +69,22 @@ pub enum KeyVerb {
         list: ListArgs,
     },
     /// Show an API key (never the key itself).
-    Get { id: String },
+    Get {
+        /// The key's id.
+        id: String,
+    },
     /// Issue a new key in place of this one and print it, once.
     Rotate {
+        /// The key's id.
         id: String,
         #[command(flatten)]
         rotate: RotateArgs,
     },
     /// Delete an API key.
-    Delete { id: String },
+    Delete {
+        /// The key's id.
+        id: String,
+    },
 }
 
 impl ToPlan for KeyVerb {

@@ -1,10 +1,14 @@
 //! The `keygate` binary's command line as a whole: the server (`serve`, or no subcommand, with
 //! the settings of [`Config`]), the operator's `admin-key`, and the client commands.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use super::ClientArgs;
 use crate::config::{Config, redact_database_url};
 
 /// The `keygate` command line: a subcommand, or the server's flags alone to serve.
@@ -16,10 +20,7 @@ use crate::config::{Config, redact_database_url};
     long_about = "Mints and verifies the secrets of an access gateway. Without a subcommand, or with \
                   `serve`, it is the server; the other subcommands are its command-line client, \
                   which talks to a server at --url (KEYGATE_URL).",
-    after_long_help = super::EXIT_CODES,
-    // `keygate --listen …` without a subcommand serves; mixing those flags with a subcommand is
-    // refused rather than silently ignored.
-    args_conflicts_with_subcommands = true
+    after_long_help = super::EXIT_CODES
 )]
 pub struct Cli {
     /// `None`: serve with `config`.
@@ -28,8 +29,144 @@ pub struct Cli {
 
     /// The server's settings from flags given without a subcommand, else from the environment
     /// and defaults alone.
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "Server options (without a subcommand, or after `serve`)"
+    )]
     pub config: Config,
+
+    /// How the client commands reach the server, given before or after the command (they are
+    /// global, so a subcommand's matches carry them too).
+    #[command(
+        flatten,
+        next_help_heading = "Client options (before or after a client command)"
+    )]
+    pub client: ClientArgs,
+}
+
+impl Cli {
+    /// The process's command line, or exit with clap's usage error.
+    pub fn from_env() -> Cli {
+        Cli::checked_parse_from(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+
+    /// Parses `args` like [`Parser::try_parse_from`], and refuses what the parser alone would
+    /// accept and then ignore: a server setting beside a subcommand, or a client option
+    /// without a client command.
+    pub fn checked_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = command();
+        let matches = command
+            .try_get_matches_from_mut(args)
+            .map_err(|err| name_the_setting(err, &command))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+        let given = |arguments: clap::Command| {
+            arguments
+                .get_arguments()
+                .find(|arg| {
+                    matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+                })
+                .map(|arg| format!("--{}", arg.get_long().unwrap_or_default()))
+        };
+        let server_setting = || {
+            given(Config::command()).map(|flag| {
+                format!("{flag} is a server setting: give it after `serve`, or with no subcommand")
+            })
+        };
+        let client_option = || {
+            given(client_options()).map(|flag| {
+                format!("{flag} is an option of the client commands (e.g. `keygate agents list`)")
+            })
+        };
+        let refusal = match &cli.command {
+            None => client_option(),
+            Some(Command::Client(_)) => server_setting(),
+            Some(Command::Serve(_) | Command::AdminKey(_)) => {
+                server_setting().or_else(client_option)
+            }
+        };
+        match refusal {
+            Some(message) => Err(command.error(ErrorKind::ArgumentConflict, message)),
+            None => Ok(cli),
+        }
+    }
+}
+
+/// A value the parser refused, with a tip naming the setting both ways, flag and environment
+/// variable (a server's settings usually come from the environment, and clap names only the
+/// flag), with what it takes: its help, and its default as an example.
+fn name_the_setting(mut err: clap::Error, command: &clap::Command) -> clap::Error {
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return err;
+    }
+    let Some(ContextValue::String(refused)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    // `--listen <LISTEN>`, or `--console-secure-cookie` for a flag.
+    let long = refused
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default();
+    let Some(arg) = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+    else {
+        return err;
+    };
+    let Some(variable) = arg.get_env() else {
+        return err;
+    };
+    let variable = variable.to_string_lossy();
+    let mut tip = format!("the setting is --{long} or {variable}");
+    if let Some(help) = arg.get_help() {
+        tip.push_str(&format!(": {help}"));
+    }
+    if let Some(default) = arg.get_default_values().first() {
+        tip.push_str(&format!(" (e.g. {variable}={})", default.to_string_lossy()));
+    }
+    err.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    err
+}
+
+/// The client options alone, as a command holding nothing else.
+fn client_options() -> clap::Command {
+    ClientArgs::augment_args(clap::Command::new("client"))
+}
+
+/// The command line as it is parsed, completed and documented.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    // The client options are global, so that they may come before the command as well as after
+    // it. The server's commands refuse them: hidden copies there keep them out of their help
+    // (a subcommand holding an option is not given the global one).
+    for server in ["serve", "admin-key"] {
+        command = command.mut_subcommand(server, |sub| {
+            let hidden = client_options()
+                .get_arguments()
+                .map(|arg| arg.clone().hide(true))
+                .collect::<Vec<_>>();
+            sub.args(hidden)
+        });
+    }
+    // `keygate agents create --help` is the way to a command's help: a `help` command under
+    // each noun would only add pages to the manual (`keygate-agents-help-create(1)`).
+    command.mut_subcommands(without_help_commands)
+}
+
+fn without_help_commands(command: clap::Command) -> clap::Command {
+    command
+        .disable_help_subcommand(true)
+        .mut_subcommands(without_help_commands)
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,19 +225,42 @@ impl std::fmt::Debug for AdminKeyArgs {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
     use clap::error::ErrorKind;
 
     use super::*;
 
     #[test]
     fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    /// Every command and every argument a person can see says what it is, in `--help` and in
+    /// the manual.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn undocumented(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            if command.get_about().is_none() && path != "keygate" {
+                found.push(path.to_owned());
+            }
+            for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    found.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut command = command();
+        command.build();
+        let mut found = Vec::new();
+        undocumented(&command, "keygate", &mut found);
+        assert_eq!(found, Vec::<String>::new(), "without help text");
     }
 
     /// The command `main` runs, with `AdminKeyArgs` still to be applied to the base config.
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
-        let cli = Cli::try_parse_from(std::iter::once("keygate").chain(args.iter().copied()))?;
+        let cli = Cli::checked_parse_from(std::iter::once("keygate").chain(args.iter().copied()))?;
         Ok(cli.command.unwrap_or(Command::Serve(Box::new(cli.config))))
     }
 
@@ -146,6 +306,61 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{err}");
         let err = parse(&["admin-key", "--listen", "127.0.0.1:9000"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnknownArgument, "{err}");
+    }
+
+    #[test]
+    fn client_options_come_before_or_after_a_client_command_only() {
+        for args in [
+            &[
+                "--url",
+                "http://gw.example:8009",
+                "-o",
+                "env",
+                "agents",
+                "list",
+            ][..],
+            &[
+                "agents",
+                "--url",
+                "http://gw.example:8009",
+                "list",
+                "-o",
+                "env",
+            ],
+            &[
+                "agents",
+                "list",
+                "--url",
+                "http://gw.example:8009",
+                "--output",
+                "env",
+            ],
+        ] {
+            let cli =
+                Cli::checked_parse_from(std::iter::once("keygate").chain(args.iter().copied()))
+                    .unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            assert_eq!(
+                cli.client.url.as_str(),
+                "http://gw.example:8009/",
+                "{args:?}"
+            );
+            assert_eq!(
+                cli.client.output,
+                Some(crate::cli::output::Format::Env),
+                "{args:?}"
+            );
+            assert!(matches!(cli.command, Some(Command::Client(_))), "{args:?}");
+        }
+        for args in [
+            &["--url", "http://gw.example:8009"][..],
+            &["--token", "kgk_x", "serve"],
+            &["serve", "--output", "json"],
+            &["admin-key", "--url", "http://gw.example:8009"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}: {err}");
+            assert!(err.to_string().contains("client commands"), "{err}");
+        }
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub enum AgentMode {
 pub enum AgentVerb {
     /// Create an agent and print its DSN, once.
     Create {
+        /// The agent's name, the user of its DSN.
         name: String,
+        /// How the agent runs (default: the server's, standard).
         #[arg(long, value_enum)]
         mode: Option<AgentMode>,
         /// When the key stops working (RFC 3339).
@@ -55,15 +57,22 @@ pub enum AgentVerb {
     /// List agents.
     List(ListArgs),
     /// Show an agent (by name or id).
-    Get { agent: String },
+    Get {
+        /// The agent's name or id.
+        agent: String,
+    },
     /// Issue the agent a new key and print its DSN, once.
     Rotate {
+        /// The agent's name or id.
         agent: String,
         #[command(flatten)]
         rotate: RotateArgs,
     },
     /// Delete an agent; its key stops working.
-    Delete { agent: String },
+    Delete {
+        /// The agent's name or id.
+        agent: String,
+    },
 }
 
 impl ToPlan for AgentVerb {
@@ -115,7 +124,9 @@ pub enum ConnectionType {
 pub enum ConnectionVerb {
     /// Create a connection served by an agent.
     Create {
+        /// The connection's name, unique in the organization.
         name: String,
+        /// What the gateway fronts.
         #[arg(long = "type", value_enum)]
         kind: ConnectionType,
         /// e.g. postgres, mysql, mongodb, ssh, tcp.
@@ -124,6 +135,7 @@ pub enum ConnectionVerb {
         /// The agent that serves it (id or name).
         #[arg(long)]
         agent_id: String,
+        /// The database a database connection opens.
         #[arg(long)]
         database_name: Option<String>,
         /// Machine identities with this attribute get a credential for it (repeatable).
@@ -133,9 +145,15 @@ pub enum ConnectionVerb {
     /// List connections.
     List(ListArgs),
     /// Show a connection.
-    Get { name: String },
+    Get {
+        /// The connection's name.
+        name: String,
+    },
     /// Delete a connection; credentials for it stop working.
-    Delete { name: String },
+    Delete {
+        /// The connection's name.
+        name: String,
+    },
 }
 
 impl ToPlan for ConnectionVerb {
@@ -183,6 +201,7 @@ impl ToPlan for ConnectionVerb {
 pub enum IdentityVerb {
     /// Create a machine identity and print its credentials, once, one per connection.
     Create {
+        /// The machine identity's name, unique in the organization.
         name: String,
         /// A connection it gets a credential for (repeatable).
         #[arg(long = "connection", value_name = "CONNECTION")]
@@ -190,6 +209,7 @@ pub enum IdentityVerb {
         /// Connections carrying this attribute give it a credential (repeatable).
         #[arg(long = "attribute", value_name = "ATTRIBUTE")]
         attributes: Vec<String>,
+        /// What the identity is for.
         #[arg(long)]
         description: Option<String>,
         /// Lifetime in seconds.
@@ -202,16 +222,24 @@ pub enum IdentityVerb {
     /// List machine identities.
     List(ListArgs),
     /// Show a machine identity and its credentials' state (never the secrets).
-    Get { name: String },
+    Get {
+        /// The machine identity's name.
+        name: String,
+    },
     /// Issue a new credential for one connection and print it, once.
     Rotate {
+        /// The machine identity's name.
         name: String,
+        /// The connection whose credential is replaced.
         connection: String,
         #[command(flatten)]
         rotate: RotateArgs,
     },
     /// Delete a machine identity; all its credentials stop working.
-    Delete { name: String },
+    Delete {
+        /// The machine identity's name.
+        name: String,
+    },
 }
 
 impl ToPlan for IdentityVerb {

@@ -16,16 +16,17 @@ mod ops_manager;
 mod output;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use clap::{Args, CommandFactory, Subcommand};
+use clap::{Args, Subcommand};
+use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 use url::Url;
 
 use client::{Call, Client, Failure};
-pub use command::{AdminKeyArgs, Cli, Command};
+pub use command::{AdminKeyArgs, Cli, Command, command};
 use output::{Format, Shape};
 
 /// How the client reaches the server and shows its answers; accepted before or after the verb.
@@ -91,58 +92,55 @@ pub trait ToPlan {
     fn plan(self) -> Result<Plan, String>;
 }
 
-/// A resource's commands: the verb, and the client settings.
-#[derive(Debug, Args)]
-pub struct Noun<V: Subcommand + ToPlan> {
-    #[command(subcommand)]
-    pub verb: V,
-    #[command(flatten)]
-    pub client: ClientArgs,
-}
-
-/// A command that is its own verb (`verify`, `audit`), with the client settings.
-#[derive(Debug, Args)]
-pub struct Verb<A: Args + ToPlan> {
-    #[command(flatten)]
-    pub args: A,
-    #[command(flatten)]
-    pub client: ClientArgs,
-}
-
 /// The client's commands.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// hoop agents and their keys, in DSN form (`grpc://name:xagt-…@host:port?mode=…`).
-    Agents(Noun<hoop::AgentVerb>),
+    #[command(subcommand)]
+    Agents(hoop::AgentVerb),
     /// keygate API keys (bearer credentials of the API) and their roles.
-    ApiKeys(Noun<native::ApiKeyVerb>),
+    #[command(subcommand)]
+    ApiKeys(native::ApiKeyVerb),
     /// Organizations (tenants), managed by the operators.
-    Orgs(Noun<native::OrgVerb>),
+    #[command(subcommand)]
+    Orgs(native::OrgVerb),
     /// The organization's policy: the longest lifetime of each kind of secret.
-    Policy(Noun<native::PolicyVerb>),
+    #[command(subcommand)]
+    Policy(native::PolicyVerb),
     /// Ops Manager projects.
-    Projects(Noun<ops_manager::ProjectVerb>),
+    #[command(subcommand)]
+    Projects(ops_manager::ProjectVerb),
     /// Ops Manager agent API keys of a project.
-    ProjectAgentKeys(Noun<ops_manager::AgentKeyVerb>),
+    #[command(subcommand)]
+    ProjectAgentKeys(ops_manager::AgentKeyVerb),
     /// Ops Manager programmatic API key pairs of an organization (HTTP Digest).
-    KeyPairs(Noun<ops_manager::KeyPairVerb>),
+    #[command(subcommand)]
+    KeyPairs(ops_manager::KeyPairVerb),
     /// Agentex per-agent API keys.
-    AgentexKeys(Noun<agentex::KeyVerb>),
+    #[command(subcommand)]
+    AgentexKeys(agentex::KeyVerb),
     /// Connections the gateway fronts.
-    Connections(Noun<hoop::ConnectionVerb>),
+    #[command(subcommand)]
+    Connections(hoop::ConnectionVerb),
     /// Machine identities and their per-connection credentials.
-    MachineIdentities(Noun<hoop::IdentityVerb>),
+    #[command(subcommand)]
+    MachineIdentities(hoop::IdentityVerb),
     /// Ask the server whether a secret is valid, and whose it is (exit 8 when it is not).
-    Verify(Verb<native::VerifyArgs>),
+    Verify(native::VerifyArgs),
     /// Read the audit trail, oldest first (narrow it with --since and the filters).
-    Audit(Verb<native::AuditArgs>),
+    Audit(native::AuditArgs),
     /// Print a shell completion script.
     Completions {
+        /// The shell the script is for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), e.g. `keygate man > keygate.1`.
-    Man,
+    /// Write the manual pages, `keygate.1` and one per command (`keygate-agents-create.1`, …),
+    /// into a directory, e.g. `keygate man ~/.local/share/man/man1`.
+    Man {
+        /// The directory the pages are written to (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Exit codes, one per outcome a script may branch on.
@@ -215,34 +213,26 @@ pub enum Answer {
 }
 
 /// Runs a client command, printing its answer, and returns its exit code.
-pub async fn run(command: ClientCommand) -> ExitCode {
-    let (plan, client) = match command {
-        ClientCommand::Agents(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::ApiKeys(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::Orgs(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::Policy(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::Projects(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::KeyPairs(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::ProjectAgentKeys(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::AgentexKeys(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::Connections(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::MachineIdentities(noun) => (noun.verb.plan(), noun.client),
-        ClientCommand::Verify(verb) => (verb.args.plan(), verb.client),
-        ClientCommand::Audit(verb) => (verb.args.plan(), verb.client),
+pub async fn run(command: ClientCommand, client: ClientArgs) -> ExitCode {
+    let plan = match command {
+        ClientCommand::Agents(verb) => verb.plan(),
+        ClientCommand::ApiKeys(verb) => verb.plan(),
+        ClientCommand::Orgs(verb) => verb.plan(),
+        ClientCommand::Policy(verb) => verb.plan(),
+        ClientCommand::Projects(verb) => verb.plan(),
+        ClientCommand::KeyPairs(verb) => verb.plan(),
+        ClientCommand::ProjectAgentKeys(verb) => verb.plan(),
+        ClientCommand::AgentexKeys(verb) => verb.plan(),
+        ClientCommand::Connections(verb) => verb.plan(),
+        ClientCommand::MachineIdentities(verb) => verb.plan(),
+        ClientCommand::Verify(args) => args.plan(),
+        ClientCommand::Audit(args) => args.plan(),
         ClientCommand::Completions { shell } => {
             let mut script = Vec::new();
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "keygate", &mut script);
+            clap_complete::generate(shell, &mut command::command(), "keygate", &mut script);
             return finish(output::emit(&script).map(|()| Exit::Success));
         }
-        ClientCommand::Man => {
-            let mut page = Vec::new();
-            let rendered = clap_mangen::Man::new(Cli::command()).render(&mut page);
-            return match rendered {
-                Ok(()) => finish(output::emit(&page).map(|()| Exit::Success)),
-                Err(err) => fail(Exit::Refused, &format!("cannot render the page: {err}")),
-            };
-        }
+        ClientCommand::Man { dir } => return write_manual(&dir),
     };
     let plan = match plan {
         Ok(plan) => plan,
@@ -258,6 +248,23 @@ pub async fn run(command: ClientCommand) -> ExitCode {
         Err((exit, message)) => return fail(exit, &message),
     };
     finish(carry_out(&client, plan, format).await)
+}
+
+/// Writes a page for the binary and one for each command, so that every page a page refers to
+/// (`keygate-agents(1)` in `keygate(1)`) is there.
+fn write_manual(dir: &Path) -> ExitCode {
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| clap_mangen::generate_to(command::command(), dir));
+    match written {
+        Ok(()) => {
+            eprintln!("Wrote the manual pages to {}: man keygate", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(
+            Exit::Refused,
+            &format!("cannot write the manual pages to {}: {err}", dir.display()),
+        ),
+    }
 }
 
 fn finish(outcome: Result<Exit, Failure>) -> ExitCode {
@@ -306,7 +313,17 @@ async fn carry_out(client: &Client, plan: Plan, format: Format) -> Result<Exit, 
             let reply = client.send(&call).await?;
             output::emit(output::one(format, shape, &reply.body)?.as_bytes())?;
             if let Answer::Minted(what) = answer {
-                eprintln!("This is {what}; it is shown once: keygate keeps only its digest.");
+                let replayed = reply.headers.get(crate::http::idempotency::REPLAYED)
+                    == Some(&HeaderValue::from_static("true"));
+                if replayed {
+                    // Not "once": whoever sent this Idempotency-Key first was shown it too.
+                    eprintln!(
+                        "This is {what} as first minted for this Idempotency-Key: the server \
+                         replayed its earlier answer rather than minting another."
+                    );
+                } else {
+                    eprintln!("This is {what}; it is shown once: keygate keeps only its digest.");
+                }
             }
             if let Answer::Verdict = answer {
                 if reply.body.get("valid") != Some(&Value::Bool(true)) {

@@ -71,7 +71,10 @@ pub enum Role {
 pub enum ApiKeyVerb {
     /// Create an API key with a role and print it, once.
     Create {
+        /// The key's name, to tell it apart in lists.
         name: String,
+        /// What the key may do: admin (everything in its organization), member (read, and
+        /// use what it is granted, such as verify) or auditor (read only).
         #[arg(long, value_enum)]
         role: Role,
         /// When the key stops working (RFC 3339).
@@ -82,12 +85,16 @@ pub enum ApiKeyVerb {
     List(ListArgs),
     /// Issue a new key in place of this one and print it, once.
     Rotate {
+        /// The API key's id.
         id: String,
         #[command(flatten)]
         rotate: RotateArgs,
     },
     /// Revoke an API key.
-    Delete { id: String },
+    Delete {
+        /// The API key's id.
+        id: String,
+    },
 }
 
 impl ToPlan for ApiKeyVerb {
@@ -129,7 +136,10 @@ impl ToPlan for ApiKeyVerb {
 #[derive(Debug, Subcommand)]
 pub enum OrgVerb {
     /// Create an organization and print its first admin API key, once (operators only).
-    Create { name: String },
+    Create {
+        /// The organization's name.
+        name: String,
+    },
     /// List organizations (operators only).
     List(ListArgs),
 }
@@ -162,6 +172,7 @@ pub enum PolicyVerb {
     /// uncapped. Kinds: agent_key, api_key, project_agent_key, programmatic_key, agentex_key,
     /// machine_credential.
     Set {
+        /// A kind's longest lifetime, e.g. agent_key=2592000 (repeatable).
         #[arg(value_name = "KIND=SECONDS", value_parser = parse_lifetime)]
         lifetimes: Vec<(String, u64)>,
     },

@@ -39,6 +39,7 @@ const KEY_PAIR: Shape = Shape {
 pub enum ProjectVerb {
     /// Create a project.
     Create {
+        /// The project's name.
         name: String,
         /// The organization's id (default: the caller's).
         #[arg(long)]
@@ -47,9 +48,15 @@ pub enum ProjectVerb {
     /// List projects.
     List(ListArgs),
     /// Show a project.
-    Get { id: String },
+    Get {
+        /// The project's id.
+        id: String,
+    },
     /// Delete a project and its agent API keys.
-    Delete { id: String },
+    Delete {
+        /// The project's id.
+        id: String,
+    },
 }
 
 impl ToPlan for ProjectVerb {
@@ -93,6 +100,7 @@ pub enum AgentKeyVerb {
     },
     /// List a project's agent API keys (masked).
     List {
+        /// The project's id.
         #[arg(long)]
         project: String,
         #[command(flatten)]
@@ -100,16 +108,20 @@ pub enum AgentKeyVerb {
     },
     /// Issue a new key in place of this one and print it, once.
     Rotate {
+        /// The project's id.
         #[arg(long)]
         project: String,
+        /// The agent API key's id.
         id: String,
         #[command(flatten)]
         rotate: RotateArgs,
     },
     /// Delete an agent API key.
     Delete {
+        /// The project's id.
         #[arg(long)]
         project: String,
+        /// The agent API key's id.
         id: String,
     },
 }
@@ -188,6 +200,7 @@ pub enum KeyPairVerb {
     },
     /// List the organization's key pairs (private keys masked).
     List {
+        /// The organization's Ops Manager id.
         #[arg(long)]
         org: String,
         #[command(flatten)]
@@ -195,22 +208,28 @@ pub enum KeyPairVerb {
     },
     /// Show a key pair (private key masked).
     Get {
+        /// The organization's Ops Manager id.
         #[arg(long)]
         org: String,
+        /// The key pair's id.
         id: String,
     },
     /// Issue a new private key for the same public key and print it, once.
     Rotate {
+        /// The organization's Ops Manager id.
         #[arg(long)]
         org: String,
+        /// The key pair's id.
         id: String,
         #[command(flatten)]
         rotate: RotateArgs,
     },
     /// Delete a key pair.
     Delete {
+        /// The organization's Ops Manager id.
         #[arg(long)]
         org: String,
+        /// The key pair's id.
         id: String,
     },
 }

@@ -9,6 +9,7 @@ use clap::ValueEnum;
 use serde_json::Value;
 
 use super::client::Failure;
+use crate::secrets::SecretKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -164,15 +165,20 @@ fn table(columns: &[&str], items: &[Value]) -> String {
     text
 }
 
-/// `PREFIX_FIELD=value` lines; a value with characters a shell would interpret is single-quoted.
+/// `PREFIX_FIELD=value` lines that a shell's `source` and GitHub Actions' `$GITHUB_ENV` read
+/// alike. `$GITHUB_ENV` takes everything after the `=` literally, quotes included, so no value
+/// is quoted: one that a shell would read differently unquoted is left out, and named on stderr.
 fn env(shape: &Shape, value: &Value) -> Result<String, Failure> {
     if !value.is_object() {
         return Err(Failure::Usage(
             "--output env needs an answer with fields".into(),
         ));
     }
+    let mut value = value.clone();
+    name_credential_secrets(&mut value);
     let mut text = String::new();
-    for (path, value) in fields(value) {
+    let mut left_out = Vec::new();
+    for (path, value) in fields(&value) {
         let mut name = shape.env_prefix.to_owned();
         for part in &path {
             let renamed = shape
@@ -186,9 +192,60 @@ fn env(shape: &Shape, value: &Value) -> Result<String, Failure> {
                 name.push_str(&part);
             }
         }
-        let _ = writeln!(text, "{name}={}", shell_quoted(&value));
+        if reads_alike(&value) {
+            let _ = writeln!(text, "{name}={value}");
+        } else {
+            left_out.push(name);
+        }
+    }
+    if !left_out.is_empty() {
+        // Names only: these values may hold the secret (a command, a connection string).
+        eprintln!(
+            "keygate: left out of the env lines, since their values would need quotes that \
+             $GITHUB_ENV keeps (--output json has them): {}",
+            left_out.join(", ")
+        );
     }
     Ok(text)
+}
+
+/// The fields that may carry a machine credential's secret, the password first: ssh's user
+/// name is the connection's name, which may look like a secret.
+const CREDENTIAL_SECRET_FIELDS: [&str; 5] = [
+    "password",
+    "username",
+    "secret_key",
+    "proxy_token",
+    "aws_secret_access_key",
+];
+
+/// Gives each machine credential (an object with a `connection_name`) a `secret` field, since
+/// which field holds it depends on the protocol (the user name for databases, the password for
+/// ssh, …), and drops a `password` that is not the secret (the databases' fixed `noop`), which
+/// a `…_PASSWORD` line would pass off as one.
+fn name_credential_secrets(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if object.contains_key("connection_name") {
+                let secret = CREDENTIAL_SECRET_FIELDS.iter().find_map(|field| {
+                    object
+                        .get(*field)
+                        .and_then(Value::as_str)
+                        .filter(|value| value.starts_with(SecretKind::MachineCredential.prefix()))
+                        .map(str::to_owned)
+                });
+                if let Some(secret) = secret {
+                    if object.get("password").and_then(Value::as_str) != Some(secret.as_str()) {
+                        object.remove("password");
+                    }
+                    object.insert("secret".into(), Value::String(secret));
+                }
+            }
+            object.values_mut().for_each(name_credential_secrets);
+        }
+        Value::Array(items) => items.iter_mut().for_each(name_credential_secrets),
+        _ => {}
+    }
 }
 
 /// `pg-prod.v2` → `PG_PROD_V2`, `publicKey` → `PUBLIC_KEY`, `_id` → `ID`.
@@ -209,17 +266,12 @@ fn env_word(part: &str) -> String {
     word.trim_matches('_').to_owned()
 }
 
-/// The value as is when a shell reads it back unchanged in an assignment, else single-quoted.
-fn shell_quoted(value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./?_-".contains(c));
-    if plain {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
+/// Whether a shell's assignment `NAME=value` reads the value as written: no blank, quote,
+/// expansion, operator or tilde.
+fn reads_alike(value: &str) -> bool {
+    value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./?_-".contains(c))
 }
 
 #[cfg(test)]
@@ -247,24 +299,67 @@ mod tests {
         );
     }
 
+    const IDENTITY: Shape = Shape {
+        env_prefix: "KEYGATE_MACHINE_IDENTITY",
+        env_names: &[("credentials", "")],
+        columns: &[],
+    };
+
     #[test]
-    fn env_lines_key_credentials_by_connection() {
+    fn env_lines_key_credentials_by_connection_and_name_their_secret() {
         let identity = json!({
             "name": "ci-bot",
             "description": null,
-            "credentials": [{"connection_name": "pg-prod", "password": "it's"}],
+            "credentials": [
+                {"connection_name": "pg-prod", "username": "kgmi_abc", "password": "noop"},
+                {"connection_name": "kgmi_box", "username": "kgmi_box", "password": "kgmi_def"},
+            ],
         });
-        let shape = Shape {
-            env_prefix: "KEYGATE_MACHINE_IDENTITY",
-            env_names: &[("credentials", "")],
-            columns: &[],
-        };
         assert_eq!(
-            env(&shape, &identity).unwrap(),
+            env(&IDENTITY, &identity).unwrap(),
             "KEYGATE_MACHINE_IDENTITY_NAME=ci-bot\n\
              KEYGATE_MACHINE_IDENTITY_PG_PROD_CONNECTION_NAME=pg-prod\n\
-             KEYGATE_MACHINE_IDENTITY_PG_PROD_PASSWORD='it'\\''s'\n"
+             KEYGATE_MACHINE_IDENTITY_PG_PROD_USERNAME=kgmi_abc\n\
+             KEYGATE_MACHINE_IDENTITY_PG_PROD_SECRET=kgmi_abc\n\
+             KEYGATE_MACHINE_IDENTITY_KGMI_BOX_CONNECTION_NAME=kgmi_box\n\
+             KEYGATE_MACHINE_IDENTITY_KGMI_BOX_USERNAME=kgmi_box\n\
+             KEYGATE_MACHINE_IDENTITY_KGMI_BOX_PASSWORD=kgmi_def\n\
+             KEYGATE_MACHINE_IDENTITY_KGMI_BOX_SECRET=kgmi_def\n"
         );
+    }
+
+    #[test]
+    fn env_lines_leave_out_what_only_quotes_could_carry() {
+        let identity = json!({
+            "name": "ci-bot",
+            "description": "it's for CI",
+            "credentials": [{
+                "connection_name": "mongo",
+                "username": "kgmi_abc",
+                "connection_string": "mongodb://kgmi_abc:noop@h:27017/app?directConnection=true&tls=false",
+                "database_name": "",
+            }],
+        });
+        assert_eq!(
+            env(&IDENTITY, &identity).unwrap(),
+            "KEYGATE_MACHINE_IDENTITY_NAME=ci-bot\n\
+             KEYGATE_MACHINE_IDENTITY_MONGO_CONNECTION_NAME=mongo\n\
+             KEYGATE_MACHINE_IDENTITY_MONGO_USERNAME=kgmi_abc\n\
+             KEYGATE_MACHINE_IDENTITY_MONGO_DATABASE_NAME=\n\
+             KEYGATE_MACHINE_IDENTITY_MONGO_SECRET=kgmi_abc\n"
+        );
+        for plain in [
+            "grpc://edge:xagt-a_b@h:8010?mode=standard",
+            "",
+            "a=b,c/d%40",
+        ] {
+            assert!(reads_alike(plain), "{plain}");
+        }
+        for quoted in [
+            "a b", "it's", "a&b", "$HOME", "~/x", "a;b", "`x`", "a\nb", "\"x\"",
+        ] {
+            assert!(!reads_alike(quoted), "{quoted}");
+        }
     }
 
     #[test]

@@ -110,9 +110,10 @@ pub async fn connect(
     max_connections: u32,
 ) -> std::result::Result<Arc<dyn Store>, StartupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(url, max_connections)
-            .await
-            .map_err(|e| format!("cannot open Postgres: {e}"))?;
+        let store = match PostgresStore::connect(url, max_connections).await {
+            Ok(store) => store,
+            Err(err) => return Err(postgres::explain_connect_error(url, err).await.into()),
+        };
         Ok(Arc::new(store))
     } else if url.contains(":memory:") || url.contains("mode=memory") {
         // Each pooled connection would see its own empty database, and data would vanish with them.
@@ -126,7 +127,11 @@ pub async fn connect(
             .map_err(|e| format!("cannot open SQLite: {e}"))?;
         Ok(Arc::new(store))
     } else {
-        Err("the database URL must start with sqlite: or postgres://".into())
+        Err(
+            "KEYGATE_DATABASE_URL (--database-url) must start with sqlite: or postgres://, \
+             e.g. postgres://keygate@db.internal:5432/keygate"
+                .into(),
+        )
     }
 }
 

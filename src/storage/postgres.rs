@@ -1,10 +1,12 @@
 //! Production storage: PostgreSQL with native types, migrations from `migrations/postgres`.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -37,6 +39,53 @@ const AUDIT_CLOCK: Option<&str> = Some(
     "SELECT clock_timestamp() FROM (SELECT pg_advisory_xact_lock(7152936640718741504)) AS ordered",
 );
 
+/// How long opening the database may take, a refused connection retried meanwhile (Postgres
+/// may be starting beside keygate).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why Postgres at `url` could not be opened (`err`, from [`PostgresStore::connect`]), in words
+/// for the person starting keygate: where it was looked for and what happened there. The pool
+/// reports a refused connection only as a timeout, so one direct attempt tells the two apart;
+/// a server's error is its message alone, without the Postgres source line sqlx appends.
+pub async fn explain_connect_error(url: &str, err: sqlx::Error) -> String {
+    let Ok(options) = PgConnectOptions::from_str(url) else {
+        return format!("cannot open Postgres: {err}");
+    };
+    let at = format!("{}:{}", options.get_host(), options.get_port());
+    let timed_out = || {
+        format!(
+            "cannot reach Postgres at {at}: timed out after {} s",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    };
+    let err = match err {
+        sqlx::Error::PoolTimedOut => {
+            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
+            {
+                Ok(Err(err)) => err,
+                Ok(Ok(_)) | Err(_) => return timed_out(),
+            }
+        }
+        err => err,
+    };
+    match &err {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                format!("cannot reach Postgres at {at}: connection refused")
+            }
+            std::io::ErrorKind::TimedOut => timed_out(),
+            _ => format!("cannot reach Postgres at {at}: {io}"),
+        },
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => format!(
+            "Postgres at {at} has no database {:?}: create it (createdb), or name an existing \
+             one in KEYGATE_DATABASE_URL (--database-url)",
+            options.get_database().unwrap_or_default()
+        ),
+        sqlx::Error::Database(db) => format!("Postgres at {at} refused: {}", db.message()),
+        other => format!("cannot open Postgres at {at}: {other}"),
+    }
+}
+
 pub struct PostgresStore {
     pool: PgPool,
     /// Bumped by this instance's commits and by the listener hearing any instance's.
@@ -57,7 +106,7 @@ impl PostgresStore {
     ) -> std::result::Result<PostgresStore, sqlx::Error> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(CONNECT_TIMEOUT)
             // A ping before every query doubled the round trips; a dead connection fails its
             // query instead, and the pool replaces it.
             .test_before_acquire(false)

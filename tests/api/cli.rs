@@ -4,6 +4,7 @@
 //!
 //! Every run checks that nothing it printed to stderr holds a secret or the token it used.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use assert_cmd::Command;
@@ -117,12 +118,40 @@ async fn agents_are_created_listed_rotated_and_deleted(backend: Backend) {
         "{}",
         shown.stdout
     );
-    let listed = admin(&app, &["agents", "list", "-o", "text"])
-        .outcome()
-        .await
-        .success();
-    assert!(listed.stdout.starts_with("NAME "), "{}", listed.stdout);
-    assert!(listed.stdout.contains("edge-1") && listed.stdout.contains("embedded"));
+    // The client options are taken before the command as well as after it.
+    let unreachable = "http://127.0.0.1:9";
+    for args in [
+        &["agents", "list", "-o", "text", "--url", &app.base][..],
+        &["--url", &app.base, "--output", "text", "agents", "list"],
+        &["-o", "text", "--url", &app.base, "agents", "list"],
+    ] {
+        let listed = keygate(unreachable, Some(BOOTSTRAP_TOKEN), args)
+            .outcome()
+            .await
+            .success();
+        assert!(
+            listed.stdout.starts_with("NAME "),
+            "{args:?}: {}",
+            listed.stdout
+        );
+        assert!(listed.stdout.contains("edge-1") && listed.stdout.contains("embedded"));
+    }
+    let listed = keygate(
+        unreachable,
+        None,
+        &[
+            "--token",
+            BOOTSTRAP_TOKEN,
+            "--url",
+            &app.base,
+            "agents",
+            "list",
+        ],
+    )
+    .outcome()
+    .await
+    .success();
+    assert_eq!(listed.json()[0]["name"], "edge-1");
 
     let rotated = admin(&app, &["agents", "rotate", "edge-1", "--grace-period", "0"])
         .outcome()
@@ -134,6 +163,24 @@ async fn agents_are_created_listed_rotated_and_deleted(backend: Backend) {
     assert_eq!(
         app.verify(BOOTSTRAP_TOKEN, &new_dsn).await.1["code"],
         "valid"
+    );
+
+    // A replay of the same Idempotency-Key is the same DSN, and not said to be shown once.
+    let create = [
+        "agents",
+        "create",
+        "edge-2",
+        "--idempotency-key",
+        "ci-run-7",
+    ];
+    let first = admin(&app, &create).outcome().await.success();
+    let again = admin(&app, &create).outcome().await.success();
+    assert_eq!(first.json()["token"], again.json()["token"]);
+    assert!(first.stderr.contains("shown once"), "{}", first.stderr);
+    assert!(
+        !again.stderr.contains("shown once") && again.stderr.contains("replayed"),
+        "{}",
+        again.stderr
     );
 
     let deleted = admin(&app, &["agents", "delete", "edge-1"])
@@ -236,57 +283,145 @@ async fn each_outcome_has_its_exit_code(backend: Backend) {
     assert_no_secret_logged();
 }
 
+/// `--output env` lines as both of their readers read them: GitHub Actions' `$GITHUB_ENV`
+/// (the value is everything after the first `=`, as is) and bash's `source`. Fails unless the
+/// two agree on every variable.
+fn read_env_lines(lines: &str) -> BTreeMap<String, String> {
+    let github: BTreeMap<String, String> = lines
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once('=').expect("a NAME=value line");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keygate.env");
+    std::fs::write(&file, lines).unwrap();
+    let names: Vec<&str> = github.keys().map(String::as_str).collect();
+    let script = format!(
+        "source \"$1\" && for name in {}; do printf '%s\\0' \"${{!name}}\"; done",
+        names.join(" ")
+    );
+    let sourced = std::process::Command::new("bash")
+        .args(["-c", &script, "bash", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(sourced.status.success(), "{sourced:?}");
+    let sourced = String::from_utf8(sourced.stdout).unwrap();
+    let sourced: Vec<&str> = sourced.split_terminator('\0').collect();
+    let github_values: Vec<&str> = github.values().map(String::as_str).collect();
+    assert_eq!(
+        sourced, github_values,
+        "bash and $GITHUB_ENV differ:\n{lines}"
+    );
+    github
+}
+
 async fn env_output_is_sourced_by_a_shell(backend: Backend) {
     let app = TestApp::start(backend).await;
-    let dir = tempfile::tempdir().unwrap();
-    let env_file = dir.path().join("github_env");
     let created = admin(&app, &["agents", "create", "ci-agent", "--output", "env"])
         .outcome()
         .await
         .success();
-    std::fs::write(&env_file, &created.stdout).unwrap();
-    let script = format!(
-        ". '{}' && printf %s \"$KEYGATE_AGENT_DSN\"",
-        env_file.display()
-    );
-    let sourced = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    let dsn = String::from_utf8(sourced.stdout).unwrap();
+    let dsn = &read_env_lines(&created.stdout)["KEYGATE_AGENT_DSN"];
     assert!(
         dsn.starts_with("grpc://ci-agent:xagt-"),
         "{}",
         created.stdout
     );
-    assert_eq!(app.verify(BOOTSTRAP_TOKEN, &dsn).await.1["code"], "valid");
+    assert_eq!(app.verify(BOOTSTRAP_TOKEN, dsn).await.1["code"], "valid");
 
-    // A machine identity's credentials are named by connection.
-    let connection = admin(
-        &app,
-        &[
-            "connections",
-            "create",
-            "pg-prod",
-            "--type",
-            "database",
-            "--subtype",
-            "postgres",
-            "--agent-id",
-            "ci-agent",
-        ],
-    )
-    .outcome()
-    .await
-    .success();
-    assert_eq!(connection.json()["name"], "pg-prod");
+    // A machine identity's credentials are named by connection, each with its secret in
+    // `…_SECRET`, wherever its protocol carries it: the user name for postgres (whose password
+    // is the proxy's fixed one, so not shown as a `…_PASSWORD`), the password for ssh.
+    for (name, subtype) in [
+        ("pg-prod", "postgres"),
+        ("bastion", "ssh"),
+        ("mongo", "mongodb"),
+    ] {
+        let connection = admin(
+            &app,
+            &[
+                "connections",
+                "create",
+                name,
+                "--type",
+                "database",
+                "--subtype",
+                subtype,
+                "--agent-id",
+                "ci-agent",
+                "--database-name",
+                "app",
+            ],
+        )
+        .outcome()
+        .await
+        .success();
+        assert_eq!(connection.json()["name"], name);
+    }
     let identity = admin(
         &app,
         &[
             "machine-identities",
             "create",
             "ci-bot",
+            "--description",
+            "the CI's own",
             "--connection",
+            "pg-prod",
+            "--connection",
+            "bastion",
+            "--connection",
+            "mongo",
+            "-o",
+            "env",
+        ],
+    )
+    .outcome()
+    .await
+    .success();
+    let env = read_env_lines(&identity.stdout);
+    let secret = |connection: &str| {
+        let prefix = format!("KEYGATE_MACHINE_IDENTITY_{connection}_");
+        let secret = env[&format!("{prefix}SECRET")].clone();
+        assert!(secret.starts_with("kgmi_"), "{}", identity.stdout);
+        secret
+    };
+    let postgres = secret("PG_PROD");
+    assert_eq!(env["KEYGATE_MACHINE_IDENTITY_PG_PROD_USERNAME"], postgres);
+    assert!(!env.contains_key("KEYGATE_MACHINE_IDENTITY_PG_PROD_PASSWORD"));
+    let ssh = secret("BASTION");
+    assert_eq!(env["KEYGATE_MACHINE_IDENTITY_BASTION_PASSWORD"], ssh);
+    assert_eq!(env["KEYGATE_MACHINE_IDENTITY_BASTION_USERNAME"], "bastion");
+    // What only quotes could carry is left out, and named (never shown) on stderr.
+    secret("MONGO");
+    for left_out in [
+        "KEYGATE_MACHINE_IDENTITY_DESCRIPTION",
+        "KEYGATE_MACHINE_IDENTITY_MONGO_CONNECTION_STRING",
+        "KEYGATE_MACHINE_IDENTITY_BASTION_COMMAND",
+    ] {
+        assert!(!env.contains_key(left_out), "{}", identity.stdout);
+        assert!(identity.stderr.contains(left_out), "{}", identity.stderr);
+    }
+    for (connection, secret) in [("pg-prod", &postgres), ("bastion", &ssh)] {
+        let verdict = app
+            .post(
+                "/verify",
+                BOOTSTRAP_TOKEN,
+                json!({ "key": secret, "connection": connection }),
+            )
+            .await
+            .1;
+        assert_eq!(verdict["code"], "valid", "{verdict}");
+    }
+
+    let rotated = admin(
+        &app,
+        &[
+            "machine-identities",
+            "rotate",
+            "ci-bot",
             "pg-prod",
             "-o",
             "env",
@@ -295,26 +430,9 @@ async fn env_output_is_sourced_by_a_shell(backend: Backend) {
     .outcome()
     .await
     .success();
-    std::fs::write(&env_file, &identity.stdout).unwrap();
-    let script = format!(
-        ". '{}' && printf %s \"$KEYGATE_MACHINE_IDENTITY_PG_PROD_USERNAME\"",
-        env_file.display()
-    );
-    let sourced = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    let username = String::from_utf8(sourced.stdout).unwrap();
-    assert!(username.starts_with("kgmi_"), "{}", identity.stdout);
-    let verdict = app
-        .post(
-            "/verify",
-            BOOTSTRAP_TOKEN,
-            json!({ "key": username, "connection": "pg-prod" }),
-        )
-        .await
-        .1;
-    assert_eq!(verdict["code"], "valid", "{verdict}");
+    let rotated = read_env_lines(&rotated.stdout);
+    assert!(rotated["KEYGATE_CREDENTIAL_SECRET"].starts_with("kgmi_"));
+    assert_ne!(rotated["KEYGATE_CREDENTIAL_SECRET"], postgres);
     assert_no_secret_logged();
 }
 
@@ -673,15 +791,43 @@ async fn completions_and_the_manual_come_from_the_parser() {
         let script = script.success().stdout;
         assert!(script.contains("machine-identities") && script.contains("idempotency-key"));
     }
-    let page = keygate("http://unused", None, &["man"])
+    // Every page a page refers to is written.
+    let dir = tempfile::tempdir().unwrap();
+    let man1 = dir.path().join("man1");
+    keygate("http://unused", None, &["man", man1.to_str().unwrap()])
         .outcome()
         .await
-        .success()
-        .stdout;
+        .success();
+    let page = |name: &str| std::fs::read_to_string(man1.join(format!("{name}.1")));
+    let top = page("keygate").unwrap();
     assert!(
-        page.starts_with(".ie") || page.contains(".TH keygate"),
-        "{page}"
+        top.contains(".TH keygate") && top.contains("\\-\\-url"),
+        "{top}"
     );
+    let mut referred = 0;
+    for entry in std::fs::read_dir(&man1).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for (at, _) in text.match_indices("(1)") {
+            let name = text[..at]
+                .rsplit(|c: char| c.is_whitespace())
+                .next()
+                .unwrap();
+            let name = name.replace("\\-", "-");
+            assert!(
+                page(&name).is_ok(),
+                "{name}(1) is referred to but not written"
+            );
+            referred += 1;
+        }
+    }
+    assert!(referred > 10, "{referred}");
+    assert!(
+        page("keygate-agents-create")
+            .unwrap()
+            .contains("\\-\\-mode")
+    );
+    assert!(page("keygate-agents-help").is_err());
+
     let help = keygate("http://unused", None, &["--help"])
         .outcome()
         .await
@@ -691,6 +837,9 @@ async fn completions_and_the_manual_come_from_the_parser() {
         help.contains("Exit codes:") && help.contains("8  verify"),
         "{help}"
     );
+    for option in ["--url <URL>", "--token <TOKEN>", "--output <OUTPUT>"] {
+        assert!(help.contains(option), "{option} is not in:\n{help}");
+    }
 }
 
 /// A TCP proxy that forwards the first request to the server, reads the whole answer, and

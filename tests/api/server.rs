@@ -431,3 +431,147 @@ async fn refusals_say_whether_a_retry_can_succeed(backend: Backend) {
         yes(StatusCode::TOO_MANY_REQUESTS)
     );
 }
+
+/// `keygate` started as a first-time user starts it: no `KEYGATE_*` from the test's own
+/// environment, a data directory of its own, any free port; `env` on top. What it printed
+/// on stdout and stderr, once it stopped (each case here fails before serving).
+fn first_run(env: &[(&str, &str)]) -> (i32, String, String) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("KEYGATE_")) {
+        command.env_remove(name);
+    }
+    let output = command
+        .env("KEYGATE_DATA_DIR", data_dir.path())
+        .env("KEYGATE_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().expect("killed by a signal"),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Every setting refused at start-up is named both ways, environment variable and flag, with
+/// an example of what it takes; a secret's value is never echoed.
+#[test]
+fn a_refused_setting_names_its_variable_its_flag_and_an_example() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("data");
+    for (variable, value) in [
+        ("KEYGATE_LISTEN", "8009"),
+        ("KEYGATE_DATA_DIR", under_a_file.to_str().unwrap()),
+        ("KEYGATE_DATABASE_URL", "mysql://db/keygate"),
+        ("KEYGATE_GRPC_URL", "https://gw.example.com"),
+        ("KEYGATE_PUBLIC_URL", "ftp://keygate.example.com"),
+        ("KEYGATE_DATABASE_MAX_CONNECTIONS", "many"),
+        ("KEYGATE_BOOTSTRAP_TOKEN", "short-hunter2"),
+        ("KEYGATE_SECRET_KEY", "hunter2"),
+        ("KEYGATE_LOG", "info,["),
+        ("KEYGATE_LOG_FORMAT", "xml"),
+        ("KEYGATE_VERIFY_FAILURES_PER_MINUTE", "lots"),
+        ("KEYGATE_AUTH_FAILURES_PER_MINUTE", "-1"),
+        ("KEYGATE_REQUEST_TIMEOUT_SECS", "30s"),
+        ("KEYGATE_TRUSTED_PROXIES", "the-load-balancer"),
+        ("KEYGATE_USAGE_FLUSH_MS", "5s"),
+        ("KEYGATE_AUDIT_RETENTION_DAYS", "forever"),
+        ("KEYGATE_VERIFY_CACHE_CAPACITY", "big"),
+        ("KEYGATE_GATEWAY_HOST", "gw example"),
+        ("KEYGATE_GATEWAY_LISTENERS", "postgres"),
+        ("KEYGATE_GATEWAY_TLS", "smtp"),
+        ("KEYGATE_IDEMPOTENCY_WINDOW_SECS", "0"),
+        ("KEYGATE_CORS_ORIGINS", "console.example.com"),
+        ("KEYGATE_CONSOLE_IDLE_TIMEOUT_SECS", "0"),
+        ("KEYGATE_CONSOLE_SESSION_LIFETIME_SECS", "12h"),
+        ("KEYGATE_CONSOLE_SECURE_COOKIE", "maybe"),
+    ] {
+        let (code, stdout, stderr) = first_run(&[(variable, value)]);
+        assert_ne!(code, 0, "{variable}={value} was taken");
+        let flag = format!(
+            "--{}",
+            variable["KEYGATE_".len()..]
+                .to_lowercase()
+                .replace('_', "-")
+        );
+        for needed in [variable, flag.as_str(), "e.g."] {
+            assert!(
+                stderr.contains(needed),
+                "{variable}={value}: {needed} is not in:\n{stderr}"
+            );
+        }
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!stdout.contains(variable), "said once: {stdout}");
+    }
+}
+
+/// A Postgres that cannot be reached is named by host and port, with why: refused, or no
+/// answer. Said once, whether the log is for people (a line on stderr) or for a collector (a
+/// JSON event on stdout, the log).
+#[test]
+fn an_unreachable_postgres_is_named_with_why_once() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusing = closed.local_addr().unwrap();
+    drop(closed);
+    // Takes connections into its backlog and never answers: the Postgres handshake waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_at = silent.local_addr().unwrap();
+    // Each silent start takes the whole connect timeout, twice: once in a format is enough.
+    for (at, why, formats) in [
+        (refusing, "connection refused", &["human", "json"][..]),
+        (silent_at, "timed out", &["json"]),
+    ] {
+        let url = format!("postgres://keygate:hunter2@{at}/keygate");
+        let expected = format!("cannot reach Postgres at {at}: {why}");
+        for &format in formats {
+            let (code, stdout, stderr) = first_run(&[
+                ("KEYGATE_DATABASE_URL", &url),
+                ("KEYGATE_LOG_FORMAT", format),
+            ]);
+            assert_eq!(code, 1, "{stderr}");
+            let said = format!("{stdout}{stderr}");
+            assert_eq!(said.matches(&expected).count(), 1, "{format}: {said}");
+            assert!(!said.contains("hunter2"), "{said}");
+            if format == "json" {
+                assert_eq!(stderr, "");
+            } else {
+                assert!(
+                    stderr.starts_with(&format!("keygate: {expected}")),
+                    "{stderr}"
+                );
+                assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            }
+        }
+    }
+    drop(silent);
+}
+
+/// A Postgres without the named database says so plainly: no sqlx wording, no server source
+/// line ("at line 948").
+#[test]
+#[ignore = "needs Postgres: set KEYGATE_TEST_POSTGRES_URL and pass --include-ignored"]
+fn a_missing_postgres_database_is_named_plainly() {
+    let mut url =
+        url::Url::parse(&crate::common::postgres_url().expect("KEYGATE_TEST_POSTGRES_URL"))
+            .unwrap();
+    url.set_path("/keygate_never_created");
+    let (code, stdout, stderr) = first_run(&[("KEYGATE_DATABASE_URL", url.as_str())]);
+    assert_eq!(code, 1, "{stderr}");
+    let at = format!(
+        "{}:{}",
+        url.host_str().unwrap(),
+        url.port_or_known_default().unwrap()
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "keygate: Postgres at {at} has no database \"keygate_never_created\": create it"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("at line"), "{stderr}");
+    assert!(
+        !stdout.contains("keygate_never_created"),
+        "said once: {stdout}"
+    );
+}
