@@ -3,6 +3,7 @@
 //! command-line verb they name exists ([`names`]).
 
 mod blocks;
+mod names;
 
 use std::path::Path;
 
@@ -87,5 +88,21 @@ impl Document {
             self.path
         );
         fences
+    }
+
+    /// The text outside code blocks, with each block's lines left blank so that line numbers
+    /// still hold.
+    pub fn prose(&self) -> String {
+        let mut prose = String::new();
+        let mut inside = false;
+        for line in self.text.lines() {
+            if line.starts_with("```") {
+                inside = !inside;
+            } else if !inside {
+                prose.push_str(line);
+            }
+            prose.push('\n');
+        }
+        prose
     }
 }
