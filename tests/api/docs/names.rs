@@ -7,7 +7,8 @@
 //! `/api/public/v1.0` prefixes the hoop and Ops Manager routes are also served under, and the
 //! router's pages outside it ([`PAGES`], each checked to answer). Variables come from the
 //! binary's command line (every setting's `env`), the `--output env` prefixes of the client,
-//! and what the tests and CI scripts read. Verbs come from the binary's clap command.
+//! and what the tests and CI scripts read. Verbs come from the binary's clap command. And
+//! docs/ARCHITECTURE.md names every module of `src/storage/`, and no other.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -299,6 +300,32 @@ fn paths(code: &str) -> Vec<String> {
         found.push(format!("{base}{path}"));
     }
     found
+}
+
+#[test]
+fn architecture_names_the_storage_modules_as_they_are() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let modules: BTreeSet<String> = std::fs::read_dir(root.join("src/storage"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .map(|file| format!("storage/{file}"))
+        .collect();
+    let architecture = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+    let named: BTreeSet<String> = architecture
+        .match_indices("`storage/")
+        .map(|(at, _)| {
+            let rest = &architecture[at + 1..];
+            rest[..rest.find('`').unwrap()].to_owned()
+        })
+        // `storage/`, `storage/<family>.rs`: the folder, or a module to come.
+        .filter(|name| name.ends_with(".rs") && !name.contains('<'))
+        .collect();
+    let missing: Vec<_> = modules.difference(&named).collect();
+    let gone: Vec<_> = named.difference(&modules).collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "docs/ARCHITECTURE.md does not name {missing:?}, and names {gone:?}, which do not exist"
+    );
 }
 
 fn assert_none(what: &str, unknown: &[Named]) {
