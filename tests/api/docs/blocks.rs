@@ -26,7 +26,9 @@
 //!   `cargo run --release [-- ARGS]` runs the binary this suite already built
 //!   (`CARGO_BIN_EXE_keygate`) with the same environment and arguments: compiling a release
 //!   build inside a test would take minutes. Any other cargo command fails. No jq, no uuidgen.
-//!   HOME and TMPDIR are inside the test's temporary directory.
+//!   HOME and TMPDIR are inside the test's temporary directory. When the test runs as root,
+//!   the blocks run as `nobody`, unprivileged as a reader's shell is: a block that writes
+//!   outside its directory (`> /etc/…`) fails instead of changing this machine.
 //! - **Isolation.** The blocks name `localhost:8009` as the README does. They run in a network
 //!   namespace of their own (`unshare --net`), so that a keygate already serving there, or
 //!   another run of this test, is neither reached nor in the way; where namespaces are
@@ -37,6 +39,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -433,7 +436,14 @@ struct Section {
 /// The temporary directory of one run, and the host tools it links to.
 struct Run {
     dir: tempfile::TempDir,
+    /// `setpriv`, when the test runs as root: the blocks run as `nobody`, as a reader would run
+    /// them, so that a block writing outside its directory (`> /etc/…`) fails instead of
+    /// changing this machine.
+    setpriv: Option<PathBuf>,
 }
+
+/// The user the blocks run as when the test runs as root.
+const NOBODY: u32 = 65534;
 
 /// The bash script of one section, and where each of its lines came from.
 struct Script {
@@ -446,16 +456,26 @@ struct Script {
 struct Outcome {
     index: usize,
     dir: PathBuf,
+    /// Where the commands' printed outputs are kept.
+    out: PathBuf,
     origin: Vec<Option<(usize, usize)>>,
 }
 
 impl Run {
     fn new() -> Run {
+        let as_root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
         let run = Run {
             dir: tempfile::tempdir().unwrap(),
+            setpriv: host_tool("setpriv").filter(|_| as_root),
         };
-        for sub in ["bin", "home", "tmp", "out", "sections"] {
+        std::fs::set_permissions(run.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(run.path("bin")).unwrap();
+        // Everything the blocks write is under work/, theirs.
+        for sub in ["work", "work/home", "work/tmp", "work/out", "work/sections"] {
             std::fs::create_dir(run.path(sub)).unwrap();
+            if run.setpriv.is_some() {
+                std::os::unix::fs::chown(run.path(sub), Some(NOBODY), Some(NOBODY)).unwrap();
+            }
         }
         for tool in TOOLS {
             let found = host_tool(tool)
@@ -466,9 +486,7 @@ impl Run {
         std::os::unix::fs::symlink(binary, run.path("bin/keygate")).unwrap();
         let cargo = run.path("bin/cargo");
         std::fs::write(&cargo, CARGO_SHIM.replace("KEYGATE_BINARY", binary)).unwrap();
-        let mut permissions = std::fs::metadata(&cargo).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-        std::fs::set_permissions(&cargo, permissions).unwrap();
+        std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
         run
     }
 
@@ -479,30 +497,41 @@ impl Run {
     /// Writes every section's script and a driver that runs them one after the other, runs the
     /// driver, and ends the server the first section started. Also says how it was isolated.
     fn execute(&self, sections: &[Section]) -> (Vec<Outcome>, &'static str) {
-        let state = self.path("state.sh");
-        let servers = self.path("servers");
+        let state = self.path("work/state.sh");
+        let servers = self.path("work/servers");
         let mut driver = String::from("set -u\n");
-        let isolated = network_namespace();
+        let isolated = network_namespace(self.setpriv.is_some());
         if let Some(ip) = &isolated {
             let _ = writeln!(driver, "{} link set lo up || exit 99", quote(ip));
         }
         let mut outcomes = Vec::new();
         for (index, section) in sections.iter().enumerate() {
-            let dir = self.path(&format!("sections/{index:02}"));
+            let dir = self.path(&format!("work/sections/{index:02}"));
             std::fs::create_dir(&dir).unwrap();
+            if self.setpriv.is_some() {
+                std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+            }
             let script = self.script(index, section, &dir, &state, &servers);
             std::fs::write(dir.join("script.sh"), &script.text).unwrap();
             let _ = writeln!(
                 driver,
-                "cd {dir} && {timeout} --foreground {SECTION_TIMEOUT_SECS} {bash} script.sh \
+                "cd {dir} && {user}{timeout} --foreground {SECTION_TIMEOUT_SECS} {bash} script.sh \
                  > log 2>&1 < /dev/null; echo $? > {dir}/exit",
                 dir = quote(&dir),
+                user = match &self.setpriv {
+                    Some(setpriv) => format!(
+                        "{} --reuid={NOBODY} --regid={NOBODY} --clear-groups ",
+                        quote(setpriv)
+                    ),
+                    None => String::new(),
+                },
                 timeout = quote(&self.path("bin/timeout")),
                 bash = quote(&self.path("bin/bash")),
             );
             outcomes.push(Outcome {
                 index,
                 dir,
+                out: self.path("work/out"),
                 origin: script.origin,
             });
         }
@@ -531,7 +560,7 @@ impl Run {
             Some(_) => {
                 let mut command = Command::new(host_tool("unshare").unwrap());
                 command
-                    .args(["--net", "--map-root-user"])
+                    .args(unshare_args(self.setpriv.is_some()))
                     .arg(self.path("bin/bash"));
                 command
             }
@@ -541,8 +570,8 @@ impl Run {
             .arg(self.path("driver.sh"))
             .env_clear()
             .env("PATH", self.path("bin"))
-            .env("HOME", self.path("home"))
-            .env("TMPDIR", self.path("tmp"))
+            .env("HOME", self.path("work/home"))
+            .env("TMPDIR", self.path("work/tmp"))
             .env("LANG", "C.UTF-8")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -641,7 +670,8 @@ impl Run {
                 if captured {
                     // Kept only when the command succeeds: a failed one is told as a failure,
                     // not as a wrong output.
-                    let out = self.output_file(index, block_index, command.first);
+                    let out =
+                        output_file(&self.path("work/out"), index, block_index, command.first);
                     let partial = quote(&out.with_extension("partial"));
                     line(
                         &mut text,
@@ -655,10 +685,6 @@ impl Run {
             }
         }
         Script { text, origin }
-    }
-
-    fn output_file(&self, section: usize, block: usize, line: usize) -> PathBuf {
-        self.path(&format!("out/{section}-{block}-{line}"))
     }
 }
 
@@ -699,7 +725,7 @@ impl Outcome {
                 };
                 // A command the section never reached has no output file: its failure is
                 // already told above.
-                let file = self.output_file_in(block_index, command.first);
+                let file = output_file(&self.out, self.index, block_index, command.first);
                 let Ok(printed) = std::fs::read_to_string(file) else {
                     continue;
                 };
@@ -718,15 +744,11 @@ impl Outcome {
         }
         (problems, compared)
     }
+}
 
-    fn output_file_in(&self, block: usize, line: usize) -> PathBuf {
-        // sections/NN → out/
-        self.dir
-            .parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .join(format!("out/{}-{block}-{line}", self.index))
-    }
+/// Where the output of a command (by section, block and first line) is kept.
+fn output_file(out: &Path, section: usize, block: usize, line: usize) -> PathBuf {
+    out.join(format!("{section}-{block}-{line}"))
 }
 
 /// A tool of the host by name, from the directories a fresh Debian puts on PATH.
@@ -737,12 +759,22 @@ fn host_tool(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// How `unshare` makes the network namespace: root needs no user namespace (and keeps the
+/// user `nobody`, which a user namespace would not map); anyone else needs one.
+fn unshare_args(as_root: bool) -> &'static [&'static str] {
+    if as_root {
+        &["--net"]
+    } else {
+        &["--net", "--map-root-user"]
+    }
+}
+
 /// `ip`, when this machine lets the test make a network namespace of its own and bring its
 /// loopback up.
-fn network_namespace() -> Option<PathBuf> {
+fn network_namespace(as_root: bool) -> Option<PathBuf> {
     let ip = host_tool("ip")?;
     let works = Command::new(host_tool("unshare")?)
-        .args(["--net", "--map-root-user"])
+        .args(unshare_args(as_root))
         .arg(&ip)
         .args(["link", "set", "lo", "up"])
         .stdout(Stdio::null())
