@@ -236,6 +236,16 @@ fn commands(lines: &[String]) -> Vec<ShellCommand> {
         let mut at = 0;
         while at < chars.len() {
             let c = chars[at];
+            if c == '\\' && open.last() != Some(&'\'') {
+                // An escaped character; at the end of a line, the command goes on.
+                code.push(c);
+                match chars.get(at + 1) {
+                    Some(&next) => code.push(next),
+                    None => continued = true,
+                }
+                at += 2;
+                continue;
+            }
             match open.last() {
                 Some('\'') => {
                     if c == '\'' {
@@ -243,16 +253,6 @@ fn commands(lines: &[String]) -> Vec<ShellCommand> {
                     }
                 }
                 Some('"') => match c {
-                    '\\' => {
-                        code.push(c);
-                        at += 1;
-                        continued = at == chars.len();
-                        if let Some(&next) = chars.get(at) {
-                            code.push(next);
-                        }
-                        at += 1;
-                        continue;
-                    }
                     '"' => {
                         open.pop();
                     }
@@ -264,16 +264,6 @@ fn commands(lines: &[String]) -> Vec<ShellCommand> {
                     _ => {}
                 },
                 _ => match c {
-                    '\\' => {
-                        code.push(c);
-                        at += 1;
-                        continued = at == chars.len();
-                        if let Some(&next) = chars.get(at) {
-                            code.push(next);
-                        }
-                        at += 1;
-                        continue;
-                    }
                     '\'' | '"' => open.push(c),
                     '(' => open.push(')'),
                     ')' if open.last() == Some(&')') => {
