@@ -106,8 +106,14 @@ impl AppState {
 #[openapi(
     info(
         title = "keygate",
-        description = "Control plane of an access gateway: mints and verifies agent keys and API keys. \
-                       hoop routes are also served under `/api`."
+        description = "Control plane of an access gateway: mints, stores as digests and verifies the \
+                       secrets of four API families, each in its own routes and error dialect: hoop \
+                       agent keys (DSNs); MongoDB Ops Manager projects, programmatic API key pairs \
+                       (HTTP Digest) and agent API keys, also under `/api/public/v1.0`; Agentex \
+                       agent API keys and webhook signing secrets; and hoop machine identities with \
+                       a native credential per connection. hoop routes are also served under \
+                       `/api`. keygate's own API keys, organizations and audit trail manage them, \
+                       and one `POST /verify` answers for every kind of secret."
     ),
     modifiers(&BearerAuth),
     tags(
@@ -119,6 +125,7 @@ impl AppState {
         (name = "Organizations", description = "Tenants; managed by the operators"),
         (name = "Audit", description = "Who changed what, from where, in which request; refused credentials"),
         (name = "Server", description = "Health and server information"),
+        (name = "Agent APIKeys", description = "Agentex agent API keys and webhook signing secrets, under Agentex's own tag name"),
         (name = "Ops Manager", description = "MongoDB Ops Manager's public API: projects, programmatic API keys (HTTP Digest) and agent API keys; also under `/api/public/v1.0`"),
     )
 )]

@@ -1,5 +1,6 @@
-//! Storage, split by aggregate: organizations (`orgs.rs`), API keys (`api_keys.rs`), agents
-//! (`agents.rs`) and the secrets they own (`secrets.rs`). Each aggregate module holds its trait
+//! Storage, split by aggregate (docs/ARCHITECTURE.md lists every module): organizations
+//! (`orgs.rs`), API keys (`api_keys.rs`), agents (`agents.rs`) and the secrets they own
+//! (`secrets.rs`), among others. Each aggregate module holds its trait
 //! and its SQL, written once: `$n` placeholders and the bound types (Uuid, DateTime, bytes) work
 //! on SQLite and Postgres alike, and each module's `impl_*!` macro implements its trait for both
 //! backends (`sqlite.rs`, `postgres.rs`), which own connections, transactions and migrations.

@@ -11,6 +11,7 @@ mod cli;
 mod connections;
 mod console;
 mod cors;
+mod docs;
 mod expiry;
 mod idempotency;
 mod input;
