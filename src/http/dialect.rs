@@ -254,11 +254,6 @@ fn pydantic_error(error: &FieldError) -> Pydantic {
     let expected = message
         .rsplit_once("expected ")
         .map_or("", |(_, expected)| expected);
-    let bound = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|bound| bound.parse::<i64>().ok())
-    };
     match error.violation {
         Violation::Missing => Pydantic::of("missing", "Field required"),
         Violation::Unknown => Pydantic::of("extra_forbidden", "Extra inputs are not permitted"),
@@ -280,22 +275,11 @@ fn pydantic_error(error: &FieldError) -> Pydantic {
                 ctx: Some(json!({ "expected": listed })),
             }
         }
-        Violation::Rule if bound(bound::AT_LEAST).is_some() => {
-            let ge = bound(bound::AT_LEAST);
-            Pydantic {
-                kind: "greater_than_equal",
-                msg: format!("Input should be {}", &message["must be ".len()..]),
-                ctx: Some(json!({ "ge": ge })),
-            }
-        }
-        Violation::Rule if bound(bound::AT_MOST).is_some() => {
-            let le = bound(bound::AT_MOST);
-            Pydantic {
-                kind: "less_than_equal",
-                msg: format!("Input should be {}", &message["must be ".len()..]),
-                ctx: Some(json!({ "le": le })),
-            }
-        }
+        Violation::Rule if let Some((kind, name, limit)) = broken_bound(message) => Pydantic {
+            kind,
+            msg: format!("Input should be {}", &message["must be ".len()..]),
+            ctx: Some(json!({ name: limit })),
+        },
         Violation::WrongType { .. } if expected.starts_with("a string") => {
             Pydantic::of("string_type", "Input should be a valid string")
         }
@@ -334,6 +318,19 @@ fn pydantic_error(error: &FieldError) -> Pydantic {
             Pydantic::of("value_error", &format!("Value error, {message}"))
         }
     }
+}
+
+/// pydantic's error type, its `ctx` name and the bound, for a message in [`bound`]'s words.
+fn broken_bound(message: &str) -> Option<(&'static str, &'static str, i64)> {
+    [
+        (bound::AT_LEAST, "greater_than_equal", "ge"),
+        (bound::AT_MOST, "less_than_equal", "le"),
+    ]
+    .into_iter()
+    .find_map(|(words, kind, name)| {
+        let limit = message.strip_prefix(words)?.parse().ok()?;
+        Some((kind, name, limit))
+    })
 }
 
 /// Whether serde's expected type is an integer (`u32`, `i64`, "an integer").

@@ -135,13 +135,7 @@ impl Model {
             .and_then(Value::as_str);
         match kind {
             Some("string") if !value.is_string() => {
-                let wrong = Violation::WrongType { text: false };
-                refused.push(refusal(
-                    path.clone(),
-                    wrong,
-                    "expected a string",
-                    echo(value),
-                ));
+                refused.push(mistyped(path, "expected a string", value))
             }
             Some("integer") => match lax_integer(value) {
                 Ok(number) => match bounds(schema, number) {
@@ -174,9 +168,7 @@ impl Model {
     ) {
         let whole = echo(value);
         let Some(object) = value.as_object_mut() else {
-            let wrong = Violation::WrongType { text: false };
-            let message = "expected struct fields in an object";
-            refused.push(refusal(path.clone(), wrong, message, whole));
+            refused.push(mistyped(path, "expected struct fields in an object", value));
             return;
         };
         let properties = schema["properties"].as_object().into_iter().flatten();
@@ -229,8 +221,7 @@ impl Model {
         refused: &mut Vec<FieldError>,
     ) {
         let Some(object) = value.as_object_mut() else {
-            let wrong = Violation::WrongType { text: false };
-            refused.push(refusal(path.clone(), wrong, "expected a map", echo(value)));
+            refused.push(mistyped(path, "expected a map", value));
             return;
         };
         let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) else {
@@ -322,6 +313,12 @@ fn refusal(
         message: message.to_owned(),
         input,
     }
+}
+
+/// `value` at `path` is not of the type expected (in serde's words, which the dialects read).
+fn mistyped(path: &[Segment], expected: &str, value: &Value) -> FieldError {
+    let wrong = Violation::WrongType { text: false };
+    refusal(path.to_vec(), wrong, expected, echo(value))
 }
 
 /// `value` when it may be repeated in an error: it holds no text (no string, no key) and no
