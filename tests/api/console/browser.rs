@@ -214,6 +214,40 @@ impl Browser<'_> {
         text.as_str().unwrap().to_owned()
     }
 
+    /// How the page fits the window's width: whether it scrolls sideways; how many table cells
+    /// lack the label a card shows them with (every cell but the actions has one); how many row
+    /// actions (the buttons, links and visible fields of a table's `td.actions`) it has, and which
+    /// of them a tap cannot reach: outside the window's width, smaller than 24 × 24 px (WCAG's
+    /// minimum target), or covered at their middle. Scrolls the window down to each action.
+    async fn fit(&self) -> Fit {
+        let fit = self
+            .script(
+                "const width = window.innerWidth;
+                 const actions = document.querySelectorAll(
+                     'td.actions button, td.actions a, td.actions input:not([type=hidden])');
+                 const unreachable = [];
+                 for (const action of actions) {
+                     // Down to the action, never sideways (scrollIntoView would scroll a
+                     // table's box too): what lies beyond the width is out of a thumb's reach.
+                     window.scrollTo(0, window.scrollY + action.getBoundingClientRect().top
+                         - window.innerHeight / 2);
+                     const box = action.getBoundingClientRect();
+                     const tapped = document.elementFromPoint(
+                         box.left + box.width / 2, box.top + box.height / 2);
+                     if (box.left < 0 || box.right > width || box.width < 24 || box.height < 24
+                         || !action.contains(tapped)) {
+                         unreachable.push(`${action.outerHTML} at x ${box.left}…${box.right}`);
+                     }
+                 }
+                 return { sideways: document.documentElement.scrollWidth > width,
+                          unlabelled: document.querySelectorAll(
+                              'td:not([data-label]):not(.actions)').length,
+                          actions: actions.length, unreachable };",
+            )
+            .await;
+        serde_json::from_value(fit).unwrap()
+    }
+
     async fn resize(&self, width: u32, height: u32) {
         self.post("/window/rect", json!({"width": width, "height": height}))
             .await;
@@ -248,6 +282,15 @@ impl Browser<'_> {
     async fn quit(self) {
         self.command(reqwest::Method::DELETE, "", None).await;
     }
+}
+
+/// How a page fits the window's width, as [`Browser::fit`] measures it.
+#[derive(Debug, serde::Deserialize)]
+struct Fit {
+    sideways: bool,
+    unlabelled: usize,
+    actions: usize,
+    unreachable: Vec<String>,
 }
 
 /// Serves, on another local port (another origin), a page whose form posts an agent to
@@ -457,10 +500,37 @@ async fn the_console_in_a_real_browser() {
     assert!(filtered.contains("agent.rotated") && !filtered.contains(">agent.created<"));
     later_pages.push(filtered);
 
-    // A phone-sized window: the same pages, tables scrolling within themselves.
+    // A phone-sized window: each table row is a card, its actions within reach of a tap, and no
+    // page scrolls sideways. The screenshots show the list, scrolled to.
     browser.resize(390, 844).await;
-    browser.goto(&at("/console/apikeys")).await;
-    browser.screenshot("api-keys-390").await;
+    for (page, name) in [
+        (at("/console/agents"), "agents-390"),
+        (at("/console/agents/edge-1/keys"), "agentex-keys-390"),
+        (at("/console/apikeys"), "api-keys-390"),
+        (at("/console/connections"), "connections-390"),
+        (at("/console/identities"), "identities-390"),
+        (at("/console/keypairs"), "key-pairs-390"),
+        (project.clone(), "project-390"),
+        (at("/console/audit"), "audit-390"),
+    ] {
+        browser.goto(&page).await;
+        let fit = browser.fit().await;
+        assert!(!fit.sideways, "{page} scrolls sideways");
+        assert_eq!(fit.unlabelled, 0, "{page}: cells without a data-label");
+        assert!(fit.unreachable.is_empty(), "{page}: {:?}", fit.unreachable);
+        // The audit log is the one list without row actions.
+        assert!(
+            fit.actions > 0 || name == "audit-390",
+            "{page}: no row actions"
+        );
+        browser
+            .script(
+                "const table = document.querySelector('table');
+                 (table.closest('section') ?? table).scrollIntoView();",
+            )
+            .await;
+        browser.screenshot(name).await;
+    }
     browser.resize(1280, 900).await;
 
     // A form on another site posting to the console, as a signed-in user's browser sends it
