@@ -137,7 +137,7 @@ async fn trigger_requests_are_validated_in_fastapis_shape(backend: Backend) {
 }
 
 /// The official `agentex-client` SDK (0.28.4, from PyPI): `client.webhooks.create_webhook_trigger`
-/// decodes keygate's answer into its own response type.
+/// decodes keygate's answer into its own response type, and a conflict is not retried.
 async fn the_agentex_sdk_from_pypi_creates_a_webhook_trigger(backend: Backend) {
     let app = TestApp::start(backend).await;
     agent(&app, "support-bot").await;
@@ -145,13 +145,27 @@ async fn the_agentex_sdk_from_pypi_creates_a_webhook_trigger(backend: Backend) {
         tokio::task::spawn_blocking(|| crate::common::python_with(&["agentex-client==0.28.4"]))
             .await
             .unwrap();
+    // The SDK keeps its default retries (2): keygate's `x-should-retry: false` must stop it
+    // from repeating a conflict, which only a changed request can fix.
     let script = r#"
 import json, sys
+import agentex, httpx
 from agentex import Agentex
-client = Agentex(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0)
+sent = []
+http = httpx.Client(event_hooks={"request": [sent.append]})
+client = Agentex(base_url=sys.argv[1], api_key=sys.argv[2], http_client=http)
 trigger = client.webhooks.create_webhook_trigger(
     agent_name="support-bot", forward_path="github-pr/cfg-9", name="octo-org/sdk",
     base_url="https://agentex.example.com", source="github")
+try:
+    client.webhooks.create_webhook_trigger(
+        agent_name="support-bot", forward_path="github-pr/cfg-9", name="octo-org/sdk",
+        source="github")
+    sys.exit("a second trigger of the same name was accepted")
+except agentex.ConflictError:
+    pass
+if len(sent) != 2:
+    sys.exit(f"the SDK sent {len(sent)} requests for two calls: it retried a conflict")
 print(json.dumps(trigger.model_dump()))
 "#;
     let output = tokio::task::spawn_blocking({
