@@ -40,13 +40,15 @@ trap cleanup EXIT
 
 wait_ready() { for _ in $(seq 1 100); do curl -sf "$1/healthz" >/dev/null && return; sleep 0.1; done; exit 1; }
 
+# Every instance shares one data directory, hence one server key, as replicas must: an
+# instance with another key refuses a database whose sealed rows it cannot open.
+data_dir=$(mktemp -d)
+dirs+=("$data_dir")
+
 # keygate on port $1 with database URL $2 and a verification cache of $3 entries (default
 # 100000; 0 turns it off).
 start_keygate() {
-    local dir
-    dir=$(mktemp -d)
-    dirs+=("$dir")
-    env KEYGATE_LISTEN=127.0.0.1:$1 KEYGATE_DATA_DIR="$dir" KEYGATE_BOOTSTRAP_TOKEN=$TOKEN \
+    env KEYGATE_LISTEN=127.0.0.1:$1 KEYGATE_DATA_DIR="$data_dir" KEYGATE_BOOTSTRAP_TOKEN=$TOKEN \
         KEYGATE_DATABASE_URL="$2" KEYGATE_VERIFY_FAILURES_PER_MINUTE=100000000 \
         KEYGATE_VERIFY_CACHE_CAPACITY="${3:-100000}" "$TARGET/keygate" >/dev/null 2>&1 &
     pids+=($!)
