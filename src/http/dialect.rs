@@ -194,11 +194,11 @@ pub struct FastApiFieldError {
     /// What was sent, only where it holds neither text nor a number (null, booleans, and lists
     /// or empty objects of those): anything else could be a secret pasted into the wrong field.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Value)]
     pub input: Option<Value>,
     /// The rule's parameters: the values an enum takes, a bound, a JSON syntax error.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>, example = json!({"expected": "'github' or 'slack'"}))]
+    #[schema(value_type = Object, example = json!({"expected": "'github' or 'slack'"}))]
     pub ctx: Option<Value>,
 }
 

@@ -265,6 +265,7 @@ fn document_common_statuses(api: &mut utoipa::openapi::OpenApi, error_schema: &s
             statuses.push(("503", "The database is unavailable or busy; retry"));
         }
         if operation.request_body.is_some() {
+            statuses.push(("400", "The request body cannot be read (not UTF-8 text)"));
             statuses.push(("413", "The request body is too large"));
         }
         for (status, description) in statuses {

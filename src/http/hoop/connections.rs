@@ -57,7 +57,7 @@ pub struct ConnectionRequest {
     /// (`envvar:HOST`, `envvar:PASS`, … to text, which hoop's clients base64-encode): kept
     /// sealed under the server key, shown back only to admins, never logged. Up to 64 entries.
     /// On `PUT`, absent keeps those stored; given, replaces them.
-    #[schema(value_type = Option<HashMap<String, String>>, example = json!({"envvar:HOST": "MTAuMC4wLjU=", "envvar:PASS": "czNjcjN0"}))]
+    #[schema(value_type = HashMap<String, String>, required = false, example = json!({"envvar:HOST": "MTAuMC4wLjU=", "envvar:PASS": "czNjcjN0"}))]
     #[serde(default, deserialize_with = "some_free_map")]
     pub secret: Option<BTreeMap<String, String>>,
 }
