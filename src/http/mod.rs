@@ -361,7 +361,6 @@ async fn in_family(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
-    advise_retry(&mut response);
     family.dialect.finish(query.as_deref(), response).await
 }
 
@@ -372,7 +371,13 @@ pub const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 /// Tells clients whether repeating a refused request can succeed: `true` for a timeout, a rate
 /// limit, an unavailable database, and a conflict that names its `Retry-After` (the same
 /// idempotency key still in flight); `false` for what only a changed request can fix. Server
-/// errors are left to the client's own policy.
+/// errors are left to the client's own policy. Every API answer passes here, the router's own
+/// 404 and 405 included.
+async fn with_retry_advice(mut response: Response) -> Response {
+    advise_retry(&mut response);
+    response
+}
+
 fn advise_retry(response: &mut Response) {
     let status = response.status();
     let retry = match status {
@@ -421,6 +426,7 @@ pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String
     let api: Router = app
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(no_such_route)
+        .layer(axum::middleware::map_response(with_retry_advice))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         // Route layers are built before the state exists; the idempotency layer finds it here.
         .layer(Extension(state.clone()))

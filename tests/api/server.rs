@@ -423,6 +423,15 @@ async fn refusals_say_whether_a_retry_can_succeed(backend: Backend) {
         advice(Method::POST, "/agent_api_keys", Some(json!({"name": 5}))).await,
         no(StatusCode::UNPROCESSABLE_ENTITY)
     );
+    // A route no family serves, and a method a route does not take.
+    assert_eq!(
+        advice(Method::GET, "/no-such-route", None).await,
+        no(StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        advice(Method::PATCH, "/healthz", None).await,
+        no(StatusCode::METHOD_NOT_ALLOWED)
+    );
     // Past the failure limit, waiting is the remedy.
     let guess = json!({"key": "xagt-not-a-real-key"});
     advice(Method::POST, "/verify", Some(guess.clone())).await;
