@@ -43,8 +43,9 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
             config.data_dir.display()
         )
     })?;
-    let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
+    // The database first: a start that cannot reach it leaves no generated key behind.
     let store = storage::connect(&config.database_url(), config.database_max_connections).await?;
+    let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
     bootstrap::check_server_key(store.as_ref(), &server_key).await?;
     let operator_org = bootstrap::bootstrap(
         store.as_ref(),

@@ -445,13 +445,17 @@ async fn refusals_say_whether_a_retry_can_succeed(backend: Backend) {
 /// environment, a data directory of its own, any free port; `env` on top. What it printed
 /// on stdout and stderr, once it stopped (each case here fails before serving).
 fn first_run(env: &[(&str, &str)]) -> (i32, String, String) {
-    let data_dir = tempfile::tempdir().unwrap();
+    first_run_in(tempfile::tempdir().unwrap().path(), env)
+}
+
+/// [`first_run`] with the data directory `data_dir`, to look at what the run left there.
+fn first_run_in(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (i32, String, String) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
     for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("KEYGATE_")) {
         command.env_remove(name);
     }
     let output = command
-        .env("KEYGATE_DATA_DIR", data_dir.path())
+        .env("KEYGATE_DATA_DIR", data_dir)
         .env("KEYGATE_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
         .output()
@@ -534,11 +538,17 @@ fn an_unreachable_postgres_is_named_with_why_once() {
         let url = format!("postgres://keygate:hunter2@{at}/keygate");
         let expected = format!("cannot reach Postgres at {at}: {why}");
         for &format in formats {
-            let (code, stdout, stderr) = first_run(&[
-                ("KEYGATE_DATABASE_URL", &url),
-                ("KEYGATE_LOG_FORMAT", format),
-            ]);
+            let data_dir = tempfile::tempdir().unwrap();
+            let (code, stdout, stderr) = first_run_in(
+                data_dir.path(),
+                &[
+                    ("KEYGATE_DATABASE_URL", &url),
+                    ("KEYGATE_LOG_FORMAT", format),
+                ],
+            );
             assert_eq!(code, 1, "{stderr}");
+            // Nothing is generated for a database that was never reached.
+            assert!(!data_dir.path().join("secret-key").exists());
             let said = format!("{stdout}{stderr}");
             assert_eq!(said.matches(&expected).count(), 1, "{format}: {said}");
             assert!(!said.contains("hunter2"), "{said}");
