@@ -121,12 +121,7 @@ impl AgentRef {
             (Some(id), None) => Uuid::parse_str(&id)
                 .map(AgentRef::Id)
                 .map_err(|_| refused(location, Some("agent_id"), "it must be a UUID")),
-            // A keygate secret pasted here is refused like a bad name, so it is never echoed.
-            (None, Some(name)) => AgentName::parse(&name)
-                .ok()
-                .filter(|_| PlainSecret::parse(&name).is_err())
-                .map(AgentRef::Name)
-                .ok_or_else(|| refused(location, Some("agent_name"), NAME_RULE)),
+            (None, Some(name)) => parse_agent_name(&name, location).map(AgentRef::Name),
             _ => Err(refused(
                 location,
                 None,
@@ -142,6 +137,15 @@ impl AgentRef {
             AgentRef::Name(name) => no_such_item("name", name.as_str()),
         }
     }
+}
+
+/// An `agent_name` at `location` that could name an agent. A keygate secret pasted here is
+/// refused like a bad name, and neither is repeated.
+pub fn parse_agent_name(name: &str, location: Location) -> Result<AgentName, Error> {
+    AgentName::parse(name)
+        .ok()
+        .filter(|_| PlainSecret::parse(name).is_err())
+        .ok_or_else(|| refused(location, Some("agent_name"), NAME_RULE))
 }
 
 /// A key's name: 1 to 256 characters, not only white space, no control characters. It is

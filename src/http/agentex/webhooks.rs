@@ -9,9 +9,8 @@ use uuid::Uuid;
 
 use super::api_keys::create_key;
 use super::model::Json;
-use crate::domain::agent::AgentName;
 use crate::domain::agentex::{
-    AgentApiKeyType, AgentRef, KeySpec, all_of, forward_route, parse_public_url,
+    AgentApiKeyType, AgentRef, KeySpec, all_of, forward_route, parse_agent_name, parse_public_url,
 };
 use crate::error::{Error, Location};
 use crate::http::AppState;
@@ -90,23 +89,24 @@ pub async fn create_webhook_trigger(
     Json(body): Json<WebhookTriggerRequest>,
 ) -> Result<Response, Error> {
     let source = body.source.unwrap_or(AgentApiKeyType::Github);
-    let agent_name = body.agent_name.clone().unwrap_or_default();
-    let agent = Error::required("agent_name", body.agent_name)
-        .and_then(|name| AgentRef::parse(None, Some(name), Location::Body));
+    let agent_name = Error::required("agent_name", body.agent_name)
+        .and_then(|name| parse_agent_name(&name, Location::Body));
     let spec = KeySpec::parse(body.name, Some(source), ("secret", body.secret));
     let forward_path = Error::required("forward_path", body.forward_path);
     let base_url = body
         .base_url
         .map(|url| parse_public_url(&url).map_err(|rule| Error::invalid("base_url", rule)))
         .transpose();
-    let (agent, (spec, (forward_path, base_url))) =
-        all_of(agent, all_of(spec, all_of(forward_path, base_url)))?;
-    let webhook_path = forward_route(&AgentName::parse(&agent_name)?, &forward_path)?;
+    let (agent_name, (spec, (forward_path, base_url))) =
+        all_of(agent_name, all_of(spec, all_of(forward_path, base_url)))?;
+    let webhook_path = forward_route(&agent_name, &forward_path)?;
     let base_url = base_url.or_else(|| state.public_url.as_deref().map(str::to_owned));
     let webhook_url = base_url.map(|base| format!("{base}{webhook_path}"));
+    let shown_name = agent_name.as_str().to_owned();
+    let agent = AgentRef::Name(agent_name);
     create_key(&state, &caller, &agent, spec, None, |key, plain| {
         WebhookTrigger {
-            agent_name,
+            agent_name: shown_name,
             key_id: key.id,
             name: key.name.clone(),
             secret: plain.expose().to_owned(),
