@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limiter;
+pub mod metrics;
 pub mod secrets;
 pub mod storage;
 pub mod telemetry;
@@ -67,6 +68,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         trusted_proxies: config.trusted_proxies.clone().into(),
         idempotency: config.idempotency(),
         console: config.console(),
+        metrics: Arc::default(),
     })
 }
 

@@ -42,6 +42,21 @@ pub enum Code {
     ConnectionMismatch,
 }
 
+impl Code {
+    /// The code as answered and as metrics label it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Code::Valid => "valid",
+            Code::Malformed => "malformed",
+            Code::NotFound => "not_found",
+            Code::Revoked => "revoked",
+            Code::Expired => "expired",
+            Code::NameMismatch => "name_mismatch",
+            Code::ConnectionMismatch => "connection_mismatch",
+        }
+    }
+}
+
 /// Whose a found secret is.
 #[derive(Clone, Debug)]
 pub enum Owner {

@@ -343,6 +343,16 @@ fn is_integer(expected: &str) -> bool {
 }
 
 impl Dialect {
+    /// The API family this dialect speaks for, as metrics label it.
+    pub const fn family(self) -> &'static str {
+        match self {
+            Dialect::Native => "keygate",
+            Dialect::Hoop => "hoop",
+            Dialect::OpsManager => "ops_manager",
+            Dialect::FastApi => "agentex",
+        }
+    }
+
     /// The OpenAPI schema of this dialect's error body.
     pub fn schema_name(self) -> &'static str {
         match self {

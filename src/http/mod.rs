@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Extension, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::middleware::from_fn_with_state;
@@ -83,6 +83,8 @@ pub struct AppState {
     pub idempotency: idempotency::IdempotencyPolicy,
     /// How long web console sessions last, and how their cookie is marked.
     pub console: console::SessionPolicy,
+    /// What this instance has counted, for `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -342,6 +344,12 @@ async fn in_family(
     request
         .extensions_mut()
         .insert(FamilyAuth(family.auth.clone()));
+    // The route's template, never the path as sent: the label set stays bounded.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".into(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
     let mut response = family.dialect.rerender(next.run(request).await);
     if response.status() == StatusCode::UNAUTHORIZED {
         let stale = response
@@ -361,7 +369,13 @@ async fn in_family(
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
-    family.dialect.finish(query.as_deref(), response).await
+    let response = family.dialect.finish(query.as_deref(), response).await;
+    let family_name = family.dialect.family();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .served(family_name, &route, status, started.elapsed());
+    response
 }
 
 /// The header Stainless-generated SDKs (Agentex's among them) read before retrying, so they

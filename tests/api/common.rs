@@ -470,12 +470,18 @@ pub async fn operations(app: &TestApp) -> Vec<(Method, String, Value)> {
     found
 }
 
-/// Status and JSON body (`Null` when the body is empty).
+/// Status and JSON body (`Null` when the body is empty; a string for a text answer).
 pub async fn read(response: Response) -> (StatusCode, Value) {
     let status = response.status();
+    let text = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
     let bytes = response.bytes().await.unwrap();
     let body = if bytes.is_empty() {
         Value::Null
+    } else if text {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
     } else {
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))

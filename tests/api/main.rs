@@ -18,6 +18,7 @@ mod input;
 mod lifecycle;
 mod logs;
 mod machine_identities;
+mod metrics;
 mod ops_manager;
 mod orgs;
 mod pagination;

@@ -4,6 +4,7 @@
 mod api_keys;
 mod audit;
 mod health;
+mod metrics;
 mod orgs;
 mod policy;
 mod verify;
@@ -18,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(orgs::list))
         .routes(routes!(policy::get, policy::put))
         .routes(routes!(api_keys::list))

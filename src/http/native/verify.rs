@@ -14,6 +14,7 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, User};
 use crate::http::dialect::NativeError;
 use crate::http::extract::Json;
+use crate::secrets::SecretKind;
 use crate::verify::{Code, Outcome, Owner};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -209,6 +210,7 @@ pub async fn verify(
         return Err(Error::invalid("agent_api_key_type", message));
     }
     let agentex_key = agent_key_credential(&presented).or(expected.map(|_| presented.as_str()));
+    let started = std::time::Instant::now();
     let outcome = match agentex_key {
         Some(key) => {
             state
@@ -223,6 +225,10 @@ pub async fn verify(
                 .await?
         }
     };
+    let kind = outcome.kind.map_or("unknown", SecretKind::as_str);
+    state
+        .metrics
+        .verified(kind, outcome.code.as_str(), started.elapsed());
     if outcome.code != Code::Valid {
         state.verify_limiter.failed(&limiter_key);
     }

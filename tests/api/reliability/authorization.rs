@@ -67,8 +67,8 @@ fn rule(method: &Method, template: &str, operation: &Value) -> Rule {
     match (method.as_str(), template) {
         ("POST", "/verify" | "/agent_api_keys/verify-signature") => Rule::User,
         ("GET", "/audit") => Rule::AuditReader,
-        // The operators' listing of organizations.
-        ("GET", "/orgs") => Rule::Admin,
+        // The operators' listing of organizations, and the metrics of the whole instance.
+        ("GET", "/orgs" | "/metrics") => Rule::Admin,
         ("GET", _) if ops_manager => Rule::OpsRead,
         (_, _) if ops_manager && template.contains("{PROJECT-ID}") => Rule::OpsProjectOwner,
         (_, _) if ops_manager => Rule::OpsOrgOwner,

@@ -1,0 +1,115 @@
+//! `GET /metrics`: what an instance counted, for Prometheus — verifications by kind and
+//! outcome, HTTP answers by family, route template and status class — in Prometheus's text
+//! format or OpenMetrics, to the operators only, and accepted by Prometheus's own `promtool`.
+
+use reqwest::{Method, StatusCode, header};
+
+use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends};
+
+on_both_backends!(
+    verifications_and_answers_are_counted_by_bounded_labels,
+    only_the_operators_read_the_metrics,
+);
+
+/// The metrics as `token` reads them, asking for `accept`: status, content type and text.
+async fn scrape(app: &TestApp, token: &str, accept: &str) -> (StatusCode, String, String) {
+    let response = app
+        .request(Method::GET, "/metrics", Some(token))
+        .header(header::ACCEPT, accept)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (status, content_type, response.text().await.unwrap())
+}
+
+/// What `promtool check metrics` (Prometheus's own linter, Debian's `prometheus` package)
+/// says of `text`; `.ci/run` installs it.
+fn promtool_check(text: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+async fn verifications_and_answers_are_counted_by_bounded_labels(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dsn = app.create_agent("edge-1").await;
+    let member = app.create_api_key("member").await;
+    assert_eq!(app.verify(&member, &dsn).await.1["code"], "valid");
+    let guess = "xagt-00000000000000000000000000000000000000000000";
+    app.verify(&member, guess).await;
+    let (status, _) = app.get("/agents/no-such-agent", ADMIN).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, content_type, text) = scrape(&app, ADMIN, "text/plain").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    for line in [
+        r#"keygate_verifications_total{kind="agent_key",outcome="valid"} 1"#,
+        r#"keygate_http_requests_total{family="keygate",route="/verify",status="2xx"} 2"#,
+        r#"keygate_http_requests_total{family="hoop",route="/agents/{nameOrId}",status="4xx"} 1"#,
+        r#"keygate_verification_duration_seconds_count{kind="agent_key"} "#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    // The guess is counted by what it was found to be, never by what was sent.
+    assert!(
+        !text.contains(guess) && !text.contains("no-such-agent"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"outcome="malformed"} 1"#) || text.contains(r#"outcome="not_found"} 1"#),
+        "{text}"
+    );
+    let checked = promtool_check(&text);
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let (status, content_type, open) = scrape(
+        &app,
+        ADMIN,
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
+}
+
+async fn only_the_operators_read_the_metrics(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let member = app.create_api_key("member").await;
+    let (_, tenant_admin) = app.create_org("acme").await;
+    for token in [member.as_str(), tenant_admin.as_str()] {
+        assert_eq!(scrape(&app, token, "*/*").await.0, StatusCode::FORBIDDEN);
+    }
+    let anonymous = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
