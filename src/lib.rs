@@ -24,7 +24,9 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::limiter::FailureLimiter;
+use crate::metrics::{Metrics, Sample, Sampled};
 use crate::secrets::server_key::ServerKey;
+use crate::storage::Store;
 use crate::verify::Verifier;
 
 /// Cases each property test of the parsers runs: enough to reach the odd corners of each
@@ -54,8 +56,14 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         config.bootstrap_token.as_deref(),
     )
     .await?;
+    let verifier = Arc::new(Verifier::new(store.clone(), config.verify_cache_capacity));
+    let sampled = Arc::new(Instance {
+        verifier: verifier.clone(),
+        store: store.clone(),
+    });
     Ok(AppState {
-        verifier: Arc::new(Verifier::new(store.clone(), config.verify_cache_capacity)),
+        verifier,
+        metrics: Arc::new(Metrics::new(sampled)),
         refusals: audit::RefusalRecorder::spawn(store.clone()),
         server_key: Arc::new(server_key),
         store,
@@ -68,8 +76,31 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         trusted_proxies: config.trusted_proxies.clone().into(),
         idempotency: config.idempotency(),
         console: config.console(),
-        metrics: Arc::default(),
     })
+}
+
+/// The verifier and store of one instance, as its metrics read them when scraped.
+struct Instance {
+    verifier: Arc<Verifier>,
+    store: Arc<dyn Store>,
+}
+
+impl Sampled for Instance {
+    fn sample(&self) -> Sample {
+        let (cache, changes) = self.verifier.cache_counts();
+        let (pool_size, pool_idle) = self.store.pool_usage();
+        Sample {
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_entries: cache.entries,
+            invalidations_local: changes.local,
+            invalidations_heard: changes.notified,
+            cache_bypassed: changes.bypassed,
+            listener_losses: changes.losses,
+            pool_size,
+            pool_idle,
+        }
+    }
 }
 
 /// The operator's way back into an organization that has lost its admin keys: mints a new

@@ -5,9 +5,13 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -47,6 +51,108 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
 }
 
+/// What the verification cache and the database pool say of themselves when scraped: read
+/// from the counters they keep, so that counting costs the hot path an atomic add at most.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_entries: u64,
+    /// Cache generations ended by this instance's own writes.
+    pub invalidations_local: u64,
+    /// Cache generations ended by other instances' writes, heard through `NOTIFY`.
+    pub invalidations_heard: u64,
+    /// The cache is not used while other instances' changes may go unheard.
+    pub cache_bypassed: bool,
+    /// Times the change listener lost its connection.
+    pub listener_losses: u64,
+    pub pool_size: u64,
+    pub pool_idle: u64,
+}
+
+/// Where a [`Sample`] comes from (the verifier and the store, joined by the server).
+pub trait Sampled: Send + Sync + 'static {
+    fn sample(&self) -> Sample;
+}
+
+/// Encodes a fresh [`Sample`] on each scrape.
+struct SampleCollector(Arc<dyn Sampled>);
+
+impl std::fmt::Debug for SampleCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SampleCollector")
+    }
+}
+
+impl Collector for SampleCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let sample = self.0.sample();
+        let counters = [
+            (
+                "verify_cache_hits",
+                "Verifications answered from the cache",
+                sample.cache_hits,
+            ),
+            (
+                "verify_cache_misses",
+                "Verifications that read the database",
+                sample.cache_misses,
+            ),
+            (
+                "verify_cache_invalidations_local",
+                "Cache generations ended by this instance's writes",
+                sample.invalidations_local,
+            ),
+            (
+                "verify_cache_invalidations_heard",
+                "Cache generations ended by other instances' writes, heard through NOTIFY",
+                sample.invalidations_heard,
+            ),
+            (
+                "change_listener_losses",
+                "Times the change listener lost its database connection",
+                sample.listener_losses,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "verify_cache_entries",
+                "Secrets held in the verification cache",
+                sample.cache_entries,
+            ),
+            (
+                "verify_cache_bypassed",
+                "1 while the cache is bypassed (other instances' changes may go unheard)",
+                u64::from(sample.cache_bypassed),
+            ),
+            (
+                "db_pool_connections",
+                "Database connections open",
+                sample.pool_size,
+            ),
+            (
+                "db_pool_idle_connections",
+                "Database connections idle",
+                sample.pool_idle,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     verifications: Family<VerificationLabels, Counter>,
@@ -55,9 +161,11 @@ pub struct Metrics {
     request_seconds: Histograms<RouteLabels>,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
+impl Metrics {
+    /// Metrics of an instance whose cache and pool `sampled` reports on.
+    pub fn new(sampled: Arc<dyn Sampled>) -> Metrics {
         let mut registry = Registry::with_prefix("keygate");
+        registry.register_collector(Box::new(SampleCollector(sampled)));
         let verifications = Family::default();
         registry.register(
             "verifications",
@@ -90,9 +198,7 @@ impl Default for Metrics {
             request_seconds,
         }
     }
-}
 
-impl Metrics {
     /// A verification of a secret of `kind` (`unknown` when it could not be told) that ended
     /// with `outcome`, in `took`.
     pub fn verified(&self, kind: &'static str, outcome: &'static str, took: Duration) {
@@ -148,9 +254,21 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    struct Fixed;
+
+    impl Sampled for Fixed {
+        fn sample(&self) -> Sample {
+            Sample {
+                cache_hits: 7,
+                cache_bypassed: true,
+                ..Sample::default()
+            }
+        }
+    }
+
     #[test]
     fn counts_render_in_both_formats() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(Arc::new(Fixed));
         metrics.verified("agent_key", "valid", Duration::from_micros(80));
         metrics.served("hoop", "/agents/{nameOrId}", 404, Duration::from_millis(2));
         let text = metrics.render(false);
@@ -164,6 +282,8 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("keygate_verify_cache_hits_total 7"), "{text}");
+        assert!(text.contains("keygate_verify_cache_bypassed 1"), "{text}");
         assert!(!text.contains("# EOF"), "{text}");
         let open = metrics.render(true);
         assert!(open.ends_with("# EOF\n"), "{open}");

@@ -23,6 +23,8 @@ use crate::error::Error;
 use crate::secrets::agent_key::parse_dsn;
 use crate::secrets::{Malformed, PlainSecret, SecretHash, SecretKind};
 use crate::storage::Store;
+use crate::storage::notify::ChangeCounts;
+pub use cache::CacheCounts;
 use cache::VerifyCache;
 
 /// Why a presented secret is or is not valid; the `code` of a `POST /verify` answer.
@@ -114,6 +116,11 @@ impl Verifier {
             store,
             usage: UsageRecorder::default(),
         }
+    }
+
+    /// The cache's counts, and what ended its generations.
+    pub fn cache_counts(&self) -> (CacheCounts, ChangeCounts) {
+        (self.cache.counts(), self.cache.changes().counts())
     }
 
     /// Writes the uses collected so far (called periodically and once more at shutdown).

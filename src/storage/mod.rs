@@ -103,6 +103,8 @@ pub trait Health: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
     async fn ping(&self) -> Result<()>;
+    /// Connections of the pool: open, and idle among them.
+    fn pool_usage(&self) -> (u64, u64);
 }
 
 /// Opens the database named by `url`, applying its migrations.

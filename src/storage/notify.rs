@@ -24,11 +24,15 @@ pub trait ChangeFeed: Send + Sync + 'static {
     fn changes(&self) -> Arc<Changes>;
 }
 
-/// The cache generation, and whether changes are being heard at all.
+/// The cache generation, whether changes are being heard at all, and what ended generations
+/// so far (for the metrics).
 #[derive(Debug)]
 pub struct Changes {
     generation: AtomicU64,
     heard: AtomicBool,
+    local: AtomicU64,
+    notified: AtomicU64,
+    losses: AtomicU64,
 }
 
 impl Default for Changes {
@@ -36,8 +40,21 @@ impl Default for Changes {
         Changes {
             generation: AtomicU64::new(0),
             heard: AtomicBool::new(true),
+            local: AtomicU64::new(0),
+            notified: AtomicU64::new(0),
+            losses: AtomicU64::new(0),
         }
     }
+}
+
+/// What [`Changes`] counted: generations ended by local writes and by other instances' (heard
+/// through `NOTIFY`), connections of the listener lost, and whether the cache is bypassed now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeCounts {
+    pub local: u64,
+    pub notified: u64,
+    pub losses: u64,
+    pub bypassed: bool,
 }
 
 impl Changes {
@@ -48,18 +65,39 @@ impl Changes {
         self.heard.load(Ordering::Acquire).then_some(generation)
     }
 
-    /// Everything cached so far may be stale.
+    /// Everything cached so far may be stale: this instance committed a change.
     pub fn bump(&self) {
+        self.local.fetch_add(1, Ordering::Relaxed);
+        self.forget();
+    }
+
+    /// Another instance committed a change.
+    fn notified(&self) {
+        self.notified.fetch_add(1, Ordering::Relaxed);
+        self.forget();
+    }
+
+    fn forget(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn counts(&self) -> ChangeCounts {
+        ChangeCounts {
+            local: self.local.load(Ordering::Relaxed),
+            notified: self.notified.load(Ordering::Relaxed),
+            losses: self.losses.load(Ordering::Relaxed),
+            bypassed: !self.heard.load(Ordering::Acquire),
+        }
     }
 
     fn deafened(&self) {
         self.heard.store(false, Ordering::Release);
-        self.bump();
+        self.losses.fetch_add(1, Ordering::Relaxed);
+        self.forget();
     }
 
     fn hearing(&self) {
-        self.bump();
+        self.forget();
         self.heard.store(true, Ordering::Release);
     }
 }
@@ -118,7 +156,7 @@ pub async fn follow(
             let lost = match tokio::time::timeout(liveness.silence, listener.try_recv()).await {
                 Ok(Ok(Some(notification))) => {
                     if notification.channel() == CHANNEL {
-                        changes.bump();
+                        changes.notified();
                     }
                     continue;
                 }

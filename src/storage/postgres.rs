@@ -162,6 +162,10 @@ impl Health for PostgresStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    fn pool_usage(&self) -> (u64, u64) {
+        (u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    }
 }
 
 impl ChangeFeed for PostgresStore {

@@ -9,6 +9,7 @@
 //! created a moment ago is found. Expiry is not cached: the caller compares it at read time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::domain::secret::SecretState;
@@ -31,6 +32,17 @@ pub struct VerifyCache {
     shards: Box<[RwLock<Shard>]>,
     per_shard: usize,
     changes: Arc<Changes>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// What the cache has done so far, and what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheCounts {
+    pub hits: u64,
+    pub misses: u64,
+    /// Entries of the current generation.
+    pub entries: u64,
 }
 
 impl VerifyCache {
@@ -48,7 +60,29 @@ impl VerifyCache {
             shards,
             per_shard: capacity.div_ceil(SHARDS),
             changes,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    pub fn counts(&self) -> CacheCounts {
+        let generation = self.changes.generation();
+        let entries = self
+            .shards
+            .iter()
+            .map(|shard| shard.read().expect("cache shard"))
+            .filter(|shard| Some(shard.generation) == generation)
+            .map(|shard| shard.entries.len() as u64)
+            .sum();
+        CacheCounts {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries,
+        }
+    }
+
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     /// The generation a lookup about to read the database must insert under; `None` when
@@ -58,6 +92,17 @@ impl VerifyCache {
     }
 
     pub fn get(&self, key: &Key) -> Option<(SecretState, Owner)> {
+        let found = self.lookup(key);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, key: &Key) -> Option<(SecretState, Owner)> {
         let generation = self.generation()?;
         let shard = self.shard(key).read().expect("cache shard");
         if shard.generation != generation {

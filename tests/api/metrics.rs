@@ -65,6 +65,12 @@ async fn verifications_and_answers_are_counted_by_bounded_labels(backend: Backen
         r#"keygate_http_requests_total{family="keygate",route="/verify",status="2xx"} 2"#,
         r#"keygate_http_requests_total{family="hoop",route="/agents/{nameOrId}",status="4xx"} 1"#,
         r#"keygate_verification_duration_seconds_count{kind="agent_key"} "#,
+        // The agent's creation ended a cache generation; both verifications missed the cache
+        // (the first read the database, the guess is never cached).
+        "keygate_verify_cache_invalidations_local_total ",
+        "keygate_verify_cache_misses_total ",
+        "keygate_verify_cache_bypassed 0",
+        "keygate_db_pool_connections ",
     ] {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
@@ -77,6 +83,16 @@ async fn verifications_and_answers_are_counted_by_bounded_labels(backend: Backen
         text.contains(r#"outcome="malformed"} 1"#) || text.contains(r#"outcome="not_found"} 1"#),
         "{text}"
     );
+    // A second verify of the same key is answered from the cache.
+    app.verify(&member, &dsn).await;
+    let (_, _, again) = scrape(&app, ADMIN, "text/plain").await;
+    let hits = |text: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("keygate_verify_cache_hits_total "))
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap()
+    };
+    assert!(hits(&again) > hits(&text), "{again}");
     let checked = promtool_check(&text);
     assert!(
         checked.status.success(),
