@@ -29,7 +29,16 @@ pub struct RefusalRecorder {
     /// Refusals dropped since the writer last reported them: one log line per batch, not one
     /// per refusal, however hard the flood.
     dropped: Arc<AtomicU64>,
+    counts: Arc<RefusalCounts>,
     writer: Arc<Writer>,
+}
+
+/// Refused credentials queued, written and dropped since the start, for the metrics.
+#[derive(Debug, Default)]
+pub struct RefusalCounts {
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 /// The background writer, and how to stop it once it has written what is queued.
@@ -45,6 +54,8 @@ impl RefusalRecorder {
         let (stop, mut stopped) = watch::channel(false);
         let dropped = Arc::new(AtomicU64::new(0));
         let reported = dropped.clone();
+        let counts = Arc::new(RefusalCounts::default());
+        let written = counts.clone();
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(REFUSAL_BATCH);
             loop {
@@ -53,7 +64,7 @@ impl RefusalRecorder {
                         if received_count == 0 {
                             return;
                         }
-                        write(store.as_ref(), &mut batch, &reported).await;
+                        write(store.as_ref(), &mut batch, &reported, &written).await;
                     }
                     // The only value ever sent is `true`: stop.
                     _ = stopped.changed() => break,
@@ -62,12 +73,13 @@ impl RefusalRecorder {
             // Stopping: take no more, and write what is queued.
             received.close();
             while received.recv_many(&mut batch, REFUSAL_BATCH).await > 0 {
-                write(store.as_ref(), &mut batch, &reported).await;
+                write(store.as_ref(), &mut batch, &reported, &written).await;
             }
         });
         RefusalRecorder {
             pending,
             dropped,
+            counts,
             writer: Arc::new(Writer {
                 stop,
                 task: Mutex::new(Some(task)),
@@ -77,9 +89,17 @@ impl RefusalRecorder {
 
     /// Queues `refusal` for the audit trail, or drops it when the queue is full.
     pub fn record(&self, refusal: Refusal) {
-        if self.pending.try_send(refusal).is_err() {
+        if self.pending.try_send(refusal).is_ok() {
+            self.counts.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// What was queued, written and dropped so far.
+    pub fn counts(&self) -> &RefusalCounts {
+        &self.counts
     }
 
     /// Writes every queued refusal and stops the writer; at shutdown, after the last request.
@@ -93,9 +113,21 @@ impl RefusalRecorder {
 }
 
 /// Writes `batch` in one transaction and empties it; reports refusals dropped meanwhile.
-async fn write(store: &dyn Store, batch: &mut Vec<Refusal>, dropped: &AtomicU64) {
-    if let Err(err) = store.record_refusals(batch).await {
-        tracing::warn!(error = %err, count = batch.len(), "refused credentials not recorded in the audit trail");
+async fn write(
+    store: &dyn Store,
+    batch: &mut Vec<Refusal>,
+    dropped: &AtomicU64,
+    counts: &RefusalCounts,
+) {
+    match store.record_refusals(batch).await {
+        Ok(()) => {
+            counts
+                .written
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, count = batch.len(), "refused credentials not recorded in the audit trail")
+        }
     }
     batch.clear();
     let count = dropped.swap(0, Ordering::Relaxed);

@@ -17,6 +17,7 @@ pub mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -57,38 +58,49 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     )
     .await?;
     let verifier = Arc::new(Verifier::new(store.clone(), config.verify_cache_capacity));
+    let verify_limiter = Arc::new(FailureLimiter::new(config.verify_failures_per_minute));
+    let auth_limiter = Arc::new(FailureLimiter::new(config.auth_failures_per_minute));
+    let refusals = audit::RefusalRecorder::spawn(store.clone());
     let sampled = Arc::new(Instance {
         verifier: verifier.clone(),
         store: store.clone(),
+        verify_limiter: verify_limiter.clone(),
+        auth_limiter: auth_limiter.clone(),
+        refusals: refusals.clone(),
     });
     Ok(AppState {
         verifier,
         metrics: Arc::new(Metrics::new(sampled)),
-        refusals: audit::RefusalRecorder::spawn(store.clone()),
+        refusals,
         server_key: Arc::new(server_key),
         store,
         grpc_url: Arc::new(config.grpc_url.clone()),
         public_url: config.public_url.clone().map(Arc::from),
         gateway: Arc::new(config.gateway()),
         operator_org_id: operator_org.id,
-        verify_limiter: Arc::new(FailureLimiter::new(config.verify_failures_per_minute)),
-        auth_limiter: Arc::new(FailureLimiter::new(config.auth_failures_per_minute)),
+        verify_limiter,
+        auth_limiter,
         trusted_proxies: config.trusted_proxies.clone().into(),
         idempotency: config.idempotency(),
         console: config.console(),
     })
 }
 
-/// The verifier and store of one instance, as its metrics read them when scraped.
+/// The parts of one instance that keep their own counts, as its metrics read them when
+/// scraped.
 struct Instance {
     verifier: Arc<Verifier>,
     store: Arc<dyn Store>,
+    verify_limiter: Arc<FailureLimiter>,
+    auth_limiter: Arc<FailureLimiter>,
+    refusals: audit::RefusalRecorder,
 }
 
 impl Sampled for Instance {
     fn sample(&self) -> Sample {
         let (cache, changes) = self.verifier.cache_counts();
         let (pool_size, pool_idle) = self.store.pool_usage();
+        let refusals = self.refusals.counts();
         Sample {
             cache_hits: cache.hits,
             cache_misses: cache.misses,
@@ -99,6 +111,11 @@ impl Sampled for Instance {
             listener_losses: changes.losses,
             pool_size,
             pool_idle,
+            verify_limiter_refusals: self.verify_limiter.refusals(),
+            auth_limiter_refusals: self.auth_limiter.refusals(),
+            audit_queued: refusals.queued.load(Relaxed),
+            audit_written: refusals.written.load(Relaxed),
+            audit_dropped: refusals.dropped.load(Relaxed),
         }
     }
 }

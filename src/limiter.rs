@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ pub struct FailureLimiter {
     // Keyed per process so that nobody can choose addresses that all land in one shard.
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
+    refusals: AtomicU64,
 }
 
 struct Bucket {
@@ -61,6 +63,7 @@ impl FailureLimiter {
             per_minute: f64::from(per_minute.max(1)),
             hasher: RandomState::new(),
             shards,
+            refusals: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +75,11 @@ impl FailureLimiter {
     /// Counts one failed attempt against the client.
     pub fn failed(&self, client: &str) {
         self.failed_at(client, Instant::now());
+    }
+
+    /// How many requests were refused so far.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// How many clients are tracked now.
@@ -94,6 +102,7 @@ impl FailureLimiter {
             return Ok(());
         }
         let seconds_to_one_token = (1.0 - bucket.tokens) * 60.0 / self.per_minute;
+        self.refusals.fetch_add(1, Ordering::Relaxed);
         Err(Error::RateLimited {
             retry_after_secs: seconds_to_one_token.ceil().max(1.0) as u64,
         })

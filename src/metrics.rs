@@ -26,6 +26,11 @@ struct VerificationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
 }
@@ -68,6 +73,13 @@ pub struct Sample {
     pub listener_losses: u64,
     pub pool_size: u64,
     pub pool_idle: u64,
+    /// Requests refused by the failure limiters: of `POST /verify` callers, of credentials.
+    pub verify_limiter_refusals: u64,
+    pub auth_limiter_refusals: u64,
+    /// Refused credentials for the audit trail: queued, written, dropped (queue full).
+    pub audit_queued: u64,
+    pub audit_written: u64,
+    pub audit_dropped: u64,
 }
 
 /// Where a [`Sample`] comes from (the verifier and the store, joined by the server).
@@ -112,6 +124,31 @@ impl Collector for SampleCollector {
                 "change_listener_losses",
                 "Times the change listener lost its database connection",
                 sample.listener_losses,
+            ),
+            (
+                "verify_limiter_refusals",
+                "POST /verify answers refused (429) after too many failed verifications",
+                sample.verify_limiter_refusals,
+            ),
+            (
+                "auth_limiter_refusals",
+                "Requests refused (429) after too many failed authentications",
+                sample.auth_limiter_refusals,
+            ),
+            (
+                "audit_refusals_queued",
+                "Refused credentials queued for the audit trail",
+                sample.audit_queued,
+            ),
+            (
+                "audit_refusals_written",
+                "Refused credentials written to the audit trail",
+                sample.audit_written,
+            ),
+            (
+                "audit_refusals_dropped",
+                "Refused credentials dropped because the audit queue was full",
+                sample.audit_dropped,
             ),
         ];
         for (name, help, value) in counters {
@@ -159,6 +196,7 @@ pub struct Metrics {
     verification_seconds: Histograms<KindLabels>,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Histograms<RouteLabels>,
+    idempotency_keys: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -190,8 +228,16 @@ impl Metrics {
             "Time to answer an HTTP request, by API family and route template",
             request_seconds.clone(),
         );
+        let idempotency_keys = Family::default();
+        registry.register(
+            "idempotency_keys",
+            "Requests sent with an Idempotency-Key: claimed (run), replayed, or refused because \
+             the key was in_progress or reused with another request",
+            idempotency_keys.clone(),
+        );
         Metrics {
             registry,
+            idempotency_keys,
             verifications,
             verification_seconds,
             requests,
@@ -233,6 +279,14 @@ impl Metrics {
                 route,
                 status,
             })
+            .inc();
+    }
+
+    /// A request with an `Idempotency-Key` that was `outcome` (`claimed`, `replayed`,
+    /// `in_progress`, `reused`).
+    pub fn idempotency_key(&self, outcome: &'static str) {
+        self.idempotency_keys
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

@@ -145,7 +145,15 @@ async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<
         key,
     };
     let associated = associated_data(&claim);
-    match state.store.claim_idempotency_key(&claim).await? {
+    let outcome = state.store.claim_idempotency_key(&claim).await?;
+    let counted = match &outcome {
+        ClaimOutcome::Mismatch => "reused",
+        ClaimOutcome::InProgress => "in_progress",
+        ClaimOutcome::Completed(_) => "replayed",
+        ClaimOutcome::Claimed => "claimed",
+    };
+    state.metrics.idempotency_key(counted);
+    match outcome {
         ClaimOutcome::Mismatch => Err(Error::IdempotencyKeyReused),
         ClaimOutcome::InProgress => Err(Error::IdempotencyKeyInUse),
         ClaimOutcome::Completed(sealed) => {

@@ -8,6 +8,7 @@ use crate::common::{BOOTSTRAP_TOKEN as ADMIN, Backend, TestApp, on_both_backends
 
 on_both_backends!(
     verifications_and_answers_are_counted_by_bounded_labels,
+    refusals_replays_and_the_audit_queue_are_counted,
     only_the_operators_read_the_metrics,
 );
 
@@ -113,6 +114,61 @@ async fn verifications_and_answers_are_counted_by_bounded_labels(backend: Backen
         "{content_type}"
     );
     assert!(open.ends_with("# EOF\n"), "{open}");
+}
+
+/// The value of the sample `name` (with its labels, if any) in Prometheus's text format.
+fn value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+async fn refusals_replays_and_the_audit_queue_are_counted(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.verify_failures_per_minute = 1).await;
+    let member = app.create_api_key("member").await;
+    let guess = "xagt-00000000000000000000000000000000000000000000";
+    app.verify(&member, guess).await;
+    assert_eq!(
+        app.verify(&member, guess).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let create = || {
+        app.request(Method::POST, "/agents", Some(ADMIN))
+            .header("Idempotency-Key", "metrics-1")
+            .json(&serde_json::json!({"name": "edge-1"}))
+            .send()
+    };
+    assert_eq!(create().await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(create().await.unwrap().status(), StatusCode::CREATED);
+    let refused = app
+        .request(Method::GET, "/agents", Some("kgk_not-a-key-at-all"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // The refusal is written off the request path.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let (_, _, text) = scrape(&app, ADMIN, "text/plain").await;
+    assert_eq!(value(&text, "keygate_verify_limiter_refusals_total"), 1.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"keygate_idempotency_keys_total{outcome="claimed"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"keygate_idempotency_keys_total{outcome="replayed"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value(&text, "keygate_audit_refusals_queued_total"), 1.0);
+    assert_eq!(value(&text, "keygate_audit_refusals_written_total"), 1.0);
+    assert_eq!(value(&text, "keygate_audit_refusals_dropped_total"), 0.0);
 }
 
 async fn only_the_operators_read_the_metrics(backend: Backend) {
