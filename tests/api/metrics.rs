@@ -10,6 +10,7 @@ on_both_backends!(
     verifications_and_answers_are_counted_by_bounded_labels,
     refusals_replays_and_the_audit_queue_are_counted,
     only_the_operators_read_the_metrics,
+    a_real_prometheus_scrapes_keygate_with_the_documented_config,
 );
 
 /// The metrics as `token` reads them, asking for `accept`: status, content type and text.
@@ -184,4 +185,117 @@ async fn only_the_operators_read_the_metrics(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Asks the Prometheus at `base` for `query`: the first result's value, once it has one.
+async fn prometheus_value(base: &str, query: &str) -> Option<f64> {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{base}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    answer["data"]["result"][0]["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+/// Debian's Prometheus, with the scrape config and alerting rules of `docs/observability/`
+/// (scraping every second, the operator's key in a file), scrapes a running keygate; its
+/// query API then sees the verification counter, and its rate, move.
+async fn a_real_prometheus_scrapes_keygate_with_the_documented_config(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dsn = app.create_agent("edge-1").await;
+    let member = app.create_api_key("member").await;
+    app.verify(&member, &dsn).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/observability");
+    let token = dir.path().join("keygate-token");
+    std::fs::write(&token, ADMIN).unwrap();
+    std::fs::copy(format!("{docs}/alerts.yml"), dir.path().join("alerts.yml")).unwrap();
+    let target = app.url("").trim_start_matches("http://").to_owned();
+    let config = std::fs::read_to_string(format!("{docs}/prometheus.yml"))
+        .unwrap()
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("/etc/prometheus/keygate-token", token.to_str().unwrap())
+        .replace(
+            r#"["keygate-1:8009", "keygate-2:8009"]"#,
+            &format!(r#"["{target}"]"#),
+        );
+    let config_file = dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&config_file)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prometheus = Running(
+        std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus runs (Debian's prometheus package)"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let valid = r#"keygate_verifications_total{job="keygate",outcome="valid"}"#;
+    let seen = |wanted: f64, query: &'static str| {
+        let base = base.clone();
+        async move {
+            for _ in 0..100 {
+                if prometheus_value(&base, query)
+                    .await
+                    .is_some_and(|v| v >= wanted)
+                {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        seen(1.0, valid).await,
+        "Prometheus never scraped the first verification"
+    );
+    for _ in 0..5 {
+        app.verify(&member, &dsn).await;
+    }
+    assert!(
+        seen(6.0, valid).await,
+        "Prometheus never saw the counter move"
+    );
+    let rate = r#"rate(keygate_verifications_total{job="keygate",outcome="valid"}[1m])"#;
+    assert!(seen(f64::MIN_POSITIVE, rate).await, "no rate");
+}
+
+/// A process stopped when the test ends, whichever way it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
