@@ -258,7 +258,7 @@ impl Metrics {
 
     /// An answer of `family` on `route` (the route's template, `unmatched` for none) with
     /// `status`, in `took`.
-    pub fn served(&self, family: &'static str, route: &str, status: u16, took: Duration) {
+    pub fn served(&self, family: &'static str, route: String, status: u16, took: Duration) {
         let status = match status {
             100..=199 => "1xx",
             200..=299 => "2xx",
@@ -266,20 +266,19 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        let route = route.to_owned();
+        let labels = RequestLabels {
+            family,
+            route,
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        // The route moves on to the latency's labels: one allocation per request, not two.
         self.request_seconds
             .get_or_create(&RouteLabels {
                 family,
-                route: route.clone(),
+                route: labels.route,
             })
             .observe(took.as_secs_f64());
-        self.requests
-            .get_or_create(&RequestLabels {
-                family,
-                route,
-                status,
-            })
-            .inc();
     }
 
     /// A request with an `Idempotency-Key` that was `outcome` (`claimed`, `replayed`,
@@ -324,7 +323,12 @@ mod tests {
     fn counts_render_in_both_formats() {
         let metrics = Metrics::new(Arc::new(Fixed));
         metrics.verified("agent_key", "valid", Duration::from_micros(80));
-        metrics.served("hoop", "/agents/{nameOrId}", 404, Duration::from_millis(2));
+        metrics.served(
+            "hoop",
+            "/agents/{nameOrId}".into(),
+            404,
+            Duration::from_millis(2),
+        );
         let text = metrics.render(false);
         assert!(
             text.contains(r#"keygate_verifications_total{kind="agent_key",outcome="valid"} 1"#),

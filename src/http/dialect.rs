@@ -275,11 +275,13 @@ fn pydantic_error(error: &FieldError) -> Pydantic {
                 ctx: Some(json!({ "expected": listed })),
             }
         }
-        Violation::Rule if let Some((kind, name, limit)) = broken_bound(message) => Pydantic {
-            kind,
-            msg: format!("Input should be {}", &message["must be ".len()..]),
-            ctx: Some(json!({ name: limit })),
-        },
+        Violation::Rule if let Some((kind, name, words, limit)) = broken_bound(message) => {
+            Pydantic {
+                kind,
+                msg: format!("Input should be {words} {limit}"),
+                ctx: Some(json!({ name: limit })),
+            }
+        }
         Violation::WrongType { .. } if expected.starts_with("a string") => {
             Pydantic::of("string_type", "Input should be a valid string")
         }
@@ -320,16 +322,27 @@ fn pydantic_error(error: &FieldError) -> Pydantic {
     }
 }
 
-/// pydantic's error type, its `ctx` name and the bound, for a message in [`bound`]'s words.
-fn broken_bound(message: &str) -> Option<(&'static str, &'static str, i64)> {
+/// pydantic's error type, its `ctx` name, its words and the bound, for a message in
+/// [`bound`]'s words.
+fn broken_bound(message: &str) -> Option<(&'static str, &'static str, &'static str, i64)> {
     [
-        (bound::AT_LEAST, "greater_than_equal", "ge"),
-        (bound::AT_MOST, "less_than_equal", "le"),
+        (
+            bound::AT_LEAST,
+            "greater_than_equal",
+            "ge",
+            "greater than or equal to",
+        ),
+        (
+            bound::AT_MOST,
+            "less_than_equal",
+            "le",
+            "less than or equal to",
+        ),
     ]
     .into_iter()
-    .find_map(|(words, kind, name)| {
-        let limit = message.strip_prefix(words)?.parse().ok()?;
-        Some((kind, name, limit))
+    .find_map(|(ours, kind, name, words)| {
+        let limit = message.strip_prefix(ours)?.parse().ok()?;
+        Some((kind, name, words, limit))
     })
 }
 

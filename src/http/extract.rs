@@ -86,7 +86,9 @@ where
 /// Reads `bytes` as JSON, then as `T`.
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let body: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
-    read_json(body).and_then(parse_value)
+    let value = read_json(body)?;
+    refuse_nul(&value)?;
+    parse_value(value)
 }
 
 /// Reads `bytes` as a JSON value; JSON that does not parse is refused where its syntax breaks.
@@ -117,10 +119,9 @@ fn char_offset(text: &str, line: usize, column: usize) -> usize {
     text[..end].chars().count()
 }
 
-/// Reads a JSON value as `T`, refusing text Postgres cannot store.
+/// Reads a JSON value, already refused if it holds NUL ([`refuse_nul`]), as `T`.
 pub fn parse_value<T: DeserializeOwned>(mut value: Value) -> Result<T, Error> {
     as_integers(&mut value);
-    refuse_nul(&value)?;
     serde_path_to_error::deserialize(value).map_err(|err| Error::Invalid(vec![field_error(&err)]))
 }
 

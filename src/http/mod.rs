@@ -374,7 +374,7 @@ async fn in_family(
     let status = response.status().as_u16();
     state
         .metrics
-        .served(family_name, &route, status, started.elapsed());
+        .served(family_name, route, status, started.elapsed());
     response
 }
 
