@@ -20,6 +20,12 @@ pub struct Config {
     #[arg(long, env = "KEYGATE_LISTEN", default_value = "127.0.0.1:8009", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
+    /// Address of a second listener that serves only `GET /metrics`, to anyone who reaches
+    /// it: bind it where only the scrapers do (a private interface, a sidecar's loopback).
+    /// Unset: the metrics are served on the API listener only, to operators' admin keys.
+    #[arg(long, env = "KEYGATE_METRICS_LISTEN", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Directory for the embedded database and the bootstrap token file (created if missing).
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -212,6 +218,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_database_url(&self.database_url()))
             .field("grpc_url", &self.grpc_url.as_str())

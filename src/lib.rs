@@ -99,7 +99,6 @@ struct Instance {
 impl Sampled for Instance {
     fn sample(&self) -> Sample {
         let (cache, changes) = self.verifier.cache_counts();
-        let (pool_size, pool_idle) = self.store.pool_usage();
         let refusals = self.refusals.counts();
         Sample {
             cache_hits: cache.hits,
@@ -109,8 +108,9 @@ impl Sampled for Instance {
             invalidations_heard: changes.notified,
             cache_bypassed: changes.bypassed,
             listener_losses: changes.losses,
-            pool_size,
-            pool_idle,
+            listener_reconnects: changes.reconnects,
+            listener_up: (self.store.kind() == "postgres").then_some(!changes.bypassed),
+            pool: self.store.pool_usage(),
             verify_limiter_refusals: self.verify_limiter.refusals(),
             auth_limiter_refusals: self.auth_limiter.refusals(),
             audit_queued: refusals.queued.load(Relaxed),
@@ -166,8 +166,27 @@ pub async fn run(
         http::idempotency::spawn_purger(state.store.clone(), state.idempotency.window);
     let audit_purger = audit::spawn_purger(state.store.clone(), config.audit_retention_days);
     let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
-    let app = http::router(state, request_timeout, &config.cors_origins);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_server = match config.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                format!("cannot listen on {addr} (KEYGATE_METRICS_LISTEN, --metrics-listen): {e}")
+            })?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening, without credentials");
+            let mut stop = stop_rx.clone();
+            let app = http::metrics_router(state.metrics.clone());
+            Some(tokio::spawn(serve_until(
+                listener,
+                app,
+                request_timeout,
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    let app = http::router(state, request_timeout, &config.cors_origins);
     let server = serve_until(listener, app, request_timeout, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -188,6 +207,9 @@ pub async fn run(
     // finishes the flush it may be in, then one last flush takes what came after it.
     idempotency_purger.abort();
     audit_purger.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     let _ = stop_flusher.send(true);
     let _ = flusher.await;
     verifier.flush_usage().await;

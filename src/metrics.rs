@@ -3,9 +3,9 @@
 //! format or as OpenMetrics, whichever the scraper asks for. Labels are bounded: a family, a
 //! route template, a kind of secret, an outcome — never a key, a name or a path as sent.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -14,6 +14,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::storage::pool::PoolUsage;
 
 /// The content types of the two formats.
 pub const PROMETHEUS_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -58,7 +60,7 @@ fn latency() -> Histogram {
 
 /// What the verification cache and the database pool say of themselves when scraped: read
 /// from the counters they keep, so that counting costs the hot path an atomic add at most.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Sample {
     pub cache_hits: u64,
     pub cache_misses: u64,
@@ -69,10 +71,12 @@ pub struct Sample {
     pub invalidations_heard: u64,
     /// The cache is not used while other instances' changes may go unheard.
     pub cache_bypassed: bool,
-    /// Times the change listener lost its connection.
+    /// Times the change listener lost its connection, and listened again after a loss.
     pub listener_losses: u64,
-    pub pool_size: u64,
-    pub pool_idle: u64,
+    pub listener_reconnects: u64,
+    /// Whether the change listener is listening now; `None` where there is none (SQLite).
+    pub listener_up: Option<bool>,
+    pub pool: PoolUsage,
     /// Requests refused by the failure limiters: of `POST /verify` callers, of credentials.
     pub verify_limiter_refusals: u64,
     pub auth_limiter_refusals: u64,
@@ -126,6 +130,16 @@ impl Collector for SampleCollector {
                 sample.listener_losses,
             ),
             (
+                "change_listener_reconnects",
+                "Times the change listener listened again after a loss",
+                sample.listener_reconnects,
+            ),
+            (
+                "db_pool_waits",
+                "Queries and transactions that found no idle connection and waited for one",
+                sample.pool.waits.waited.load(Relaxed),
+            ),
+            (
                 "verify_limiter_refusals",
                 "POST /verify answers refused (429) after too many failed verifications",
                 sample.verify_limiter_refusals,
@@ -160,6 +174,13 @@ impl Collector for SampleCollector {
                 counter.metric_type(),
             )?)?;
         }
+        let listener_up = sample.listener_up.map(|up| {
+            (
+                "change_listener_up",
+                "1 while the change listener hears other instances' changes",
+                u64::from(up),
+            )
+        });
         let gauges = [
             (
                 "verify_cache_entries",
@@ -174,18 +195,30 @@ impl Collector for SampleCollector {
             (
                 "db_pool_connections",
                 "Database connections open",
-                sample.pool_size,
+                sample.pool.open,
             ),
             (
                 "db_pool_idle_connections",
                 "Database connections idle",
-                sample.pool_idle,
+                sample.pool.idle,
+            ),
+            (
+                "db_pool_waiting",
+                "Queries and transactions waiting for a connection now",
+                sample.pool.waits.waiting.load(Relaxed),
             ),
         ];
-        for (name, help, value) in gauges {
+        for (name, help, value) in gauges.into_iter().chain(listener_up) {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        let acquire = &sample.pool.waits.acquire_seconds;
+        acquire.encode(encoder.encode_descriptor(
+            "db_pool_acquire_duration_seconds",
+            "Time to get a database connection from the pool",
+            None,
+            acquire.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -13,6 +13,8 @@ mod hoop;
 pub mod idempotency;
 mod json_syntax;
 mod native;
+
+pub use native::metrics::unauthenticated as metrics_router;
 pub mod ops_manager;
 pub mod pagination;
 mod rotation;

@@ -179,7 +179,7 @@ macro_rules! impl_agent_api_key_store {
                 );
                 $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agent_api_keys::AgentApiKeyRow,
                     sql,
                     org_id,
@@ -204,7 +204,7 @@ macro_rules! impl_agent_api_key_store {
                 );
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agent_api_keys::AgentApiKeyRow,
                     sql,
                     org_id,
@@ -230,7 +230,7 @@ macro_rules! impl_agent_api_key_store {
                 );
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agent_api_keys::AgentApiKeyRow,
                     sql,
                     org_id,
@@ -252,7 +252,7 @@ macro_rules! impl_agent_api_key_store {
                 let sql = $crate::storage::agent_api_keys::select_agent_api_key_by_secret();
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agent_api_keys::AgentApiKeyBySecretRow,
                     sql,
                     hash.as_bytes()

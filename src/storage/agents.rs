@@ -144,7 +144,7 @@ macro_rules! impl_agent_store {
                     )>,
                 > = $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agents::AgentRow,
                     sql,
                     org_id,
@@ -168,7 +168,7 @@ macro_rules! impl_agent_store {
                     $crate::storage::agents::select_agent("WHERE a.org_id = $1 AND a.id = $2");
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agents::AgentRow,
                     sql,
                     org_id,
@@ -190,7 +190,7 @@ macro_rules! impl_agent_store {
                     $crate::storage::agents::select_agent("WHERE a.org_id = $1 AND a.name = $2");
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agents::AgentRow,
                     sql,
                     org_id,
@@ -210,7 +210,7 @@ macro_rules! impl_agent_store {
                 let sql = $crate::storage::agents::select_agent_by_secret();
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::agents::AgentBySecretRow,
                     sql,
                     hash.as_bytes()

@@ -127,7 +127,7 @@ macro_rules! impl_api_key_store {
                 );
                 let rows: $crate::storage::Result<Vec<($crate::domain::org::ApiKey, $crate::domain::secret::SecretMeta)>> = $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::api_keys::ApiKeyRow,
                     sql,
                     org_id,
@@ -145,7 +145,7 @@ macro_rules! impl_api_key_store {
                 let sql = $crate::storage::api_keys::select_api_key(
                     "WHERE k.org_id = $1 AND k.id = $2",
                 );
-                $crate::storage::fetch_rows!(optional, &self.pool, $crate::storage::api_keys::ApiKeyRow, sql, org_id, id)
+                $crate::storage::fetch_rows!(optional, &mut *self.pool.acquire().await?, $crate::storage::api_keys::ApiKeyRow, sql, org_id, id)
             }
 
             async fn find_api_key_by_secret(
@@ -155,7 +155,7 @@ macro_rules! impl_api_key_store {
                 Option<($crate::domain::secret::SecretState, $crate::domain::org::ApiKey)>,
             > {
                 let sql = $crate::storage::api_keys::select_api_key_by_secret();
-                $crate::storage::fetch_rows!(optional, &self.pool, $crate::storage::api_keys::ApiKeyBySecretRow, sql, hash.as_bytes())
+                $crate::storage::fetch_rows!(optional, &mut *self.pool.acquire().await?, $crate::storage::api_keys::ApiKeyBySecretRow, sql, hash.as_bytes())
             }
 
             async fn revoke_api_key(

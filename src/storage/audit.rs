@@ -123,7 +123,7 @@ macro_rules! impl_audit_store {
                 let events: $crate::storage::Result<Vec<$crate::domain::audit::AuditEvent>> =
                     $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::audit::AuditEventRow,
                     $crate::storage::audit::SELECT_EVENTS,
                     query.org_id,
@@ -149,7 +149,7 @@ macro_rules! impl_audit_store {
                 let done = sqlx::query($crate::storage::audit::PURGE_EVENTS)
                     .bind(before)
                     .bind(i64::from(batch))
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(done.rows_affected())
             }

@@ -347,7 +347,7 @@ macro_rules! impl_connection_store {
                         .bind(org_id)
                         .bind(page.after_or_start())
                         .bind(page.fetch())
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.pool.acquire().await?)
                         .await?;
                 Ok(page.page(sql::connections(rows)?, |connection| {
                     connection.name.clone()
@@ -365,7 +365,7 @@ macro_rules! impl_connection_store {
                     sqlx::query_as(sqlx::AssertSqlSafe(sql::select_connections(filter)))
                         .bind(org_id)
                         .bind(name)
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.pool.acquire().await?)
                         .await?;
                 Ok(sql::connections(rows)?.pop())
             }
@@ -467,7 +467,7 @@ macro_rules! impl_connection_store {
             > {
                 $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::connections::ListenerRow,
                     $crate::storage::connections::SELECT_LISTENERS
                 )

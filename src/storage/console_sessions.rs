@@ -105,7 +105,7 @@ macro_rules! impl_console_session_store {
                     .bind(token_hash.as_slice())
                     .bind(secret_id)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(())
             }
@@ -118,7 +118,7 @@ macro_rules! impl_console_session_store {
                 let sql = $crate::storage::console_sessions::select_session();
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::console_sessions::SessionRow,
                     sql,
                     token_hash.as_slice()
@@ -133,7 +133,7 @@ macro_rules! impl_console_session_store {
                 sqlx::query($crate::storage::console_sessions::TOUCH)
                     .bind(token_hash.as_slice())
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(())
             }
@@ -144,7 +144,7 @@ macro_rules! impl_console_session_store {
             ) -> $crate::storage::Result<()> {
                 sqlx::query($crate::storage::console_sessions::DELETE)
                     .bind(token_hash.as_slice())
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(())
             }
@@ -157,7 +157,7 @@ macro_rules! impl_console_session_store {
                 let done = sqlx::query($crate::storage::console_sessions::PURGE)
                     .bind(idle_before)
                     .bind(begun_before)
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(done.rows_affected())
             }

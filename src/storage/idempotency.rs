@@ -249,7 +249,7 @@ macro_rules! impl_idempotency_store {
                     .bind(principal_id)
                     .bind(key)
                     .bind(claim_id)
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(())
             }
@@ -260,7 +260,7 @@ macro_rules! impl_idempotency_store {
             ) -> $crate::storage::Result<u64> {
                 let done = sqlx::query($crate::storage::idempotency::PURGE)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(done.rows_affected())
             }

@@ -375,7 +375,7 @@ macro_rules! impl_machine_identity_store {
                         .bind(org_id)
                         .bind(&after)
                         .bind(page.fetch())
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.pool.acquire().await?)
                         .await?;
                 // The credentials of the names read, by range: an identity created in between
                 // has credentials but no row, and is left for the page that shows it.
@@ -388,7 +388,7 @@ macro_rules! impl_machine_identity_store {
                     .bind(org_id)
                     .bind(&after)
                     .bind(last)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.pool.acquire().await?)
                     .await?,
                     None => Vec::new(),
                 };
@@ -408,13 +408,13 @@ macro_rules! impl_machine_identity_store {
                 let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql::select_identities(filter)))
                     .bind(org_id)
                     .bind(name)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.pool.acquire().await?)
                     .await?;
                 let credentials =
                     sqlx::query_as(sqlx::AssertSqlSafe(sql::select_credentials(filter)))
                         .bind(org_id)
                         .bind(name)
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.pool.acquire().await?)
                         .await?;
                 Ok(sql::identities(rows, credentials)?.pop())
             }
@@ -552,7 +552,7 @@ macro_rules! impl_machine_identity_store {
                 use $crate::storage::machine_identities as sql;
                 let rows = sqlx::query_as(sqlx::AssertSqlSafe(sql::select_holder_by_secret()))
                     .bind(hash.as_bytes())
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.pool.acquire().await?)
                     .await?;
                 sql::holder(rows)
             }

@@ -21,6 +21,7 @@ pub mod idempotency;
 mod machine_identities;
 pub mod notify;
 mod orgs;
+pub mod pool;
 mod postgres;
 mod programmatic_keys;
 mod project_agent_keys;
@@ -103,8 +104,8 @@ pub trait Health: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
     async fn ping(&self) -> Result<()>;
-    /// Connections of the pool: open, and idle among them.
-    fn pool_usage(&self) -> (u64, u64);
+    /// Connections of the pool: open, idle, and how long callers waited for one.
+    fn pool_usage(&self) -> pool::PoolUsage;
 }
 
 /// Opens the database named by `url`, applying its migrations.

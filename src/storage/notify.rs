@@ -33,6 +33,7 @@ pub struct Changes {
     local: AtomicU64,
     notified: AtomicU64,
     losses: AtomicU64,
+    reconnects: AtomicU64,
 }
 
 impl Default for Changes {
@@ -43,17 +44,20 @@ impl Default for Changes {
             local: AtomicU64::new(0),
             notified: AtomicU64::new(0),
             losses: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
         }
     }
 }
 
 /// What [`Changes`] counted: generations ended by local writes and by other instances' (heard
-/// through `NOTIFY`), connections of the listener lost, and whether the cache is bypassed now.
+/// through `NOTIFY`), connections of the listener lost and made again, and whether the cache
+/// is bypassed now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChangeCounts {
     pub local: u64,
     pub notified: u64,
     pub losses: u64,
+    pub reconnects: u64,
     pub bypassed: bool,
 }
 
@@ -86,6 +90,7 @@ impl Changes {
             local: self.local.load(Ordering::Relaxed),
             notified: self.notified.load(Ordering::Relaxed),
             losses: self.losses.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
             bypassed: !self.heard.load(Ordering::Acquire),
         }
     }
@@ -97,6 +102,7 @@ impl Changes {
     }
 
     fn hearing(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
         self.forget();
         self.heard.store(true, Ordering::Release);
     }

@@ -80,7 +80,7 @@ macro_rules! impl_org_store {
         impl $crate::storage::OrgStore for $store {
             async fn count_orgs(&self) -> $crate::storage::Result<i64> {
                 Ok(sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.pool.acquire().await?)
                     .await?)
             }
 
@@ -114,7 +114,7 @@ macro_rules! impl_org_store {
                 );
                 let rows: $crate::storage::Result<Vec<$crate::domain::org::Org>> = $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::orgs::OrgRow,
                     sql,
                     page.after_or_start(),
@@ -130,7 +130,7 @@ macro_rules! impl_org_store {
                 let sql = format!("{} WHERE id = $1", $crate::storage::orgs::SELECT_ORG);
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::orgs::OrgRow,
                     sql,
                     id
@@ -144,7 +144,7 @@ macro_rules! impl_org_store {
                 let sql = format!("{} WHERE name = $1", $crate::storage::orgs::SELECT_ORG);
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::orgs::OrgRow,
                     sql,
                     name
@@ -158,7 +158,7 @@ macro_rules! impl_org_store {
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as($crate::storage::orgs::SELECT_POLICY)
                         .bind(org_id)
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.pool.acquire().await?)
                         .await?;
                 $crate::storage::orgs::policy(rows)
             }

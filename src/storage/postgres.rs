@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -20,6 +20,7 @@ use super::idempotency::impl_idempotency_store;
 use super::machine_identities::impl_machine_identity_store;
 use super::notify::{self, ChangeFeed, Changes, Liveness};
 use super::orgs::impl_org_store;
+use super::pool::{Pool, PoolUsage};
 use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
 use super::projects::impl_project_store;
@@ -87,7 +88,7 @@ pub async fn explain_connect_error(url: &str, err: sqlx::Error) -> String {
 }
 
 pub struct PostgresStore {
-    pool: PgPool,
+    pool: Pool<Postgres>,
     /// Bumped by this instance's commits and by the listener hearing any instance's.
     changes: Arc<Changes>,
     listener: tokio::task::JoinHandle<()>,
@@ -117,7 +118,7 @@ impl PostgresStore {
         let listener =
             notify::follow(url, pool.clone(), changes.clone(), Liveness::default()).await?;
         Ok(PostgresStore {
-            pool,
+            pool: Pool::new(pool),
             changes,
             listener,
         })
@@ -133,7 +134,7 @@ impl PostgresStore {
     }
 
     async fn begin(&self) -> Result<Tx> {
-        Ok(self.pool.begin().await?)
+        self.pool.begin(None).await
     }
 
     /// The whole batch in one statement: one round trip however many secrets were used.
@@ -146,7 +147,7 @@ impl PostgresStore {
         )
         .bind(ids)
         .bind(times)
-        .execute(&self.pool)
+        .execute(&mut *self.pool.acquire().await?)
         .await?;
         Ok(())
     }
@@ -159,12 +160,14 @@ impl Health for PostgresStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
         Ok(())
     }
 
-    fn pool_usage(&self) -> (u64, u64) {
-        (u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    fn pool_usage(&self) -> PoolUsage {
+        self.pool.usage()
     }
 }
 

@@ -301,11 +301,11 @@ macro_rules! impl_programmatic_key_store {
                 use $crate::storage::programmatic_keys as sql;
                 let query = sql::select_key("WHERE k.org_id = $1 ORDER BY k.created_at, k.object_id");
                 let keys: $crate::storage::Result<Vec<sql::Listed>> =
-                    $crate::storage::fetch_rows!(all, &self.pool, sql::KeyRow, query, org_id);
+                    $crate::storage::fetch_rows!(all, &mut *self.pool.acquire().await?, sql::KeyRow, query, org_id);
                 let mut keys = keys?;
-                let org_roles: $crate::storage::Result<sql::OrgRoles> = $crate::storage::fetch_rows!(all, &self.pool, sql::OrgRoleRow, sql::select_org_roles(false), org_id);
+                let org_roles: $crate::storage::Result<sql::OrgRoles> = $crate::storage::fetch_rows!(all, &mut *self.pool.acquire().await?, sql::OrgRoleRow, sql::select_org_roles(false), org_id);
                 let org_roles = org_roles?;
-                let project_roles: $crate::storage::Result<sql::ProjectRoles> = $crate::storage::fetch_rows!(all, &self.pool, sql::ProjectRoleRow, sql::select_project_roles(false), org_id);
+                let project_roles: $crate::storage::Result<sql::ProjectRoles> = $crate::storage::fetch_rows!(all, &mut *self.pool.acquire().await?, sql::ProjectRoleRow, sql::select_project_roles(false), org_id);
                 let project_roles = project_roles?;
                 let mut refs: Vec<_> = keys.iter_mut().map(|(key, _)| key).collect();
                 sql::with_roles(&mut refs, org_roles, project_roles);
@@ -322,7 +322,7 @@ macro_rules! impl_programmatic_key_store {
                 use $crate::storage::programmatic_keys as sql;
                 let query = sql::select_key("WHERE k.org_id = $1 AND k.object_id = $2");
                 let found: $crate::storage::Result<Option<sql::Listed>> =
-                    $crate::storage::fetch_rows!(optional, &self.pool, sql::KeyRow, query, org_id, id.to_string());
+                    $crate::storage::fetch_rows!(optional, &mut *self.pool.acquire().await?, sql::KeyRow, query, org_id, id.to_string());
                 let Some((mut key, secret)) = found? else {
                     return Ok(None);
                 };
@@ -414,7 +414,7 @@ macro_rules! impl_programmatic_key_store {
                 let owner: Option<(uuid::Uuid,)> = sqlx::query_as(sql::FIND_OWNER)
                     .bind(id.to_string())
                     .bind(org_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.pool.acquire().await?)
                     .await?;
                 match owner {
                     Some((owner,)) => Ok(Some(read_access_list(self, owner).await?)),
@@ -483,7 +483,7 @@ macro_rules! impl_programmatic_key_store {
             ) -> $crate::storage::Result<Option<$crate::domain::ops_manager::DigestAccount>> {
                 use $crate::storage::programmatic_keys as sql;
                 let found: $crate::storage::Result<Option<$crate::domain::ops_manager::ProgrammaticKey>> =
-                    $crate::storage::fetch_rows!(optional, &self.pool, sql::KeyColumns, sql::select_by_public_key(), public_key);
+                    $crate::storage::fetch_rows!(optional, &mut *self.pool.acquire().await?, sql::KeyColumns, sql::select_by_public_key(), public_key);
                 let Some(mut key) = found? else {
                     return Ok(None);
                 };
@@ -563,9 +563,9 @@ macro_rules! impl_programmatic_key_store {
             key: &mut $crate::domain::ops_manager::ProgrammaticKey,
         ) -> $crate::storage::Result<()> {
             use $crate::storage::programmatic_keys as sql;
-            let org_roles: $crate::storage::Result<sql::OrgRoles> = $crate::storage::fetch_rows!(all, &store.pool, sql::OrgRoleRow, sql::select_org_roles(true), key.org_id, key.id);
+            let org_roles: $crate::storage::Result<sql::OrgRoles> = $crate::storage::fetch_rows!(all, &mut *store.pool.acquire().await?, sql::OrgRoleRow, sql::select_org_roles(true), key.org_id, key.id);
                 let org_roles = org_roles?;
-            let project_roles: $crate::storage::Result<sql::ProjectRoles> = $crate::storage::fetch_rows!(all, &store.pool, sql::ProjectRoleRow, sql::select_project_roles(true), key.org_id, key.id);
+            let project_roles: $crate::storage::Result<sql::ProjectRoles> = $crate::storage::fetch_rows!(all, &mut *store.pool.acquire().await?, sql::ProjectRoleRow, sql::select_project_roles(true), key.org_id, key.id);
                 let project_roles = project_roles?;
             sql::with_roles(&mut [key], org_roles, project_roles);
             Ok(())
@@ -576,7 +576,7 @@ macro_rules! impl_programmatic_key_store {
             owner: uuid::Uuid,
         ) -> $crate::storage::Result<Vec<$crate::domain::ops_manager::AccessEntry>> {
             use $crate::storage::programmatic_keys as sql;
-            $crate::storage::fetch_rows!(all, &store.pool, sql::AccessRow, sql::SELECT_ACCESS_LIST, owner)
+            $crate::storage::fetch_rows!(all, &mut *store.pool.acquire().await?, sql::AccessRow, sql::SELECT_ACCESS_LIST, owner)
         }
     };
 }

@@ -176,7 +176,7 @@ macro_rules! impl_project_agent_key_store {
                     )>,
                 > = $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::project_agent_keys::ProjectAgentKeyRow,
                     sql,
                     project_id.to_string(),
@@ -202,7 +202,7 @@ macro_rules! impl_project_agent_key_store {
                 );
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::project_agent_keys::ProjectAgentKeyRow,
                     sql,
                     org_id,
@@ -252,7 +252,7 @@ macro_rules! impl_project_agent_key_store {
                 let sql = $crate::storage::project_agent_keys::select_project_agent_key_by_secret();
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::project_agent_keys::ProjectAgentKeyBySecretRow,
                     sql,
                     hash.as_bytes()

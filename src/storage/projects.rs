@@ -91,7 +91,7 @@ macro_rules! impl_project_store {
                 );
                 $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::projects::ProjectRow,
                     sql,
                     org_id
@@ -108,7 +108,7 @@ macro_rules! impl_project_store {
                 );
                 $crate::storage::fetch_rows!(
                     optional,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::projects::ProjectRow,
                     sql,
                     id.to_string()

@@ -162,7 +162,7 @@ macro_rules! impl_secret_store {
             ) -> $crate::storage::Result<Vec<$crate::domain::secret::SealedSecret>> {
                 $crate::storage::fetch_rows!(
                     all,
-                    &self.pool,
+                    &mut *self.pool.acquire().await?,
                     $crate::storage::secrets::SealedRow,
                     $crate::storage::secrets::select_live_sealed(),
                     owner_id,

@@ -43,7 +43,7 @@ macro_rules! impl_server_key_store {
                 &self,
             ) -> $crate::storage::Result<Vec<$crate::storage::server_keys::ServerKeyCheck>> {
                 Ok(sqlx::query_as($crate::storage::server_keys::SELECT_CHECKS)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.pool.acquire().await?)
                     .await?)
             }
 
@@ -57,7 +57,7 @@ macro_rules! impl_server_key_store {
                     .bind(check.check_value.as_slice())
                     .bind(true)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *self.pool.acquire().await?)
                     .await?;
                 Ok(())
             }
@@ -65,7 +65,7 @@ macro_rules! impl_server_key_store {
             async fn sealed_key_ids(&self) -> $crate::storage::Result<Vec<String>> {
                 Ok(
                     sqlx::query_scalar($crate::storage::server_keys::SELECT_SEALED_KEY_IDS)
-                        .fetch_all(&self.pool)
+                        .fetch_all(&mut *self.pool.acquire().await?)
                         .await?,
                 )
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
@@ -19,6 +19,7 @@ use super::idempotency::impl_idempotency_store;
 use super::machine_identities::impl_machine_identity_store;
 use super::notify::{ChangeFeed, Changes};
 use super::orgs::impl_org_store;
+use super::pool::{Pool, PoolUsage};
 use super::programmatic_keys::impl_programmatic_key_store;
 use super::project_agent_keys::impl_project_agent_key_store;
 use super::projects::impl_project_store;
@@ -37,7 +38,7 @@ const ROW_LOCK: &str = "";
 const AUDIT_CLOCK: Option<&str> = None;
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pool: Pool<Sqlite>,
     /// One instance per SQLite file: its own commits are all the changes there are.
     changes: Arc<Changes>,
 }
@@ -58,7 +59,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore {
-            pool,
+            pool: Pool::new(pool),
             changes: Arc::default(),
         })
     }
@@ -66,7 +67,7 @@ impl SqliteStore {
     /// `BEGIN IMMEDIATE` takes the write lock up front, so concurrent writers wait their turn
     /// (busy timeout) instead of failing when a read lock cannot be upgraded.
     async fn begin(&self) -> Result<Tx> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        self.pool.begin(Some("BEGIN IMMEDIATE")).await
     }
 
     /// Nothing to tell other instances: there are none.
@@ -101,12 +102,14 @@ impl Health for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
         Ok(())
     }
 
-    fn pool_usage(&self) -> (u64, u64) {
-        (u64::from(self.pool.size()), self.pool.num_idle() as u64)
+    fn pool_usage(&self) -> PoolUsage {
+        self.pool.usage()
     }
 }
 

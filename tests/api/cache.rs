@@ -126,6 +126,22 @@ async fn a_revocation_through_one_instance_is_refused_by_another() {
         assert!(Instant::now() < deadline, "still {code} after 2 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Each instance's metrics say where the change came from: made here, or heard.
+    assert!(counted(&second, "keygate_verify_cache_invalidations_heard_total").await >= 1);
+    assert_eq!(
+        counted(&second, "keygate_verify_cache_invalidations_local_total").await,
+        0
+    );
+    assert!(counted(&first, "keygate_verify_cache_invalidations_local_total").await >= 1);
+}
+
+/// The counter `name` of `app`'s metrics.
+async fn counted(app: &TestApp, name: &str) -> u64 {
+    let (_, text) = app.get("/metrics", ADMIN).await;
+    let text = text.as_str().unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
 /// A listener whose connection went silent — the database's end vanished without a reset, so

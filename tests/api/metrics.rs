@@ -10,6 +10,8 @@ on_both_backends!(
     verifications_and_answers_are_counted_by_bounded_labels,
     refusals_replays_and_the_audit_queue_are_counted,
     only_the_operators_read_the_metrics,
+    a_metrics_listener_serves_the_metrics_alone_without_credentials,
+    the_pool_and_the_change_listener_report_on_themselves,
     a_real_prometheus_scrapes_keygate_with_the_documented_config,
 );
 
@@ -172,12 +174,87 @@ async fn refusals_replays_and_the_audit_queue_are_counted(backend: Backend) {
     assert_eq!(value(&text, "keygate_audit_refusals_dropped_total"), 0.0);
 }
 
+async fn the_pool_and_the_change_listener_report_on_themselves(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| config.database_max_connections = 1).await;
+    let member = app.create_api_key("member").await;
+    // Twenty reads at once on one connection: all but the first wait for it.
+    let reads = (0..20).map(|_| app.get("/agents", &member));
+    for (status, body) in futures::future::join_all(reads).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    let (_, _, text) = scrape(&app, ADMIN, "text/plain").await;
+    assert_eq!(value(&text, "keygate_db_pool_connections"), 1.0, "{text}");
+    assert!(value(&text, "keygate_db_pool_waits_total") >= 1.0, "{text}");
+    assert_eq!(value(&text, "keygate_db_pool_waiting"), 0.0, "{text}");
+    let acquired = value(&text, "keygate_db_pool_acquire_duration_seconds_count");
+    assert!(acquired >= 21.0, "every read took a connection: {text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"keygate_db_pool_acquire_duration_seconds_bucket{le="+Inf"}"#
+        ),
+        acquired
+    );
+    assert_eq!(
+        value(&text, "keygate_change_listener_reconnects_total"),
+        0.0
+    );
+    // Only Postgres has a listener for other instances' changes; SQLite has no other instance.
+    match backend {
+        Backend::Postgres => assert_eq!(value(&text, "keygate_change_listener_up"), 1.0),
+        Backend::Sqlite => assert!(!text.contains("keygate_change_listener_up"), "{text}"),
+    }
+}
+
 async fn only_the_operators_read_the_metrics(backend: Backend) {
     let app = TestApp::start(backend).await;
     let member = app.create_api_key("member").await;
     let (_, tenant_admin) = app.create_org("acme").await;
     for token in [member.as_str(), tenant_admin.as_str()] {
         assert_eq!(scrape(&app, token, "*/*").await.0, StatusCode::FORBIDDEN);
+    }
+    let anonymous = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The operator who binds `KEYGATE_METRICS_LISTEN` lets whoever reaches that address read
+/// the metrics, and nothing else; the API listener still asks for an operator's key.
+async fn a_metrics_listener_serves_the_metrics_alone_without_credentials(backend: Backend) {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let app = TestApp::start_with(backend, |config| config.metrics_listen = Some(addr)).await;
+    let dsn = app.create_agent("edge-1").await;
+    app.verify(ADMIN, &dsn).await;
+
+    let client = reqwest::Client::new();
+    let scraped = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let text = scraped.text().await.unwrap();
+    assert_eq!(
+        value(
+            &text,
+            r#"keygate_verifications_total{kind="agent_key",outcome="valid"}"#
+        ),
+        1.0
+    );
+    for path in ["/agents", "/healthz", "/verify"] {
+        let elsewhere = client
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(elsewhere.status(), StatusCode::NOT_FOUND, "{path}");
     }
     let anonymous = app
         .request(Method::GET, "/metrics", None)

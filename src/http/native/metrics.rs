@@ -1,13 +1,17 @@
 //! `GET /metrics`: what this instance has counted, for Prometheus to scrape.
 
+use std::sync::Arc;
+
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
+use axum::routing::get;
 
 use crate::http::AppState;
 use crate::http::auth::{Caller, Operator};
 use crate::http::dialect::NativeError;
-use crate::metrics::{OPENMETRICS_TEXT, PROMETHEUS_TEXT};
+use crate::metrics::{Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
 
 /// Metrics in Prometheus's text format, or OpenMetrics when the scraper accepts it (Prometheus
 /// asks for it first). For the operators: an admin API key of organization `default`, which
@@ -27,6 +31,20 @@ pub async fn metrics(
     _caller: Caller<Operator>,
     headers: HeaderMap,
 ) -> impl IntoResponse {
+    render(&state.metrics, &headers)
+}
+
+/// The router of the separate metrics listener (`KEYGATE_METRICS_LISTEN`): `GET /metrics`
+/// without credentials, and nothing else. Whoever reaches that address may read the counts;
+/// the operator chose who that is by where they bound it.
+pub fn unauthenticated(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| async move { render(&metrics, &headers) }),
+    )
+}
+
+fn render(metrics: &Metrics, headers: &HeaderMap) -> impl IntoResponse + use<> {
     let openmetrics = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -39,6 +57,6 @@ pub async fn metrics(
     };
     (
         [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(openmetrics),
+        metrics.render(openmetrics),
     )
 }

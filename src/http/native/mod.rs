@@ -4,7 +4,7 @@
 mod api_keys;
 mod audit;
 mod health;
-mod metrics;
+pub(super) mod metrics;
 mod orgs;
 mod policy;
 mod verify;
