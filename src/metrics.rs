@@ -11,10 +11,11 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::secrets::SecretKind;
 use crate::storage::pool::PoolUsage;
 
 /// The content types of the two formats.
@@ -35,6 +36,12 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindStateLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -230,6 +237,16 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: Histograms<RouteLabels>,
     idempotency_keys: Family<OutcomeLabels, Counter>,
+    secrets: Family<KindStateLabels, Gauge>,
+    secrets_expiring_soon: Family<KindLabels, Gauge>,
+}
+
+/// How many working secrets of one kind there are, all organizations together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SecretTally {
+    pub active: u64,
+    pub in_grace: u64,
+    pub expiring_soon: u64,
 }
 
 impl Metrics {
@@ -268,9 +285,24 @@ impl Metrics {
              the key was in_progress or reused with another request",
             idempotency_keys.clone(),
         );
+        let secrets = Family::default();
+        registry.register(
+            "secrets",
+            "Working secrets by kind and state (active, in_grace: replaced but still accepted), \
+             counted from the database every minute",
+            secrets.clone(),
+        );
+        let secrets_expiring_soon = Family::default();
+        registry.register(
+            "secrets_expiring_soon",
+            "Active secrets that expire within 7 days, by kind, counted every minute",
+            secrets_expiring_soon.clone(),
+        );
         Metrics {
             registry,
             idempotency_keys,
+            secrets,
+            secrets_expiring_soon,
             verifications,
             verification_seconds,
             requests,
@@ -320,6 +352,23 @@ impl Metrics {
         self.idempotency_keys
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    /// The latest count of secrets of each kind; a kind missing from `tallies` has none.
+    pub fn secrets_counted(&self, tallies: impl Fn(SecretKind) -> SecretTally) {
+        for kind in SecretKind::ALL {
+            let tally = tallies(kind);
+            let kind = kind.as_str();
+            let gauge = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+            for (state, count) in [("active", tally.active), ("in_grace", tally.in_grace)] {
+                self.secrets
+                    .get_or_create(&KindStateLabels { kind, state })
+                    .set(gauge(count));
+            }
+            self.secrets_expiring_soon
+                .get_or_create(&KindLabels { kind })
+                .set(gauge(tally.expiring_soon));
+        }
     }
 
     /// Everything counted so far, as OpenMetrics or as Prometheus's text format.

@@ -19,6 +19,7 @@ mod agentex;
 mod agents;
 mod api_keys;
 mod audit;
+mod chart;
 mod connections;
 mod ops_manager;
 mod sign_in;
