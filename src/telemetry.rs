@@ -201,10 +201,13 @@ fn export_to(env: &dyn Environment) -> Result<Option<Duration>, crate::StartupEr
             break;
         }
     }
-    let timeout = ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
-        .into_iter()
-        .find_map(|variable| env.get(variable)?.trim().parse().ok())
-        .map_or(DEFAULT_EXPORT_TIMEOUT, Duration::from_millis);
+    let timeout = [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .into_iter()
+    .find_map(|variable| env.get(variable)?.trim().parse().ok())
+    .map_or(DEFAULT_EXPORT_TIMEOUT, Duration::from_millis);
     Ok(Some(timeout))
 }
 
@@ -342,10 +345,7 @@ mod tests {
             decide(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]),
             on
         );
-        assert_eq!(
-            decide(&[endpoint, ("OTEL_TRACES_EXPORTER", "otlp")]),
-            on
-        );
+        assert_eq!(decide(&[endpoint, ("OTEL_TRACES_EXPORTER", "otlp")]), on);
         assert_eq!(
             decide(&[endpoint, ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")]),
             Ok(Some(Duration::from_millis(2500)))
@@ -358,7 +358,10 @@ mod tests {
             ]),
             Ok(Some(Duration::from_millis(700)))
         );
-        for off in [("OTEL_SDK_DISABLED", "true"), ("OTEL_TRACES_EXPORTER", "none")] {
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
             assert_eq!(decide(&[endpoint, off]), Ok(None), "{off:?}");
         }
     }

@@ -18,8 +18,8 @@ use axum::body::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use reqwest::StatusCode;
@@ -91,7 +91,10 @@ impl Collector {
         let mut spans: HashMap<String, Vec<Span>> = HashMap::new();
         for (_, span) in self.received.lock().unwrap().iter() {
             if span.trace_id == trace_id {
-                spans.entry(span.name.clone()).or_default().push(span.clone());
+                spans
+                    .entry(span.name.clone())
+                    .or_default()
+                    .push(span.clone());
             }
         }
         spans
@@ -195,7 +198,10 @@ impl Keygate {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let verdict: serde_json::Value = response.json().await.unwrap();
         assert_eq!(verdict["code"], "valid", "{verdict}");
         request_id
@@ -284,7 +290,12 @@ async fn a_verify_requests_spans_reach_the_collector_in_the_callers_trace(backen
         assert_eq!(stores.len(), 2, "{format}: {stores:?}");
         for parent in [&authenticate, &verify] {
             let under = stores.iter().filter(|s| s.parent_span_id == parent.span_id);
-            assert_eq!(under.count(), 1, "{format}: a store span under {}", parent.name);
+            assert_eq!(
+                under.count(),
+                1,
+                "{format}: a store span under {}",
+                parent.name
+            );
         }
         assert_eq!(attribute(&request, "method").as_deref(), Some("POST"));
         assert_eq!(attribute(&request, "path").as_deref(), Some("/verify"));
@@ -298,7 +309,10 @@ async fn a_verify_requests_spans_reach_the_collector_in_the_callers_trace(backen
     let received = collector.received.lock().unwrap();
     assert!(received.iter().all(|(service, _)| service == "keygate"));
     let everything = format!("{:?}", received.iter().map(|(_, s)| s).collect::<Vec<_>>());
-    assert!(minted_secrets_in(&everything).is_empty(), "a secret was exported");
+    assert!(
+        minted_secrets_in(&everything).is_empty(),
+        "a secret was exported"
+    );
     let key = dsn.rsplit_once(':').unwrap().1.split('@').next().unwrap();
     for secret in [dsn.as_str(), key, member.as_str(), ADMIN] {
         assert!(!everything.contains(secret), "a secret was exported");
