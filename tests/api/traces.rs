@@ -86,7 +86,7 @@ impl Collector {
         }
     }
 
-    /// The spans received in trace `trace_id`, by name (each name once).
+    /// The spans received in trace `trace_id`, by name.
     fn trace(&self, trace_id: &[u8]) -> HashMap<String, Vec<Span>> {
         let mut spans: HashMap<String, Vec<Span>> = HashMap::new();
         for (_, span) in self.received.lock().unwrap().iter() {
@@ -98,6 +98,17 @@ impl Collector {
             }
         }
         spans
+    }
+
+    /// The `request` span of the request `request_id`.
+    fn request(&self, request_id: &str) -> Span {
+        let received = self.received.lock().unwrap();
+        let mut found = received.iter().map(|(_, span)| span).filter(|span| {
+            span.name == "request" && attribute(span, "request_id").as_deref() == Some(request_id)
+        });
+        let span = found.next().expect("the request's span").clone();
+        assert!(found.next().is_none());
+        span
     }
 }
 
@@ -186,17 +197,19 @@ impl Keygate {
         })
     }
 
-    /// `POST /verify` of `key` as `token`, in the trace `traceparent` names: the request id.
-    async fn verify(&self, token: &str, key: &str, traceparent: &str) -> String {
-        let response = reqwest::Client::new()
+    /// `POST /verify` of `key` as `token`, in the trace `traceparent` names if any: the
+    /// request id.
+    async fn verify(&self, token: &str, key: &str, traceparent: Option<&str>) -> String {
+        let mut request = reqwest::Client::new()
             .post(format!("{}/verify", self.base))
             .bearer_auth(token)
-            .header("traceparent", traceparent)
-            .header("tracestate", "vendor=opaque")
-            .json(&json!({ "key": key }))
-            .send()
-            .await
-            .unwrap();
+            .json(&json!({ "key": key }));
+        if let Some(traceparent) = traceparent {
+            request = request
+                .header("traceparent", traceparent)
+                .header("tracestate", "vendor=opaque");
+        }
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let request_id = response.headers()["x-request-id"]
             .to_str()
@@ -270,7 +283,9 @@ async fn a_verify_requests_spans_reach_the_collector_in_the_callers_trace(backen
         );
         assert!(keygate.exporter_thread_runs());
         let (header, trace_id, parent) = traceparent();
-        let request_id = keygate.verify(&member, &dsn, &header).await;
+        let request_id = keygate.verify(&member, &dsn, Some(&header)).await;
+        // Without a traceparent: a trace of its own, whose id the logs say too.
+        let untraced = keygate.verify(&member, &dsn, None).await;
         let lines = keygate.stop();
 
         let spans = collector.trace(&hex::decode(&trace_id).unwrap());
@@ -303,6 +318,18 @@ async fn a_verify_requests_spans_reach_the_collector_in_the_callers_trace(backen
         assert_eq!(attribute(&request, "trace_id"), Some(trace_id.clone()));
         assert_eq!(request.trace_state, "vendor=opaque");
         assert_logged_with_trace_id(&lines, &request_id, &trace_id, format);
+
+        let own = collector.request(&untraced);
+        assert!(own.parent_span_id.is_empty(), "{format}: a root span");
+        let own_trace_id = hex::encode(&own.trace_id);
+        assert_ne!(own_trace_id, trace_id);
+        assert_eq!(attribute(&own, "trace_id"), Some(own_trace_id.clone()));
+        let mut of_untraced = lines.iter().filter(|line| line.contains(&untraced));
+        assert!(of_untraced.clone().count() >= 2, "{format}");
+        assert!(
+            of_untraced.all(|line| line.contains(&own_trace_id)),
+            "{format}"
+        );
         assert!(minted_secrets_in(&lines.join("\n")).is_empty(), "{format}");
     }
 
@@ -337,7 +364,7 @@ async fn without_an_endpoint_nothing_is_exported_and_logs_still_carry_the_caller
     );
     assert!(!keygate.exporter_thread_runs());
     let (header, trace_id, _) = traceparent();
-    let request_id = keygate.verify(&member, &dsn, &header).await;
+    let request_id = keygate.verify(&member, &dsn, Some(&header)).await;
     let lines = keygate.stop();
     assert_logged_with_trace_id(&lines, &request_id, &trace_id, "human");
 }
