@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
 use opentelemetry_http::{Bytes, HeaderExtractor, HttpClient, HttpError, Request, Response};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::resource::{
     EnvResourceDetector, ResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector,
@@ -156,9 +156,6 @@ impl Environment for OsEnvironment {
 /// The one protocol keygate exports with.
 const HTTP_PROTOBUF: &str = "http/protobuf";
 
-/// How long one export may take when the environment does not say (the specification's 10 s).
-const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Where spans go and how long an export may take, when they are exported at all: only when an
 /// endpoint variable is set, and neither `OTEL_SDK_DISABLED=true` nor
 /// `OTEL_TRACES_EXPORTER=none` says otherwise. What keygate cannot honour is refused, not
@@ -201,13 +198,14 @@ fn export_to(env: &dyn Environment) -> Result<Option<Duration>, crate::StartupEr
             break;
         }
     }
+    // The SDK reads these too, but gives the value only to the HTTP clients it builds itself.
     let timeout = [
         "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
         "OTEL_EXPORTER_OTLP_TIMEOUT",
     ]
     .into_iter()
     .find_map(|variable| env.get(variable)?.trim().parse().ok())
-    .map_or(DEFAULT_EXPORT_TIMEOUT, Duration::from_millis);
+    .map_or(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT, Duration::from_millis);
     Ok(Some(timeout))
 }
 
@@ -338,7 +336,7 @@ mod tests {
         // Without an endpoint nothing is read, so nothing can be refused.
         assert_eq!(decide(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), Ok(None));
         assert_eq!(decide(&[("OTEL_TRACES_EXPORTER", "zipkin")]), Ok(None));
-        let on = Ok(Some(DEFAULT_EXPORT_TIMEOUT));
+        let on = Ok(Some(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT));
         assert_eq!(decide(&[endpoint]), on);
         assert_eq!(decide(&[traces_endpoint]), on);
         assert_eq!(
