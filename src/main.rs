@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use keygate::cli::{Cli, Command};
 use keygate::config::{Config, LogFormat};
 use keygate::error::with_causes;
-use keygate::telemetry::{self, LogOutput};
+use keygate::telemetry::{self, LogOutput, Traces};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,13 +24,18 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    if let Err(err) = telemetry::init(&config, LogOutput::Stdout) {
-        eprintln!("keygate: {err}");
-        return ExitCode::FAILURE;
-    }
+    let telemetry = match telemetry::init(&config, LogOutput::Stdout, Traces::FromEnvironment) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("keygate: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::debug!(?config, "configuration");
     let log_format = config.log_format;
-    match keygate::serve(config).await {
+    let served = keygate::serve(config).await;
+    telemetry.shutdown().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let message = with_causes(err.as_ref());
@@ -49,7 +54,8 @@ async fn serve(config: Config) -> ExitCode {
 /// Prints only the key on stdout, so that `keygate admin-key > file` captures just the key;
 /// logs and explanations go to stderr.
 async fn admin_key(config: Config, org: &str) -> ExitCode {
-    if let Err(err) = telemetry::init(&config, LogOutput::Stderr) {
+    // Nothing to trace: the telemetry has nothing queued to finish either.
+    if let Err(err) = telemetry::init(&config, LogOutput::Stderr, Traces::Off) {
         eprintln!("keygate admin-key: {err}");
         return ExitCode::FAILURE;
     }

@@ -1,11 +1,31 @@
-//! Logging: human-readable by default, JSON on request; the filter comes from the configuration,
-//! and colour only when a person is watching the stream the logs go to.
+//! Logging and traces. Logs: human-readable by default, JSON on request; the filter comes from
+//! the configuration, and colour only when a person is watching the stream the logs go to.
+//! Traces: OpenTelemetry spans sent over OTLP/HTTP (protobuf) when the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` names a collector;
+//! otherwise nothing is set up for them at all. Every request carries a trace id in its log
+//! lines either way: its caller's (W3C `traceparent`) or a new one.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
+use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider};
+use opentelemetry_http::{Bytes, HeaderExtractor, HttpClient, HttpError, Request, Response};
+use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::resource::{
+    EnvResourceDetector, ResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector,
+};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
 
@@ -18,7 +38,40 @@ pub enum LogOutput {
     Stderr,
 }
 
-pub fn init(config: &Config, output: LogOutput) -> Result<(), crate::StartupError> {
+/// Whether a command exports traces: the server does when the environment names a collector;
+/// a one-shot command has no requests to trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traces {
+    FromEnvironment,
+    Off,
+}
+
+/// What must be finished before the process exits: the spans still queued for export.
+#[must_use = "call shutdown() before exiting, or the last spans are lost"]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still queued and stops the exporter. It waits on the exporter's
+    /// thread, which sends through the runtime: called from async code, it runs on a blocking
+    /// thread so that the runtime stays free to send.
+    pub async fn shutdown(self) {
+        let Some(provider) = self.traces else {
+            return;
+        };
+        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        if let Ok(Err(err)) = flushed {
+            tracing::warn!(error = %err, "could not export the last spans");
+        }
+    }
+}
+
+pub fn init(
+    config: &Config,
+    output: LogOutput,
+    traces: Traces,
+) -> Result<Telemetry, crate::StartupError> {
     let filter = EnvFilter::try_new(&config.log).map_err(|e| {
         format!(
             "KEYGATE_LOG (--log) {:?} is not a log filter ({e}); e.g. info or \
@@ -41,19 +94,200 @@ pub fn init(config: &Config, output: LogOutput) -> Result<(), crate::StartupErro
         is_terminal,
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
-    match config.log_format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
+    let logs = match config.log_format {
+        LogFormat::Human => logs.boxed(),
+        // The whole span list, not only the innermost span: the request's fields (request id,
+        // trace id) belong to its outermost span.
+        LogFormat::Json => logs
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+            .with_span_list(true)
+            .boxed(),
+    };
+    let (provider, exporting) = match traces {
+        Traces::FromEnvironment => match export_to(&OsEnvironment)? {
+            Some(exporter) => {
+                let provider = tracer_provider(exporter)?;
+                let layer = spans_layer(&provider);
+                (Some(provider), Some(layer))
+            }
+            None => (None, None),
+        },
+        Traces::Off => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(exporting)
+        .try_init()?;
+    Ok(Telemetry { traces: provider })
+}
+
+/// keygate's own spans, whatever the log filter lets through: a span's level says how much it
+/// costs when nobody listens, not whether a collector wants it. Events stay in the logs.
+fn spans_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("keygate"))
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            meta.is_span() && meta.target().starts_with("keygate")
+        }))
+}
+
+/// The environment the standard `OTEL_` variables are read from.
+trait Environment {
+    /// The variable's value; unset and empty are the same, as the specification says.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+struct OsEnvironment;
+
+impl Environment for OsEnvironment {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
     }
+}
+
+/// The one protocol keygate exports with.
+const HTTP_PROTOBUF: &str = "http/protobuf";
+
+/// Where spans go and how long an export may take, when they are exported at all: only when an
+/// endpoint variable is set, and neither `OTEL_SDK_DISABLED=true` nor
+/// `OTEL_TRACES_EXPORTER=none` says otherwise. What keygate cannot honour is refused, not
+/// ignored: a collector that silently receives nothing is worse than a server that does not start.
+fn export_to(env: &dyn Environment) -> Result<Option<Duration>, crate::StartupError> {
+    let endpoint_set = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+        || env.get("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+    let disabled = env
+        .get("OTEL_SDK_DISABLED")
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"));
+    match env.get("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
+        Some("none") => return Ok(None),
+        None | Some("otlp") => {}
+        Some(other) if endpoint_set && !disabled => {
+            return Err(format!(
+                "OTEL_TRACES_EXPORTER={other:?} is not supported: keygate exports traces over \
+                 OTLP only (otlp, or none to turn them off)"
+            )
+            .into());
+        }
+        Some(_) => {}
+    }
+    if !endpoint_set || disabled {
+        return Ok(None);
+    }
+    for variable in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(protocol) = env.get(variable) {
+            if !protocol.trim().eq_ignore_ascii_case(HTTP_PROTOBUF) {
+                return Err(format!(
+                    "{variable}={protocol:?} is not supported: keygate exports traces over \
+                     OTLP/HTTP with protobuf; set it to {HTTP_PROTOBUF} (or unset it) and point \
+                     the endpoint at the collector's HTTP port, e.g. http://collector:4318"
+                )
+                .into());
+            }
+            // The signal's own variable wins over the general one.
+            break;
+        }
+    }
+    // The SDK reads these too, but gives the value only to the HTTP clients it builds itself.
+    let timeout = [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ]
+    .into_iter()
+    .find_map(|variable| env.get(variable)?.trim().parse().ok())
+    .map_or(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT, Duration::from_millis);
+    Ok(Some(timeout))
+}
+
+/// A tracer provider exporting in batches, from a thread of its own, over OTLP/HTTP; the SDK
+/// reads the endpoint, headers, sampler, batch and resource variables itself.
+fn tracer_provider(timeout: Duration) -> Result<SdkTracerProvider, crate::StartupError> {
+    let client = OnRuntime {
+        client: reqwest::Client::builder().timeout(timeout).build()?,
+        runtime: tokio::runtime::Handle::try_current()
+            .map_err(|_| "traces are exported through the server's runtime: none is running")?,
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        .with_timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot export traces: {e}"))?;
+    // `service.name` is keygate unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES names it.
+    let mut detectors: Vec<Box<dyn ResourceDetector>> = vec![
+        Box::new(TelemetryResourceDetector),
+        Box::new(EnvResourceDetector::new()),
+    ];
+    if OsEnvironment.get("OTEL_SERVICE_NAME").is_some() {
+        detectors.push(Box::new(SdkProvidedResourceDetector));
+    }
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name("keygate")
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_detectors(&detectors)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// Sends the exporter's requests with keygate's own HTTP client (rustls, the system's roots) on
+/// the server's runtime. The batch exporter runs on a thread of its own, outside any runtime,
+/// and the client needs one; the exporter only waits for the answer.
+#[derive(Debug)]
+struct OnRuntime {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+#[async_trait]
+impl HttpClient for OnRuntime {
+    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        let client = self.client.clone();
+        let request = reqwest::Request::try_from(request)?;
+        self.runtime
+            .spawn(async move {
+                let response = client.execute(request).await?;
+                let mut answer = Response::builder().status(response.status());
+                if let Some(headers) = answer.headers_mut() {
+                    headers.extend(response.headers().clone());
+                }
+                Ok(answer.body(response.bytes().await?)?)
+            })
+            .await?
+    }
+}
+
+/// Makes `span`, a request's, part of the trace its caller's W3C `traceparent` (and
+/// `tracestate`) names, or of a new trace, and records the trace's id as its `trace_id` field:
+/// every log line of the request carries it. With traces exported, the id is that of the spans
+/// sent; without, the caller's when it sent a valid one, else a new random one.
+pub fn join_trace(span: &tracing::Span, headers: &HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let callers = parent.span().span_context().trace_id();
+    let trace_id = match span.set_parent(parent) {
+        Ok(()) => span.context().span().span_context().trace_id(),
+        Err(_) if callers != TraceId::INVALID => callers,
+        Err(_) => RandomIdGenerator::default().new_trace_id(),
+    };
+    span.record("trace_id", tracing::field::display(trace_id));
 }
 
 /// Escape codes only help a terminal; in a file or a pipe they are noise. A non-empty
@@ -64,6 +298,8 @@ fn use_colour(format: LogFormat, is_terminal: bool, no_color: Option<&OsStr>) ->
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -74,5 +310,152 @@ mod tests {
         assert!(!use_colour(LogFormat::Human, true, Some(OsStr::new("1"))));
         assert!(!use_colour(LogFormat::Json, true, None));
         assert!(!use_colour(LogFormat::Json, false, None));
+    }
+
+    impl Environment for HashMap<&str, &str> {
+        fn get(&self, name: &str) -> Option<String> {
+            self.get(name)
+                .filter(|value| !value.is_empty())
+                .map(|value| (*value).to_owned())
+        }
+    }
+
+    fn decide(vars: &[(&'static str, &'static str)]) -> Result<Option<Duration>, String> {
+        export_to(&vars.iter().copied().collect::<HashMap<_, _>>()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn traces_are_exported_only_when_an_endpoint_is_named() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        let traces_endpoint = (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4318/v1/traces",
+        );
+        assert_eq!(decide(&[]), Ok(None));
+        assert_eq!(decide(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")]), Ok(None));
+        // Without an endpoint nothing is read, so nothing can be refused.
+        assert_eq!(decide(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]), Ok(None));
+        assert_eq!(decide(&[("OTEL_TRACES_EXPORTER", "zipkin")]), Ok(None));
+        let on = Ok(Some(OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT));
+        assert_eq!(decide(&[endpoint]), on);
+        assert_eq!(decide(&[traces_endpoint]), on);
+        assert_eq!(
+            decide(&[endpoint, ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]),
+            on
+        );
+        assert_eq!(decide(&[endpoint, ("OTEL_TRACES_EXPORTER", "otlp")]), on);
+        assert_eq!(
+            decide(&[endpoint, ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")]),
+            Ok(Some(Duration::from_millis(2500)))
+        );
+        assert_eq!(
+            decide(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+                ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "700"),
+            ]),
+            Ok(Some(Duration::from_millis(700)))
+        );
+        for off in [
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ] {
+            assert_eq!(decide(&[endpoint, off]), Ok(None), "{off:?}");
+        }
+    }
+
+    #[test]
+    fn a_protocol_or_exporter_keygate_cannot_honour_is_refused_by_name() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
+        for (variable, value) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ] {
+            let refusal = decide(&[endpoint, (variable, value)]).unwrap_err();
+            assert!(
+                refusal.starts_with(&format!("{variable}=\"{value}\" is not supported")),
+                "{refusal}"
+            );
+        }
+        // The signal's own variable wins over the general one, either way.
+        assert!(
+            decide(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ])
+            .is_ok()
+        );
+        assert!(
+            decide(&[
+                endpoint,
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_requests_trace_id_is_its_callers_or_a_new_one() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = recorded.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || Sink(sink.clone())),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let mut headers = HeaderMap::new();
+            for traceparent in [
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                // Not a traceparent: a new trace.
+                Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+                None,
+            ] {
+                match traceparent {
+                    Some(value) => headers.insert("traceparent", value.parse().unwrap()),
+                    None => headers.remove("traceparent"),
+                };
+                let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
+                join_trace(&span, &headers);
+                span.in_scope(|| tracing::info!("inside"));
+            }
+        });
+        let lines = recorded.lock().unwrap().concat();
+        let ids: Vec<&str> = lines
+            .lines()
+            .map(|line| {
+                let at = line.find("trace_id=").expect("a trace id") + "trace_id=".len();
+                &line[at..at + 32]
+            })
+            .collect();
+        assert_eq!(ids.len(), 3, "{lines}");
+        assert_eq!(ids[0], "4bf92f3577b34da6a3ce929d0e0e4736");
+        for new in &ids[1..] {
+            assert!(
+                new.bytes().all(|b| b.is_ascii_hexdigit()) && *new != "0".repeat(32),
+                "{lines}"
+            );
+        }
+        assert_ne!(ids[1], ids[2]);
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(buf).into_owned());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

@@ -164,7 +164,9 @@ impl Verifier {
     }
 
     /// Reads a secret by digest in its owner kind's table. Operator-chosen secrets (no prefix)
-    /// can only be API keys.
+    /// can only be API keys. The `store` span of a trace: only a read the cache could not
+    /// answer has one.
+    #[tracing::instrument(level = "debug", name = "store", skip_all)]
     async fn read(
         &self,
         kind: Option<SecretKind>,
@@ -230,7 +232,9 @@ impl Verifier {
     /// Verifies what the data plane presents for the caller's organization: an agent DSN or a
     /// bare secret, and for a machine credential the connection it was presented to, when the
     /// proxy knows it. API keys and Ops Manager key pairs are credentials of keygate's own API
-    /// and are not answered for here.
+    /// and are not answered for here. The `verify` span of a trace; the presented secret is
+    /// never one of its fields.
+    #[tracing::instrument(level = "debug", name = "verify", skip_all)]
     pub async fn verify_presented(
         &self,
         presented: &str,
@@ -273,7 +277,8 @@ impl Verifier {
     /// Verifies an Agentex agent API key as the data plane received it (the value of
     /// `x-agent-api-key`, or the key of `Authorization: AgentKey <key>`), minted or chosen at
     /// its creation. With `expected`, a key of another type is not found: types are never
-    /// interchangeable. Signing secrets never verify here.
+    /// interchangeable. Signing secrets never verify here. The `verify` span of a trace.
+    #[tracing::instrument(level = "debug", name = "verify", skip_all)]
     pub async fn verify_agent_api_key(
         &self,
         presented: &str,

@@ -200,7 +200,9 @@ fn client_address(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
 
 /// Authenticates the request in the serving family's scheme. A refused credential counts
 /// against the client address and is recorded in the audit trail; past the limit the answer
-/// is 429.
+/// is 429. A span of its own in the request's trace (at debug level: free when neither the
+/// logs nor a trace collector want it); the credential is never one of its fields.
+#[tracing::instrument(level = "debug", name = "authenticate", skip_all)]
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, Error> {
     if let Some(Authenticated(principal)) = parts.extensions.get::<Authenticated>() {
         return Ok(principal.clone());

@@ -477,14 +477,23 @@ async fn enforce_timeout(State(limit): State<Duration>, request: Request, next: 
     }
 }
 
-/// Method, path and request id only: never headers (credentials) nor the query string.
+/// Method, path, request id and trace id only: never headers (credentials) nor the query
+/// string. The span joins its caller's trace (W3C `traceparent`).
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::join_trace(&span, request.headers());
+    span
 }
 
 /// How long in-flight requests get to finish after a shutdown signal.
