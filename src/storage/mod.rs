@@ -9,7 +9,8 @@
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
 //! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
-//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`.
+//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`; per-key usage and verification
+//! outcomes are `usage.rs`.
 
 mod agent_api_keys;
 mod agents;
@@ -28,6 +29,7 @@ mod projects;
 mod secrets;
 pub mod server_keys;
 mod sqlite;
+mod usage;
 
 use std::sync::Arc;
 
@@ -53,6 +55,7 @@ pub use projects::ProjectStore;
 pub use secrets::SecretStore;
 pub use server_keys::ServerKeyStore;
 pub use sqlite::SqliteStore;
+pub use usage::UsageStore;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -74,6 +77,7 @@ pub trait Store:
     + AuditStore
     + ConsoleSessionStore
     + ServerKeyStore
+    + UsageStore
 {
 }
 
@@ -93,7 +97,8 @@ impl<
         + IdempotencyStore
         + AuditStore
         + ConsoleSessionStore
-        + ServerKeyStore,
+        + ServerKeyStore
+        + UsageStore,
 > Store for T
 {
 }
