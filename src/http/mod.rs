@@ -16,6 +16,7 @@ mod native;
 pub mod ops_manager;
 pub mod pagination;
 mod rotation;
+mod usage;
 
 use std::collections::btree_map::Entry;
 use std::sync::Arc;
