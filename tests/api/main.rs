@@ -25,4 +25,5 @@ mod pagination;
 mod reliability;
 mod server;
 mod storage;
+mod usage;
 mod verify;
