@@ -22,14 +22,14 @@ CREATE INDEX secret_usage_hour_idx ON secret_usage (hour);
 -- secret of another one is `not_found` there, so even that answer has an organization, and a
 -- tenant sees exactly the verifications its own gateways asked for.
 CREATE TABLE verification_outcomes (
-    org_id   uuid        NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
-    span     integer     NOT NULL CHECK (span IN (60, 3600)),
-    bucket   timestamptz NOT NULL,
-    kind     text        NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
-    outcome  text        NOT NULL CHECK (outcome IN ('valid', 'malformed', 'not_found', 'revoked',
-                                                      'expired', 'name_mismatch',
-                                                      'connection_mismatch')),
-    verifications bigint   NOT NULL CHECK (verifications > 0),
+    org_id         uuid        NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    span           integer     NOT NULL CHECK (span IN (60, 3600)),
+    bucket         timestamptz NOT NULL,
+    kind           text        NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    outcome        text        NOT NULL CHECK (outcome IN ('valid', 'malformed', 'not_found',
+                                           'revoked', 'expired', 'name_mismatch',
+                                           'connection_mismatch')),
+    verifications  bigint      NOT NULL CHECK (verifications > 0),
     PRIMARY KEY (org_id, span, bucket, kind, outcome)
 );
 -- Every organization's buckets at once (the operator), and retention.

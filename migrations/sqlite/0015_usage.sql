@@ -22,14 +22,14 @@ CREATE INDEX secret_usage_hour_idx ON secret_usage (hour);
 -- secret of another one is `not_found` there, so even that answer has an organization, and a
 -- tenant sees exactly the verifications its own gateways asked for.
 CREATE TABLE verification_outcomes (
-    org_id   BLOB    NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
-    span     INTEGER NOT NULL CHECK (span IN (60, 3600)),
-    bucket   TEXT    NOT NULL,
-    kind     TEXT    NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
-    outcome  TEXT    NOT NULL CHECK (outcome IN ('valid', 'malformed', 'not_found', 'revoked',
-                                                  'expired', 'name_mismatch',
-                                                  'connection_mismatch')),
-    verifications INTEGER NOT NULL CHECK (verifications > 0),
+    org_id         BLOB    NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    span           INTEGER NOT NULL CHECK (span IN (60, 3600)),
+    bucket         TEXT    NOT NULL,
+    kind           TEXT    NOT NULL CHECK (length(kind) BETWEEN 1 AND 64),
+    outcome        TEXT    NOT NULL CHECK (outcome IN ('valid', 'malformed', 'not_found',
+                                       'revoked', 'expired', 'name_mismatch',
+                                       'connection_mismatch')),
+    verifications  INTEGER NOT NULL CHECK (verifications > 0),
     PRIMARY KEY (org_id, span, bucket, kind, outcome)
 ) STRICT;
 -- Every organization's buckets at once (the operator), and retention.

@@ -9,8 +9,8 @@
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
 //! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
-//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`; per-key usage and verification
-//! outcomes are `usage.rs`.
+//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`; per-key
+//! usage and verification outcomes are `usage.rs`.
 
 mod agent_api_keys;
 mod agents;
