@@ -1,16 +1,16 @@
 //! Verification, the hot path: "is this secret valid, and whose is it?".
 //!
 //! Every check goes through [`Verifier::lookup`], one read by digest answered from the
-//! [`cache::VerifyCache`] when it can be. The path writes nothing: `last_used_at` is collected
-//! in memory and flushed in batches by [`UsageRecorder`].
+//! [`cache::VerifyCache`] when it can be. The path writes nothing: uses (`last_used_at` and
+//! hourly counts) and answers are counted in memory and flushed in batches by
+//! [`UsageRecorder`].
 
 mod cache;
+mod usage;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::agent::Agent;
@@ -26,6 +26,7 @@ use crate::storage::Store;
 use crate::storage::notify::ChangeCounts;
 pub use cache::CacheCounts;
 use cache::VerifyCache;
+use usage::UsageRecorder;
 
 /// Why a presented secret is or is not valid; the `code` of a `POST /verify` answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -93,6 +94,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The kind of secret presented, as metrics and usage label it: `unknown` when the
+    /// presented text named none.
+    pub fn kind_label(&self) -> &'static str {
+        self.kind.map_or("unknown", SecretKind::as_str)
+    }
+
     fn new(code: Code, kind: Option<SecretKind>) -> Outcome {
         Outcome {
             code,
@@ -128,8 +135,9 @@ impl Verifier {
         self.usage.flush(self.store.as_ref()).await;
     }
 
-    /// Flushes usage every `interval` until `stop` changes (or its sender is dropped). A flush
-    /// under way is finished, never cut short: the uses it took would be lost.
+    /// Flushes usage every `interval`, and purges counts past retention now and every hour,
+    /// until `stop` changes (or its sender is dropped). A flush under way is finished, never cut
+    /// short: the uses it took would be lost.
     pub fn spawn_usage_flusher(
         self: Arc<Self>,
         interval: Duration,
@@ -138,9 +146,12 @@ impl Verifier {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut purges = tokio::time::interval(usage::PURGE_EVERY);
+            purges.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ticker.tick() => self.flush_usage().await,
+                    _ = purges.tick() => usage::purge(self.store.as_ref()).await,
                     _ = stop.changed() => return,
                 }
             }
@@ -241,6 +252,17 @@ impl Verifier {
         connection: Option<&str>,
         org_id: Uuid,
     ) -> Result<Outcome, Error> {
+        let outcome = self.check_presented(presented, connection, org_id).await?;
+        self.answered(&outcome, org_id);
+        Ok(outcome)
+    }
+
+    async fn check_presented(
+        &self,
+        presented: &str,
+        connection: Option<&str>,
+        org_id: Uuid,
+    ) -> Result<Outcome, Error> {
         let dsn = parse_dsn(presented);
         let key = dsn.as_ref().map_or(presented, |dsn| dsn.key.as_str());
         let plain = match PlainSecret::parse(key) {
@@ -270,7 +292,6 @@ impl Verifier {
         {
             outcome.code = Code::ConnectionMismatch;
         }
-        self.record_if_valid(&outcome);
         Ok(outcome)
     }
 
@@ -280,6 +301,19 @@ impl Verifier {
     /// interchangeable. Signing secrets never verify here. The `verify` span of a trace.
     #[tracing::instrument(level = "debug", name = "verify", skip_all)]
     pub async fn verify_agent_api_key(
+        &self,
+        presented: &str,
+        expected: Option<AgentApiKeyType>,
+        org_id: Uuid,
+    ) -> Result<Outcome, Error> {
+        let outcome = self
+            .check_agent_api_key(presented, expected, org_id)
+            .await?;
+        self.answered(&outcome, org_id);
+        Ok(outcome)
+    }
+
+    async fn check_agent_api_key(
         &self,
         presented: &str,
         expected: Option<AgentApiKeyType>,
@@ -300,7 +334,6 @@ impl Verifier {
         {
             outcome = Outcome::new(Code::NotFound, outcome.kind);
         }
-        self.record_if_valid(&outcome);
         Ok(outcome)
     }
 
@@ -316,7 +349,7 @@ impl Verifier {
             Err(_) => PlainSecret::from_operator(token.to_owned()),
         };
         let outcome = self.check(&plain, None).await?;
-        self.record_if_valid(&outcome);
+        self.record_if_valid(&outcome, now());
         Ok(match outcome.found {
             Some((state, Owner::ApiKey(key))) if outcome.code == Code::Valid => {
                 Some((key, state.id))
@@ -331,66 +364,17 @@ impl Verifier {
         self.usage.record(secret_id, now());
     }
 
-    fn record_if_valid(&self, outcome: &Outcome) {
+    /// Counts the answer of a verification asked by `org_id`, and the use of a valid secret.
+    fn answered(&self, outcome: &Outcome, org_id: Uuid) {
+        let at = now();
+        self.usage
+            .answered(org_id, outcome.kind_label(), outcome.code.as_str(), at);
+        self.record_if_valid(outcome, at);
+    }
+
+    fn record_if_valid(&self, outcome: &Outcome, at: chrono::DateTime<chrono::Utc>) {
         if let (Code::Valid, Some((state, _))) = (outcome.code, &outcome.found) {
-            self.usage.record(state.id, now());
+            self.usage.record(state.id, at);
         }
-    }
-}
-
-/// Collects `last_used_at` in memory; the latest use per secret wins and is flushed in one
-/// transaction per interval, so verification never waits on a write. Sharded by secret so that
-/// concurrent verifications rarely wait on one another's lock.
-struct UsageRecorder {
-    pending: Box<[Mutex<LastUses>]>,
-}
-
-/// The latest use of each secret.
-type LastUses = HashMap<Uuid, DateTime<Utc>>;
-
-/// Enough shards that two cores' worth of requests rarely meet on one lock.
-const USAGE_SHARDS: usize = 16;
-
-impl Default for UsageRecorder {
-    fn default() -> UsageRecorder {
-        UsageRecorder {
-            pending: (0..USAGE_SHARDS).map(|_| Mutex::default()).collect(),
-        }
-    }
-}
-
-impl UsageRecorder {
-    fn record(&self, secret_id: Uuid, at: DateTime<Utc>) {
-        self.shard(secret_id)
-            .lock()
-            .expect("usage lock")
-            .insert(secret_id, at);
-    }
-
-    /// Writes what has been collected; on failure the uses are kept for the next flush.
-    async fn flush(&self, store: &dyn Store) {
-        let batch: Vec<_> = self
-            .pending
-            .iter()
-            .flat_map(|shard| std::mem::take(&mut *shard.lock().expect("usage lock")))
-            .collect();
-        if batch.is_empty() {
-            return;
-        }
-        if let Err(err) = store.record_usage(&batch).await {
-            tracing::warn!(error = %err, uses = batch.len(), "could not record secret usage; will retry");
-            for (id, at) in batch {
-                self.shard(id)
-                    .lock()
-                    .expect("usage lock")
-                    .entry(id)
-                    .or_insert(at);
-            }
-        }
-    }
-
-    fn shard(&self, secret_id: Uuid) -> &Mutex<LastUses> {
-        // A UUID's last byte is random in both v4 and v7.
-        &self.pending[usize::from(secret_id.as_bytes()[15]) % USAGE_SHARDS]
     }
 }

@@ -96,6 +96,11 @@ def list_api_keys(
     return []
 
 
+@app.get("/agent_api_keys/{id}/usage")
+def get_agent_api_key_usage(id: str, hours: int = Query(24, ge=1, le=720)):
+    return {}
+
+
 @app.get("/agent_api_keys/name/{name}")
 def get_api_key_by_name(
     name: str,

@@ -12,8 +12,9 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::agent::{Agent, AgentName, NAME_RULE};
+use super::query_integer;
 use super::secret::NewSecret;
-use crate::error::{Error, FieldError, Location, Segment, Violation, bound};
+use crate::error::{Error, FieldError, Location, Segment, Violation};
 use crate::secrets::server_key::{Sealed, ServerKey};
 use crate::secrets::{PlainSecret, SecretKind};
 
@@ -392,44 +393,6 @@ impl Page {
             limit: limit as i64,
             offset,
         })
-    }
-}
-
-/// A query parameter that must be an integer in `range`, `default` when absent. A bound
-/// broken is told as the bound (FastAPI's `ge`/`le`), so a client knows which end it crossed.
-fn query_integer(
-    field: &'static str,
-    value: Option<String>,
-    default: i128,
-    range: std::ops::RangeInclusive<i128>,
-) -> Result<i128, Error> {
-    let Some(value) = value else {
-        return Ok(default);
-    };
-    // The words the extractors give a mistyped field, so every dialect reads it as one.
-    let number = value.trim().parse::<i128>().map_err(|_| {
-        Error::Invalid(vec![FieldError {
-            location: Location::Query,
-            path: vec![Segment::Key(Cow::Borrowed(field))],
-            violation: Violation::WrongType { text: true },
-            message: "expected an integer".into(),
-            input: None,
-        }])
-    })?;
-    if number < *range.start() {
-        Err(refused(
-            Location::Query,
-            Some(field),
-            bound::at_least(*range.start()),
-        ))
-    } else if number > *range.end() {
-        Err(refused(
-            Location::Query,
-            Some(field),
-            bound::at_most(*range.end()),
-        ))
-    } else {
-        Ok(number)
     }
 }
 

@@ -18,6 +18,7 @@ pub use native::metrics::unauthenticated as metrics_router;
 pub mod ops_manager;
 pub mod pagination;
 mod rotation;
+mod usage;
 
 use std::collections::btree_map::Entry;
 use std::sync::Arc;

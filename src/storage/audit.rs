@@ -19,6 +19,9 @@ pub trait AuditStore: Send + Sync + 'static {
         &self,
         query: &AuditQuery,
     ) -> Result<Page<AuditEvent, (DateTime<Utc>, Uuid)>>;
+    /// The latest `limit` refused credentials, the newest first. They belong to no
+    /// organization: the operator's to see.
+    async fn latest_refusals(&self, limit: u32) -> Result<Vec<AuditEvent>>;
     /// Deletes up to `batch` events older than `before`; how many went.
     async fn purge_audit_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 }
@@ -42,6 +45,14 @@ pub const SELECT_EVENTS: &str = "
       AND ($9 IS NULL OR at > $9 OR (at = $9 AND id > $10))
     ORDER BY at, id
     LIMIT $11";
+
+pub const SELECT_LATEST_REFUSALS: &str = "
+    SELECT id, at, org_id, actor_kind, actor, action, resource_kind, resource_id, client,
+           request_id, outcome
+    FROM audit_events
+    WHERE org_id IS NULL AND action = $1
+    ORDER BY at DESC, id DESC
+    LIMIT $2";
 
 pub const PURGE_EVENTS: &str = "DELETE FROM audit_events WHERE id IN
     (SELECT id FROM audit_events WHERE at < $1 LIMIT $2)";
@@ -139,6 +150,20 @@ macro_rules! impl_audit_store {
                     query.page.fetch(),
                 );
                 Ok(query.page.page(events?, |event| (event.at, event.id)))
+            }
+
+            async fn latest_refusals(
+                &self,
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::domain::audit::AuditEvent>> {
+                $crate::storage::fetch_rows!(
+                    all,
+                    &mut *self.pool.acquire().await?,
+                    $crate::storage::audit::AuditEventRow,
+                    $crate::storage::audit::SELECT_LATEST_REFUSALS,
+                    $crate::domain::audit::AUTHENTICATION_REFUSED,
+                    i64::from(limit),
+                )
             }
 
             async fn purge_audit_events(

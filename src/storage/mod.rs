@@ -9,7 +9,8 @@
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
 //! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
-//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`.
+//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`; per-key
+//! usage and verification outcomes are `usage.rs`.
 
 mod agent_api_keys;
 mod agents;
@@ -29,6 +30,7 @@ mod projects;
 mod secrets;
 pub mod server_keys;
 mod sqlite;
+mod usage;
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ pub use projects::ProjectStore;
 pub use secrets::SecretStore;
 pub use server_keys::ServerKeyStore;
 pub use sqlite::SqliteStore;
+pub use usage::UsageStore;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -75,6 +78,7 @@ pub trait Store:
     + AuditStore
     + ConsoleSessionStore
     + ServerKeyStore
+    + UsageStore
 {
 }
 
@@ -94,7 +98,8 @@ impl<
         + IdempotencyStore
         + AuditStore
         + ConsoleSessionStore
-        + ServerKeyStore,
+        + ServerKeyStore
+        + UsageStore,
 > Store for T
 {
 }

@@ -26,7 +26,9 @@ use super::project_agent_keys::impl_project_agent_key_store;
 use super::projects::impl_project_store;
 use super::secrets::impl_secret_store;
 use super::server_keys::impl_server_key_store;
+use super::usage::{self, impl_usage_store};
 use super::{Health, Result, write_transaction};
+use crate::domain::usage::UsageBatch;
 
 type Tx = Transaction<'static, Postgres>;
 
@@ -137,9 +139,21 @@ impl PostgresStore {
         self.pool.begin(None).await
     }
 
-    /// The whole batch in one statement: one round trip however many secrets were used.
-    async fn write_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()> {
-        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = uses.iter().copied().unzip();
+    /// Each part of the batch in one statement, whatever its size, and the three in one
+    /// transaction. Rows go in key order, so that concurrent flushes lock them in the same
+    /// order and never deadlock.
+    async fn write_usage(&self, batch: &UsageBatch) -> Result<()> {
+        let mut last_used = batch.last_used.clone();
+        last_used.sort_unstable();
+        let (ids, times): (Vec<Uuid>, Vec<DateTime<Utc>>) = last_used.into_iter().unzip();
+        let mut hourly: Vec<_> = batch
+            .hourly
+            .iter()
+            .map(|hour| (hour.secret_id, hour.hour, usage::stored_count(hour.uses)))
+            .collect();
+        hourly.sort_unstable();
+        let outcomes = usage::outcome_rows(batch);
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE secrets SET last_used_at = u.at
              FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at)
@@ -147,8 +161,38 @@ impl PostgresStore {
         )
         .bind(ids)
         .bind(times)
-        .execute(&mut *self.pool.acquire().await?)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO secret_usage (secret_id, hour, uses)
+             SELECT u.id, u.hour, u.uses
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[]) AS u(id, hour, uses)
+             WHERE EXISTS (SELECT 1 FROM secrets s WHERE s.id = u.id)
+             ON CONFLICT (secret_id, hour) DO UPDATE SET uses = secret_usage.uses + excluded.uses",
+        )
+        .bind(hourly.iter().map(|row| row.0).collect::<Vec<_>>())
+        .bind(hourly.iter().map(|row| row.1).collect::<Vec<_>>())
+        .bind(hourly.iter().map(|row| row.2).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO verification_outcomes (org_id, span, bucket, kind, outcome, verifications)
+             SELECT u.org_id, u.span, u.bucket, u.kind, u.outcome, u.verifications
+             FROM UNNEST($1::uuid[], $2::integer[], $3::timestamptz[], $4::text[], $5::text[],
+                         $6::bigint[]) AS u(org_id, span, bucket, kind, outcome, verifications)
+             WHERE EXISTS (SELECT 1 FROM orgs o WHERE o.id = u.org_id)
+             ON CONFLICT (org_id, span, bucket, kind, outcome) DO UPDATE
+             SET verifications = verification_outcomes.verifications + excluded.verifications",
+        )
+        .bind(outcomes.iter().map(|row| row.org_id).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|row| row.span).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|row| row.bucket).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|row| row.kind).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|row| row.outcome).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|row| row.count).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -191,3 +235,4 @@ impl_idempotency_store!(PostgresStore);
 impl_audit_store!(PostgresStore);
 impl_console_session_store!(PostgresStore);
 impl_server_key_store!(PostgresStore);
+impl_usage_store!(PostgresStore);

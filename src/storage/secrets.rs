@@ -1,4 +1,4 @@
-//! The secrets every owner holds: rotation, revocation and usage, whatever the owner's kind.
+//! The secrets every owner holds: rotation and revocation, whatever the owner's kind.
 //!
 //! [`impl_secret_store!`] also gives each backend the helpers the other aggregates share:
 //! `insert_owner`, `insert_secret`, `lock_owner` (the first statement of every lifecycle
@@ -23,10 +23,6 @@ pub trait SecretStore: Send + Sync + 'static {
         rotation: &Rotation,
         change: &Change,
     ) -> Result<Option<DateTime<Utc>>>;
-
-    /// Writes `last_used_at` for a batch of secrets; it only ever moves forward, so instances
-    /// flushing in any order keep the latest use.
-    async fn record_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()>;
 
     /// The owner's secrets kept sealed that have not ended: the current one first, then one
     /// rotated away whose grace period has not passed. Revoked ones are left out; an expired
@@ -147,13 +143,6 @@ macro_rules! impl_secret_store {
                     record_change(tx, change).await?;
                     Ok(successor_expiry)
                 })
-            }
-
-            async fn record_usage(
-                &self,
-                uses: &[(uuid::Uuid, chrono::DateTime<chrono::Utc>)],
-            ) -> $crate::storage::Result<()> {
-                self.write_usage(uses).await
             }
 
             async fn live_sealed_secrets(

@@ -4,10 +4,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
-use uuid::Uuid;
 
 use super::agent_api_keys::impl_agent_api_key_store;
 use super::agents::impl_agent_store;
@@ -25,7 +23,9 @@ use super::project_agent_keys::impl_project_agent_key_store;
 use super::projects::impl_project_store;
 use super::secrets::impl_secret_store;
 use super::server_keys::impl_server_key_store;
+use super::usage::{self, impl_usage_store};
 use super::{Health, Result, write_transaction};
+use crate::domain::usage::UsageBatch;
 
 type Tx = Transaction<'static, Sqlite>;
 
@@ -75,20 +75,36 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// One statement per use, in one transaction: SQLite is local, so there is no round trip
+    /// One statement per row, in one transaction: SQLite is local, so there is no round trip
     /// to save. Not a `write_transaction!`: usage changes no verification answer, so it keeps
     /// the cache, and a failed flush is retried by the next one.
-    async fn write_usage(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<()> {
+    async fn write_usage(&self, batch: &UsageBatch) -> Result<()> {
         let mut tx = self.begin().await?;
-        for (id, at) in uses {
-            sqlx::query(
-                "UPDATE secrets SET last_used_at = $1
-                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(*at)
-            .bind(*id)
-            .execute(&mut *tx)
-            .await?;
+        for (id, at) in &batch.last_used {
+            sqlx::query(usage::UPDATE_LAST_USED)
+                .bind(*at)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for hour in &batch.hourly {
+            sqlx::query(usage::ADD_SECRET_HOUR)
+                .bind(hour.secret_id)
+                .bind(hour.hour)
+                .bind(usage::stored_count(hour.uses))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for row in usage::outcome_rows(batch) {
+            sqlx::query(usage::ADD_OUTCOMES)
+                .bind(row.org_id)
+                .bind(row.span)
+                .bind(row.bucket)
+                .bind(row.kind)
+                .bind(row.outcome)
+                .bind(row.count)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -133,3 +149,4 @@ impl_idempotency_store!(SqliteStore);
 impl_audit_store!(SqliteStore);
 impl_console_session_store!(SqliteStore);
 impl_server_key_store!(SqliteStore);
+impl_usage_store!(SqliteStore);

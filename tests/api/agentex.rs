@@ -20,14 +20,14 @@ async fn create_key(app: &TestApp, body: Value) -> (StatusCode, Value) {
 }
 
 /// Creates a key that must succeed and returns its response.
-async fn created_key(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn created_key(app: &TestApp, body: Value) -> Value {
     let (status, created) = create_key(app, body).await;
     assert_eq!(status, StatusCode::OK, "{created}");
     created
 }
 
 /// A hoop agent named `name`, and its id.
-async fn agent(app: &TestApp, name: &str) -> String {
+pub(crate) async fn agent(app: &TestApp, name: &str) -> String {
     app.create_agent(name).await;
     let (_, agent) = app.get(&format!("/agents/{name}"), ADMIN).await;
     agent["id"].as_str().unwrap().to_owned()

@@ -65,7 +65,7 @@ fn keys(object: &Value) -> Vec<&str> {
 }
 
 /// The credential for `connection` in a create, update or rotation answer.
-fn credential<'a>(answer: &'a Value, connection: &str) -> &'a Value {
+pub(crate) fn credential<'a>(answer: &'a Value, connection: &str) -> &'a Value {
     answer["credentials"]
         .as_array()
         .unwrap()
@@ -75,7 +75,7 @@ fn credential<'a>(answer: &'a Value, connection: &str) -> &'a Value {
 }
 
 /// The secret of a credential, wherever its subtype puts it.
-fn secret_of(credential: &Value) -> String {
+pub(crate) fn secret_of(credential: &Value) -> String {
     let field = match credential["connection_subtype"].as_str().unwrap() {
         "postgres" | "mysql" | "mssql" | "mongodb" => "username",
         "ssh" | "rdp" => "password",
@@ -86,7 +86,7 @@ fn secret_of(credential: &Value) -> String {
     credential[field].as_str().unwrap().to_owned()
 }
 
-async fn create_identity(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn create_identity(app: &TestApp, body: Value) -> Value {
     let (status, created) = app.post("/machineidentities", ADMIN, body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     created

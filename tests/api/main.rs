@@ -26,4 +26,5 @@ mod reliability;
 mod server;
 mod storage;
 mod traces;
+mod usage;
 mod verify;

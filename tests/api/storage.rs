@@ -8,6 +8,7 @@ use chrono::Duration;
 use keygate::domain::agent::{Agent, AgentMode, AgentName, NewAgent};
 use keygate::domain::audit::{AuditContext, Change};
 use keygate::domain::secret::{NewSecret, OwnerRef, Rotation, SecretMeta, now};
+use keygate::domain::usage::UsageBatch;
 use keygate::error::Error;
 use keygate::secrets::{PlainSecret, SecretKind};
 use keygate::storage::{self, Store};
@@ -262,6 +263,14 @@ async fn deleting_an_agent_cascades_to_all_its_secrets(backend: Backend) {
     assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
 }
 
+/// A flush of latest uses only.
+fn last_used(uses: &[(Uuid, chrono::DateTime<chrono::Utc>)]) -> UsageBatch {
+    UsageBatch {
+        last_used: uses.to_vec(),
+        ..UsageBatch::default()
+    }
+}
+
 async fn usage_batches_set_last_used_at(backend: Backend) {
     let db = Fixture::new(backend).await;
     db.add_agent("busy", &mint()).await.unwrap();
@@ -269,7 +278,7 @@ async fn usage_batches_set_last_used_at(backend: Backend) {
     let at = now();
     // A secret deleted since its use is simply skipped.
     db.store
-        .record_usage(&[(key_id, at), (Uuid::now_v7(), at)])
+        .record_usage(&last_used(&[(key_id, at), (Uuid::now_v7(), at)]))
         .await
         .unwrap();
     let last_used_at = db.agent("busy").await.unwrap().1.last_used_at;
@@ -287,8 +296,14 @@ async fn last_used_at_only_moves_forward(backend: Backend) {
     let key_id = db.agent("flushed").await.unwrap().1.id;
     let newer = now();
     let older = newer - Duration::seconds(30);
-    db.store.record_usage(&[(key_id, newer)]).await.unwrap();
-    db.store.record_usage(&[(key_id, older)]).await.unwrap();
+    db.store
+        .record_usage(&last_used(&[(key_id, newer)]))
+        .await
+        .unwrap();
+    db.store
+        .record_usage(&last_used(&[(key_id, older)]))
+        .await
+        .unwrap();
     assert_eq!(
         db.agent("flushed").await.unwrap().1.last_used_at,
         Some(newer)

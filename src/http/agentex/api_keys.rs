@@ -1,6 +1,7 @@
 //! `POST /agent_api_keys` mints (or takes) an agent's API key and shows it once, as keygate's
 //! `POST /agent_api_keys/{id}/rotate` does a bearer key's successor; list, get and delete, by
-//! id or by (agent, type, name), never show it again.
+//! id or by (agent, type, name), never show it again; `GET /agent_api_keys/{id}/usage` counts
+//! its uses per hour.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ use crate::http::dialect::{FastApiError, FastApiValidationError};
 use crate::http::extract::{Path, Query};
 use crate::http::idempotency::Answer;
 use crate::http::rotation::{RotateRequest, Rotating};
+use crate::http::usage::{UsageParams, UsageView};
 use crate::secrets::PlainSecret;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -313,6 +315,41 @@ pub async fn delete(
     let (key, _) = find_key(&state, caller.org_id, &id).await?;
     delete_found(&state, &caller, &key, || no_such_item("id", &id)).await?;
     Ok(axum::Json(format!("Agent API key with ID {id} deleted")))
+}
+
+/// keygate extension, Return the API key's usage
+///
+/// How often the key was used, per hour, over the last `hours`: bearer keys by verification,
+/// github and slack keys by the webhook signatures checked with them (rotated secrets'
+/// uses included).
+#[utoipa::path(
+    get,
+    path = "/agent_api_keys/{id}/usage",
+    tag = "Agent APIKeys",
+    operation_id = "get_agent_api_key_usage_agent_api_keys__id__usage_get",
+    params(("id" = Uuid, Path, description = "The agent API key's id"), UsageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Successful Response", body = UsageView),
+        (status = 404, description = "No such key", body = FastApiError),
+        (status = 422, description = "Validation Error", body = FastApiValidationError),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Path(id): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Result<axum::Json<UsageView>, Error> {
+    let window = params.window()?;
+    let (key, _) = find_key(&state, caller.org_id, &id).await?;
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    Ok(axum::Json(
+        state.store.owner_usage(owner, &window).await?.into(),
+    ))
 }
 
 /// Return named API key for the agent ID

@@ -28,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(webhooks::create_webhook_trigger)),
         ))
         .routes(routes!(api_keys::get, api_keys::delete))
+        .routes(routes!(api_keys::usage))
         .routes(routes!(api_keys::get_by_name, api_keys::delete_by_name))
         .routes(routes!(signatures::verify_signature))
 }

@@ -18,6 +18,7 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::{RotateRequest, Rotating};
+use crate::http::usage::{UsageParams, UsageView};
 use crate::secrets::agent_key::build_dsn;
 use crate::secrets::{PlainSecret, SecretKind};
 
@@ -277,6 +278,39 @@ pub async fn rotate(
         })?;
     change.log();
     Ok(answer)
+}
+
+/// keygate extension, Get Agent Usage: how often the agent's keys were used, per hour, over
+/// the last `hours` (its rotated keys' uses included).
+#[utoipa::path(
+    get,
+    path = "/agents/{nameOrId}/usage",
+    tag = "Agents",
+    params(("nameOrId" = String, Path, description = "The agent's name or id"), UsageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = UsageView),
+        (status = 400, description = "Bad Request", body = HoopError),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 404, description = "Not Found", body = HoopError),
+        (status = 422, description = "Unprocessable Entity", body = HoopError),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Path(name_or_id): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Result<axum::Json<UsageView>, Error> {
+    let window = params.window()?;
+    let (agent, _) = find(&state, &caller, &name_or_id).await?;
+    let owner = OwnerRef {
+        org_id: agent.org_id,
+        id: agent.id,
+    };
+    Ok(axum::Json(
+        state.store.owner_usage(owner, &window).await?.into(),
+    ))
 }
 
 /// An agent of the caller's organization by id, else by name (a name may look like a UUID).

@@ -27,6 +27,7 @@ use crate::http::extract::{Json, Path, Query, not_null};
 use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::{RotateRequest, Rotating};
+use crate::http::usage::{UsageParams, UsageView};
 use crate::secrets::SecretKind;
 
 /// A machine identity as hoop's clients send it, for a create or an update.
@@ -477,6 +478,39 @@ pub async fn rotate(
         })?;
     change.log();
     Ok(answer)
+}
+
+/// keygate extension, Get Machine Identity Usage: how often the identity's credentials were
+/// used, per hour, over the last `hours` (every connection's, rotated ones included).
+#[utoipa::path(
+    get,
+    path = "/machineidentities/{name}/usage",
+    tag = "Machine identities",
+    params(("name" = String, Path, description = "The identity's name"), UsageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = UsageView),
+        (status = 400, description = "Bad Request", body = HoopError),
+        (status = 401, description = "Unauthorized", body = HoopError),
+        (status = 404, description = "Not Found", body = HoopError),
+        (status = 422, description = "Unprocessable Entity", body = HoopError),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Path(name): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Result<axum::Json<UsageView>, Error> {
+    let window = params.window()?;
+    let identity = find(&state, &caller, &name).await?;
+    let owner = OwnerRef {
+        org_id: identity.org_id,
+        id: identity.id,
+    };
+    Ok(axum::Json(
+        state.store.owner_usage(owner, &window).await?.into(),
+    ))
 }
 
 async fn find<R>(

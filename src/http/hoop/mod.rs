@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(agents::list))
         .routes(routes!(agents::get, agents::delete))
+        .routes(routes!(agents::usage))
         .routes(routes!(serverinfo::serverinfo))
         .routes(routes!(connections::list))
         .routes(routes!(
@@ -41,6 +42,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             machine_identities::update,
             machine_identities::delete
         ))
+        .routes(routes!(machine_identities::usage))
         .merge(honoured(
             OpenApiRouter::new()
                 .routes(routes!(agents::create))

@@ -1,4 +1,5 @@
-//! `POST /apikeys`, `GET /apikeys`, `DELETE /apikeys/{id}`: the bearer credentials of this API.
+//! `POST /apikeys`, `GET /apikeys`, `DELETE /apikeys/{id}`, `POST /apikeys/{id}/rotate` and
+//! `GET /apikeys/{id}/usage`: the bearer credentials of this API.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +18,7 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::idempotency::Answer;
 use crate::http::pagination::{Items, PageParams};
 use crate::http::rotation::{RotateRequest, Rotated, Rotating};
+use crate::http::usage::{UsageParams, UsageView};
 use crate::secrets::{PlainSecret, SecretKind};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -245,4 +247,40 @@ pub async fn rotate(
         })?;
     change.log();
     Ok(answer)
+}
+
+/// How often an API key was used to authenticate, per hour, over the last `hours` (its rotated
+/// secrets' uses included).
+#[utoipa::path(
+    get,
+    path = "/apikeys/{id}/usage",
+    tag = "API keys",
+    params(("id" = Uuid, Path, description = "API key id"), UsageParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = UsageView),
+        (status = 400, body = NativeError), (status = 401, body = NativeError),
+        (status = 404, body = NativeError), (status = 422, body = NativeError),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller<Anyone>,
+    Path(id): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Result<axum::Json<UsageView>, Error> {
+    let window = params.window()?;
+    let id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("API key"))?;
+    let (key, _) = state
+        .store
+        .find_api_key(caller.org_id, id)
+        .await?
+        .ok_or(Error::NotFound("API key"))?;
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    Ok(axum::Json(
+        state.store.owner_usage(owner, &window).await?.into(),
+    ))
 }

@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(policy::get, policy::put))
         .routes(routes!(api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::usage))
         .routes(routes!(verify::verify))
         .merge(honoured(
             OpenApiRouter::new()

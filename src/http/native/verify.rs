@@ -14,7 +14,6 @@ use crate::http::AppState;
 use crate::http::auth::{Caller, User};
 use crate::http::dialect::NativeError;
 use crate::http::extract::Json;
-use crate::secrets::SecretKind;
 use crate::verify::{Code, Outcome, Owner};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -225,10 +224,11 @@ pub async fn verify(
                 .await?
         }
     };
-    let kind = outcome.kind.map_or("unknown", SecretKind::as_str);
-    state
-        .metrics
-        .verified(kind, outcome.code.as_str(), started.elapsed());
+    state.metrics.verified(
+        outcome.kind_label(),
+        outcome.code.as_str(),
+        started.elapsed(),
+    );
     if outcome.code != Code::Valid {
         state.verify_limiter.failed(&limiter_key);
     }

@@ -1,6 +1,7 @@
 //! `POST`, `GET /groups/{PROJECT-ID}/agentapikeys`,
 //! `DELETE /groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}` and keygate's
-//! `POST …/{AGENT-API-KEY-ID}/rotate`: the keys a project's MongoDB agents authenticate with.
+//! `POST …/{AGENT-API-KEY-ID}/rotate` and `GET …/{AGENT-API-KEY-ID}/usage`: the keys a
+//! project's MongoDB agents authenticate with.
 //! The key is shown once, in the create or rotate response; lists mask it.
 
 use axum::extract::{OriginalUri, State};
@@ -10,8 +11,8 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::Deleted;
 use super::access::{InProject, ProjectOwner, ProjectReader};
+use super::{Deleted, PageNum, Paging, UsageResults};
 use crate::domain::ops_manager::{NewProjectAgentKey, ObjectId, ProjectAgentKey, masked};
 use crate::domain::secret::{OwnerRef, SecretMeta};
 use crate::error::Error;
@@ -22,6 +23,7 @@ use crate::http::extract::{Json, Path, Query};
 use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
 use crate::http::rotation::{RotateRequest, Rotating};
+use crate::http::usage::UsageParams;
 use crate::secrets::SecretKind;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -186,6 +188,50 @@ pub async fn list(
         .list_project_agent_keys(access.project.id, &page)
         .await?;
     Ok(Linked::from_page(keys, &uri, page.limit))
+}
+
+/// keygate extension, Get One Agent API Key's Usage: how often the key was verified valid, per
+/// hour, over the last `hours` (its rotated keys' uses included).
+#[utoipa::path(
+    get,
+    path = "/groups/{PROJECT-ID}/agentapikeys/{AGENT-API-KEY-ID}/usage",
+    tag = "Ops Manager",
+    params(
+        ("PROJECT-ID" = String, Path, description = "The project's id, 24 hex characters"),
+        ("AGENT-API-KEY-ID" = String, Path, description = "The agent API key's `_id`"),
+        UsageParams,
+        PageNum,
+    ),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = UsageResults),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    access: InProject<ProjectReader>,
+    Path(path): Path<AgentApiKeyPath>,
+    Query(params): Query<UsageParams>,
+    paging: Paging,
+) -> Result<axum::Json<UsageResults>, Error> {
+    let window = params.window()?;
+    let InProject {
+        caller, project, ..
+    } = access;
+    let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
+    let (key, _) = state
+        .store
+        .find_project_agent_key(caller.org_id, project.id, id)
+        .await?
+        .ok_or(Error::NotFound("agent API key"))?;
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    let usage = state.store.owner_usage(owner, &window).await?;
+    Ok(axum::Json(UsageResults::new(usage, &paging)))
 }
 
 #[derive(Deserialize)]

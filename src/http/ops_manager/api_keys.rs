@@ -16,7 +16,7 @@ use utoipa::openapi::schema::{
 };
 
 use super::access::{Anyone, InOrg, InProject, OrgOwner, ProjectOwner, ProjectReader};
-use super::{Deleted, PageNum, Paging, Results};
+use super::{Deleted, PageNum, Paging, Results, UsageResults};
 use crate::domain::ops_manager::{
     API_KEY_DESC_MAX, AccessEntry, Grants, NewProgrammaticKey, ObjectId, OrgRole, ProgrammaticKey,
     ProjectRole, masked, parse_network, parse_text, private_key_secret,
@@ -25,9 +25,10 @@ use crate::domain::secret::{OwnerRef, SecretMeta, now};
 use crate::error::{Error, FieldError, Location, Segment, Violation};
 use crate::http::AppState;
 use crate::http::dialect::OpsManagerError;
-use crate::http::extract::{Json, Path};
+use crate::http::extract::{Json, Path, Query};
 use crate::http::idempotency::Answer;
 use crate::http::rotation::{RotateRequest, Rotating};
+use crate::http::usage::UsageParams;
 use crate::secrets::{PlainSecret, SecretKind};
 
 /// How often a new key pair is minted again when its random public key is already taken.
@@ -315,6 +316,46 @@ pub async fn get(
         .find_programmatic_key(access.caller.org_id, path.id()?)
         .await?;
     Ok(axum::Json(found.ok_or_else(not_found)?.into()))
+}
+
+/// keygate extension, Get One Organization API Key's Usage: how often the key pair
+/// authenticated, per hour, over the last `hours` (its rotated secrets' uses included).
+#[utoipa::path(
+    get,
+    path = "/orgs/{ORG-ID}/apiKeys/{API-KEY-ID}/usage",
+    tag = "Ops Manager",
+    params(
+        ("ORG-ID" = String, Path, description = "The caller's organization"),
+        ("API-KEY-ID" = String, Path, description = "The key pair's id"),
+        UsageParams,
+        PageNum,
+    ),
+    security(("digest" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = UsageResults),
+        (status = 400, body = OpsManagerError), (status = 401, body = OpsManagerError),
+        (status = 403, body = OpsManagerError), (status = 404, body = OpsManagerError),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    access: InOrg<Anyone>,
+    Path(path): Path<ApiKeyPath>,
+    Query(params): Query<UsageParams>,
+    paging: Paging,
+) -> Result<axum::Json<UsageResults>, Error> {
+    let window = params.window()?;
+    let (key, _) = state
+        .store
+        .find_programmatic_key(access.caller.org_id, path.id()?)
+        .await?
+        .ok_or_else(not_found)?;
+    let owner = OwnerRef {
+        org_id: key.org_id,
+        id: key.id,
+    };
+    let usage = state.store.owner_usage(owner, &window).await?;
+    Ok(axum::Json(UsageResults::new(usage, &paging)))
 }
 
 /// Update One Organization API Key: its description and organization roles, where given

@@ -24,8 +24,11 @@ use utoipa_axum::routes;
 
 use super::extract::Query;
 use super::idempotency::honoured;
+use super::usage::{HourUses, UsageView};
 use super::{AppState, operations_mut};
+use crate::domain::usage::Usage;
 use crate::error::Error;
+use chrono::{DateTime, Utc};
 
 /// Where Ops Manager's clients find its public API.
 pub const BASE: &str = "/api/public/v1.0";
@@ -42,8 +45,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::get_by_name))
         .routes(routes!(agent_api_keys::list))
         .routes(routes!(agent_api_keys::delete))
+        .routes(routes!(agent_api_keys::usage))
         .routes(routes!(api_keys::list))
         .routes(routes!(api_keys::get, api_keys::update, api_keys::delete))
+        .routes(routes!(api_keys::usage))
         .routes(routes!(api_keys::list_in_project))
         .routes(routes!(api_keys::assign, api_keys::unassign))
         .routes(routes!(api_keys::access_list))
@@ -133,6 +138,42 @@ impl<T> From<Vec<T>> for Results<T> {
             total_count: results.len(),
             results,
             links: Vec::new(),
+        }
+    }
+}
+
+/// A key's usage in Ops Manager's list document: its hours, oldest first, a page at a time,
+/// and the window's total beside them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UsageResults {
+    /// Every hour of the window (a page of them), zero where the key was not used.
+    pub results: Vec<HourUses>,
+    /// How many hours the window has.
+    #[serde(rename = "totalCount")]
+    pub total_count: usize,
+    pub links: Vec<Link>,
+    /// The start of the window's first hour (UTC).
+    pub start: DateTime<Utc>,
+    /// The end of its last hour, the current one.
+    pub end: DateTime<Utc>,
+    /// Uses over the whole window.
+    #[serde(rename = "totalUses")]
+    #[schema(example = 42)]
+    pub total_uses: u64,
+}
+
+impl UsageResults {
+    /// The page of `usage`'s hours that `paging` asks for.
+    pub fn new(usage: Usage, paging: &Paging) -> UsageResults {
+        let view = UsageView::from(usage);
+        let page = paging.of(view.hours);
+        UsageResults {
+            results: page.results,
+            total_count: page.total_count,
+            links: page.links,
+            start: view.start,
+            end: view.end,
+            total_uses: view.total_uses,
         }
     }
 }

@@ -19,6 +19,9 @@ const REFERENCE: [&str; 4] = [
     "httpx==0.29.0",
 ];
 
+/// A key's usage route; FastAPI reads the id as text, so only `hours` is refused.
+const USAGE: &str = "/agent_api_keys/0196f3c2-5b1e-7c3a-9d2f-6a8b4c1e0f27/usage";
+
 /// Requests every one of which FastAPI refuses: (method, path, raw body or none).
 fn requests() -> Vec<(&'static str, String, Option<String>)> {
     let post = |path: &str, body: &str| ("POST", path.to_owned(), Some(body.to_owned()));
@@ -84,6 +87,11 @@ fn requests() -> Vec<(&'static str, String, Option<String>)> {
         get("/agent_api_keys?agent_name=edge-1&page_number=-1"),
         get("/agent_api_keys?agent_name=edge-1&limit=0&page_number=0"),
         get("/agent_api_keys/name/ci?agent_name=edge-1&api_key_type=webhook"),
+        get(&format!("{USAGE}?hours=0")),
+        get(&format!("{USAGE}?hours=721")),
+        get(&format!("{USAGE}?hours=day")),
+        get(&format!("{USAGE}?hours=")),
+        get(&format!("{USAGE}?hours=1.5")),
     ]
 }
 
