@@ -165,6 +165,7 @@ pub async fn run(
     let idempotency_purger =
         http::idempotency::spawn_purger(state.store.clone(), state.idempotency.window);
     let audit_purger = audit::spawn_purger(state.store.clone(), config.audit_retention_days);
+    let secret_tally = metrics::spawn_secret_tally(state.metrics.clone(), state.store.clone());
     let request_timeout = Duration::from_secs(config.request_timeout_secs.max(1));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = match config.metrics_listen {
@@ -207,6 +208,7 @@ pub async fn run(
     // finishes the flush it may be in, then one last flush takes what came after it.
     idempotency_purger.abort();
     audit_purger.abort();
+    secret_tally.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

@@ -15,7 +15,9 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::domain::secret::now;
 use crate::secrets::SecretKind;
+use crate::storage::Store;
 use crate::storage::pool::PoolUsage;
 
 /// The content types of the two formats.
@@ -383,6 +385,41 @@ impl Metrics {
         written.expect("metrics encode into a string");
         text
     }
+}
+
+/// How often the secrets are counted for [`Metrics::secrets_counted`]: a grouped scan of the
+/// working secrets, too much for every scrape of every instance, and counts of keys change
+/// slowly.
+const SECRET_TALLY_EVERY: Duration = Duration::from_secs(60);
+
+/// Counts the secrets by kind and state now and then every [`SECRET_TALLY_EVERY`]; a failed
+/// count leaves the last one in place (and says so in the log).
+pub fn spawn_secret_tally(
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SECRET_TALLY_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match store.secret_counts(None, now()).await {
+                Ok(counts) => metrics.secrets_counted(|kind| {
+                    counts.iter().filter(|count| count.kind == kind).fold(
+                        SecretTally::default(),
+                        |sum, count| SecretTally {
+                            active: sum.active + count.active,
+                            in_grace: sum.in_grace + count.in_grace,
+                            expiring_soon: sum.expiring_soon + count.expiring_soon,
+                        },
+                    )
+                }),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not count the secrets for the metrics")
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]

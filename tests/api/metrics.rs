@@ -14,6 +14,7 @@ on_both_backends!(
     the_pool_and_the_change_listener_report_on_themselves,
     a_real_prometheus_scrapes_keygate_with_the_documented_config,
     the_dashboard_and_the_alerts_ask_for_series_keygate_exports,
+    secrets_are_counted_by_kind_and_state_from_the_database,
 );
 
 /// The metrics as `token` reads them, asking for `accept`: status, content type and text.
@@ -350,6 +351,71 @@ async fn the_dashboard_and_the_alerts_ask_for_series_keygate_exports(backend: Ba
             );
         }
     }
+}
+
+/// The secrets are counted from the database, not from what one instance saw: an instance
+/// started on a database that already holds keys reports them (the count is taken at start and
+/// every minute, never per scrape).
+async fn secrets_are_counted_by_kind_and_state_from_the_database(backend: Backend) {
+    let first = TestApp::start(backend).await;
+    first.create_agent("steady").await;
+    first.create_agent("rotated").await;
+    let soon = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let (status, body) = first
+        .post(
+            "/agents",
+            ADMIN,
+            serde_json::json!({ "name": "short-lived", "expires_at": soon }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = first
+        .post(
+            "/agents/rotated/rotate",
+            ADMIN,
+            serde_json::json!({ "grace_period_seconds": 3600 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let second = TestApp::start_with(Backend::Sqlite, |config| {
+        config.database_url = first.config.database_url.clone();
+        config.data_dir = first.config.data_dir.clone();
+    })
+    .await;
+    let agents = r#"keygate_secrets{kind="agent_key",state="active"}"#;
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = scrape(&second, ADMIN, "text/plain").await.2;
+        if text.contains(agents) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(value(&text, agents), 3.0, "{text}");
+    assert_eq!(
+        value(
+            &text,
+            r#"keygate_secrets{kind="agent_key",state="in_grace"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&text, r#"keygate_secrets_expiring_soon{kind="agent_key"}"#),
+        1.0
+    );
+    // The bootstrap admin key of `default`.
+    assert_eq!(
+        value(&text, r#"keygate_secrets{kind="api_key",state="active"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"keygate_secrets{kind="machine_credential",state="active"}"#
+        ),
+        0.0
+    );
 }
 
 /// Asks the Prometheus at `base` for `query`: the first result's value, once it has one.

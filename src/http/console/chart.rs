@@ -199,7 +199,11 @@ mod tests {
             "c",
             "Answers",
             &TWO,
-            vec![bucket("10:00", [6, 4]), bucket("10:01", [0, 0]), bucket("10:02", [0, 5])],
+            vec![
+                bucket("10:00", [6, 4]),
+                bucket("10:01", [0, 0]),
+                bucket("10:02", [0, 5]),
+            ],
             2,
         );
         assert_eq!(chart.total, 15);
@@ -214,11 +218,19 @@ mod tests {
         assert_eq!(first[1].title, "10:00: 4 refused");
         assert!(chart.bars[1].segments.is_empty());
         assert_eq!(
-            chart.labels.iter().map(|l| l.label.as_str()).collect::<Vec<_>>(),
+            chart
+                .labels
+                .iter()
+                .map(|l| l.label.as_str())
+                .collect::<Vec<_>>(),
             ["10:00", "10:02"]
         );
         assert_eq!(
-            chart.grid.iter().map(|t| t.label.as_str()).collect::<Vec<_>>(),
+            chart
+                .grid
+                .iter()
+                .map(|t| t.label.as_str())
+                .collect::<Vec<_>>(),
             ["0", "5", "10"]
         );
     }
@@ -228,7 +240,10 @@ mod tests {
         let chart = Chart::stacked("c", "<b>", &TWO, vec![bucket("<i>", [1, 2])], 1);
         let svg = chart.render().unwrap();
         assert!(!svg.contains("<b>") && !svg.contains("<i>"), "{svg}");
-        assert!(svg.contains("&#60;i&#62;") || svg.contains("&lt;i&gt;"), "{svg}");
+        assert!(
+            svg.contains("&#60;i&#62;") || svg.contains("&lt;i&gt;"),
+            "{svg}"
+        );
         assert!(svg.contains("<td>1</td><td>2</td>"), "{svg}");
         assert!(!svg.contains("style="), "{svg}");
     }
