@@ -9,7 +9,8 @@
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
 //! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
-//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`.
+//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`, and
+//! the sealed values themselves, for a rotation of the server key, `sealed.rs`.
 
 mod agent_api_keys;
 mod agents;
@@ -25,6 +26,7 @@ mod postgres;
 mod programmatic_keys;
 mod project_agent_keys;
 mod projects;
+pub mod sealed;
 mod secrets;
 pub mod server_keys;
 mod sqlite;
@@ -50,6 +52,7 @@ pub use postgres::PostgresStore;
 pub use programmatic_keys::ProgrammaticKeyStore;
 pub use project_agent_keys::ProjectAgentKeyStore;
 pub use projects::ProjectStore;
+pub use sealed::SealedStore;
 pub use secrets::SecretStore;
 pub use server_keys::ServerKeyStore;
 pub use sqlite::SqliteStore;
@@ -74,6 +77,7 @@ pub trait Store:
     + AuditStore
     + ConsoleSessionStore
     + ServerKeyStore
+    + SealedStore
 {
 }
 
@@ -93,7 +97,8 @@ impl<
         + IdempotencyStore
         + AuditStore
         + ConsoleSessionStore
-        + ServerKeyStore,
+        + ServerKeyStore
+        + SealedStore,
 > Store for T
 {
 }
