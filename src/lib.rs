@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod key_rotation;
 pub mod limiter;
 pub mod metrics;
 pub mod secrets;

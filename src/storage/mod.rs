@@ -16,6 +16,7 @@ mod agent_api_keys;
 mod agents;
 mod api_keys;
 mod audit;
+pub mod backup;
 mod connections;
 mod console_sessions;
 pub mod idempotency;
