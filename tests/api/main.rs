@@ -24,5 +24,6 @@ mod orgs;
 mod pagination;
 mod reliability;
 mod server;
+mod server_key;
 mod storage;
 mod verify;
