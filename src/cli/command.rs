@@ -474,6 +474,40 @@ mod tests {
     }
 
     #[test]
+    fn the_database_commands_take_the_servers_database_settings_only() {
+        let Ok(Command::ServerKey(ServerKeyVerb::Rotate(args))) = parse(&[
+            "server-key",
+            "rotate",
+            "--limit",
+            "1000",
+            "--database-url",
+            "postgres://db/keygate",
+        ]) else {
+            panic!("server-key rotate did not parse");
+        };
+        assert_eq!((args.batch_size, args.limit), (500, Some(1000)));
+        let config = args.database.config(Config::parse_from(["keygate"]));
+        assert_eq!(config.database_url(), "postgres://db/keygate");
+        let Ok(Command::Backup(args)) = parse(&["backup", "--to", "/srv/backup/keygate.db"]) else {
+            panic!("backup did not parse");
+        };
+        assert_eq!(args.to, PathBuf::from("/srv/backup/keygate.db"));
+        assert!(matches!(
+            parse(&["restore", "--from", "keygate.db", "--data-dir", "/srv/new"]),
+            Ok(Command::Restore(_))
+        ));
+        assert!(parse(&["server-key", "rotate", "--batch-size", "0"]).is_err());
+        for args in [
+            &["server-key", "status", "--url", "http://gw.example:8009"][..],
+            &["backup", "--to", "f", "--output", "json"],
+            &["--listen", "127.0.0.1:9000", "restore", "--from", "f"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
     fn a_weak_bootstrap_token_stops_start_up_without_echoing_it() {
         for token in [
             "short-secret-hunter2",
