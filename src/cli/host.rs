@@ -64,17 +64,17 @@ async fn rotate(base: Config, args: KeyRotationArgs) -> ExitCode {
         let rotation =
             key_rotation::rotate(store.as_ref(), &ring, args.batch_size, args.limit).await?;
         println!(
-            "re-sealed {} values under server key {}",
-            rotation.resealed,
+            "{} re-sealed under server key {}",
+            values(rotation.resealed),
             ring.id()
         );
         if rotation.changed_meanwhile > 0 {
             println!(
-                "{} values were rewritten by a server meanwhile and left as they are",
-                rotation.changed_meanwhile
+                "{} rewritten by a server meanwhile, left as they are",
+                values(rotation.changed_meanwhile)
             );
         }
-        let remaining: i64 = rotation.remaining.iter().map(KeyUse::total).sum();
+        let remaining = rotation.remaining.iter().map(KeyUse::total).sum::<i64>() as u64;
         let by_key: Vec<String> = rotation
             .remaining
             .iter()
@@ -84,7 +84,8 @@ async fn rotate(base: Config, args: KeyRotationArgs) -> ExitCode {
             println!("0 values remain under older keys");
         } else {
             println!(
-                "{remaining} values remain under older keys: {}",
+                "{} remain under older keys: {}",
+                values(remaining),
                 by_key.join(", ")
             );
         }
@@ -152,6 +153,14 @@ pub async fn restore(base: Config, args: RestoreArgs) -> ExitCode {
         },
     )
     .await
+}
+
+/// `n` values, in words.
+fn values(n: u64) -> String {
+    match n {
+        1 => "1 value".into(),
+        n => format!("{n} values"),
+    }
 }
 
 /// The keys as a table: id, whether current, values per table, total.

@@ -220,7 +220,7 @@ async fn digest_and_signatures_work_before_during_and_after_a_rotation_on_two_in
     // Half-way: an interrupted rotation (here, one stopped by its limit) leaves both kinds.
     let done = rotate(&first.config, &["--limit", "3", "--batch-size", "2"]).await;
     assert!(
-        done.contains("re-sealed 3 values")
+        done.contains("3 values re-sealed")
             && done.contains(&format!("3 values remain under older keys: {old_id} (3)")),
         "{done}"
     );
@@ -242,13 +242,13 @@ async fn digest_and_signatures_work_before_during_and_after_a_rotation_on_two_in
     // The rest, resumed where it stopped; a run with nothing left to do does nothing.
     let done = rotate(&second.config, &[]).await;
     assert!(
-        done.contains("re-sealed 3 values") && done.contains("0 values remain under older keys"),
+        done.contains("3 values re-sealed") && done.contains("0 values remain under older keys"),
         "{done}"
     );
     assert!(
         rotate(&second.config, &[])
             .await
-            .contains("re-sealed 0 values")
+            .contains("0 values re-sealed")
     );
     assert_eq!(
         status(&first.config).await,
