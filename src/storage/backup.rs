@@ -23,12 +23,12 @@ const PG_DUMP_MAGIC: &[u8] = b"PGDMP";
 /// every digest and sealed value).
 pub async fn backup(url: &str, to: &Path) -> Result<(), StartupError> {
     create_private(to)?;
-    let written = match postgres_url(url) {
-        Some(_) => {
-            let file = format!("--file={}", to.display());
-            run_pg_tool("pg_dump", url, &["--format=custom".as_ref(), file.as_ref()]).await
-        }
-        None => vacuum_into(url, to).await,
+    let written = if is_postgres(url) {
+        let mut file = std::ffi::OsString::from("--file=");
+        file.push(to);
+        run_pg_tool("pg_dump", url, &["--format=custom".as_ref(), &file]).await
+    } else {
+        vacuum_into(url, to).await
     };
     if written.is_err() {
         let _ = std::fs::remove_file(to);
@@ -44,9 +44,9 @@ pub async fn restore(from: &Path, url: &str) -> Result<(), StartupError> {
         .and_then(|mut file| file.read(&mut magic))
         .map_err(|e| format!("cannot read the backup {}: {e}", from.display()))?;
     let magic = &magic[..read];
-    match (postgres_url(url), magic) {
-        (None, magic) if magic.starts_with(SQLITE_MAGIC) => restore_sqlite(from, url).await,
-        (Some(_), magic) if magic.starts_with(PG_DUMP_MAGIC) => {
+    match (is_postgres(url), magic) {
+        (false, magic) if magic.starts_with(SQLITE_MAGIC) => restore_sqlite(from, url).await,
+        (true, magic) if magic.starts_with(PG_DUMP_MAGIC) => {
             refuse_nonempty_postgres(url).await?;
             run_pg_tool(
                 "pg_restore",
@@ -61,7 +61,7 @@ pub async fn restore(from: &Path, url: &str) -> Result<(), StartupError> {
             )
             .await
         }
-        (target, magic) => {
+        (postgres, magic) => {
             let backup = if magic.starts_with(SQLITE_MAGIC) {
                 "a SQLite backup"
             } else if magic.starts_with(PG_DUMP_MAGIC) {
@@ -69,11 +69,7 @@ pub async fn restore(from: &Path, url: &str) -> Result<(), StartupError> {
             } else {
                 "not a keygate backup (neither a SQLite database nor a pg_dump custom archive)"
             };
-            let database = if target.is_some() {
-                "PostgreSQL"
-            } else {
-                "SQLite"
-            };
+            let database = if postgres { "PostgreSQL" } else { "SQLite" };
             Err(format!(
                 "{} is {backup}, and the database to restore into is {database}: a backup \
                  restores into the kind of database it was taken from",
@@ -84,8 +80,8 @@ pub async fn restore(from: &Path, url: &str) -> Result<(), StartupError> {
     }
 }
 
-fn postgres_url(url: &str) -> Option<&str> {
-    (url.starts_with("postgres://") || url.starts_with("postgresql://")).then_some(url)
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Creates `path` empty, readable by its owner only; refuses an existing file.

@@ -46,15 +46,6 @@ impl SealedTable {
         }
     }
 
-    /// What the table's sealed values are, for people.
-    pub const fn holds(self) -> &'static str {
-        match self {
-            SealedTable::Secrets => "Digest HA1 values and signing secrets",
-            SealedTable::IdempotentAnswers => "idempotent answers",
-            SealedTable::Connections => "connection secrets",
-        }
-    }
-
     fn from_name(name: &str) -> Option<SealedTable> {
         Self::ALL.into_iter().find(|table| table.name() == name)
     }
