@@ -10,48 +10,102 @@ use crate::domain::org::{NewApiKey, OPERATOR_ORG, Org, Role};
 use crate::domain::secret::now;
 use crate::error::Error;
 use crate::secrets::PlainSecret;
-use crate::secrets::server_key::ServerKey;
+use crate::secrets::server_key::{Keyring, ServerKey};
 use crate::storage::Store;
 use crate::storage::server_keys::ServerKeyCheck;
 
-/// Refuses a server key that is not the one the database's sealed values belong to, so that
-/// an instance with another key stops here rather than answering 500 to every request that
-/// opens a sealed value. The first key to start on a database records its check value (a
-/// database from before check values is first checked against the key ids its sealed values
-/// carry); when two instances start together, the one whose record lands first decides.
-pub async fn check_server_key(store: &dyn Store, key: &ServerKey) -> Result<(), StartupError> {
-    let mut known = store.server_key_checks().await?;
-    if known.is_empty() {
-        // Instances that did not share a key may both have sealed values here: the key of
-        // any of them may claim the database, and values sealed by another stay unreadable.
-        let sealed_by = store.sealed_key_ids().await?;
-        if !sealed_by.is_empty() && !sealed_by.iter().any(|id| id == key.id()) {
-            return Err(wrong_key(key, &sealed_by));
+/// Refuses a keyring that cannot open what the database holds, so that an instance with
+/// another key stops here rather than answering 500 to every request that opens a sealed value:
+/// every key id the sealed values carry must be in the ring, every ring key the database knows
+/// must match its check value, and the current key must be the database's current one — or
+/// replace it, when the ring holds that one (a rotation: the old key moved to
+/// `KEYGATE_PREVIOUS_SECRET_KEYS`). The first key to start on a database records its check
+/// value (a database from before check values is first checked against the key ids its sealed
+/// values carry); when two instances start together, the one whose record lands first decides.
+pub async fn check_server_key(store: &dyn Store, ring: &Keyring) -> Result<(), StartupError> {
+    let mut missing: Vec<(String, i64)> = Vec::new();
+    for count in store.sealed_counts().await? {
+        if ring.get(&count.key_id).is_none() {
+            match missing.iter_mut().find(|(id, _)| *id == count.key_id) {
+                Some((_, rows)) => *rows += count.rows,
+                None => missing.push((count.key_id, count.rows)),
+            }
         }
-        let check = ServerKeyCheck {
-            key_id: key.id().to_owned(),
-            check_value: key.check_value().to_vec(),
-        };
-        store.add_current_server_key(&check, now()).await?;
+    }
+    if !missing.is_empty() {
+        return Err(keys_missing(ring, &missing));
+    }
+    let check_of = |key: &ServerKey| ServerKeyCheck {
+        key_id: key.id().to_owned(),
+        check_value: key.check_value().to_vec(),
+        is_current: true,
+    };
+    let mut known = store.server_key_checks().await?;
+    if !known.iter().any(|check| check.is_current) {
+        store
+            .add_current_server_key(&check_of(ring.current()), now())
+            .await?;
         known = store.server_key_checks().await?;
     }
-    match known.iter().find(|check| check.key_id == key.id()) {
-        Some(check) if key.matches_check(&check.check_value) => Ok(()),
-        _ => {
-            let ids: Vec<String> = known.into_iter().map(|check| check.key_id).collect();
-            Err(wrong_key(key, &ids))
+    for check in &known {
+        if let Some(key) = ring.get(&check.key_id)
+            && !key.matches_check(&check.check_value)
+        {
+            return Err(not_this_databases(ring, &check.key_id));
         }
+    }
+    let current = known
+        .iter()
+        .find(|check| check.is_current)
+        .map(|check| check.key_id.as_str())
+        .ok_or("the database records no current server key")?;
+    if current == ring.id() {
+        Ok(())
+    } else if ring.get(current).is_some() {
+        store
+            .make_current_server_key(&check_of(ring.current()), now())
+            .await?;
+        tracing::info!(
+            key_id = ring.id(),
+            previous = current,
+            "the server key now seals new values in place of the previous one; \
+             `keygate server-key rotate` re-seals the others"
+        );
+        Ok(())
+    } else {
+        Err(not_this_databases(ring, current))
     }
 }
 
-/// The refusal, naming the setting and the key ids (never a key).
-fn wrong_key(key: &ServerKey, database_key_ids: &[String]) -> StartupError {
+/// The refusal of a ring the database's current key is not in, naming the settings and the
+/// key ids (never a key).
+fn not_this_databases(ring: &Keyring, database_key_id: &str) -> StartupError {
     format!(
         "the server key (id {}, from KEYGATE_SECRET_KEY or else the data directory's secret-key \
-         file) is not this database's (id {}), so it could not open the values sealed there: \
-         every instance sharing a database needs the same KEYGATE_SECRET_KEY",
-        key.id(),
-        database_key_ids.join(", ")
+         file) is not this database's (id {database_key_id}), and KEYGATE_PREVIOUS_SECRET_KEYS \
+         does not hold that one: every instance sharing a database needs the same \
+         KEYGATE_SECRET_KEY (to change it, give the new key there and the old one in \
+         KEYGATE_PREVIOUS_SECRET_KEYS)",
+        ring.id()
+    )
+    .into()
+}
+
+/// The refusal of a ring lacking keys that sealed values here, naming them and how many values
+/// each sealed.
+fn keys_missing(ring: &Keyring, missing: &[(String, i64)]) -> StartupError {
+    let missing: Vec<String> = missing
+        .iter()
+        .map(|(id, rows)| format!("{id} ({rows} values)"))
+        .collect();
+    format!(
+        "values in this database are sealed under server key id {}, which neither \
+         KEYGATE_SECRET_KEY (id {}) nor KEYGATE_PREVIOUS_SECRET_KEYS holds, so they could not be \
+         opened: give every instance sharing the database the same KEYGATE_SECRET_KEY, and keep \
+         a replaced key in KEYGATE_PREVIOUS_SECRET_KEYS until `keygate server-key status` shows \
+         no value sealed under it",
+        missing.join(", "),
+        ring.id()
     )
     .into()
 }

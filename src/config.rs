@@ -79,6 +79,22 @@ pub struct Config {
     )]
     pub secret_key: Option<String>,
 
+    /// Previous server keys, comma-separated (base64 of 32 bytes each), that still open the
+    /// values sealed under them: set after changing KEYGATE_SECRET_KEY until `keygate
+    /// server-key rotate` has re-sealed everything under the new key.
+    #[arg(
+        long,
+        env = "KEYGATE_PREVIOUS_SECRET_KEYS",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_parser = SecretValueParser {
+            what: "a previous server key (--previous-secret-keys, KEYGATE_PREVIOUS_SECRET_KEYS)",
+            example: "the key KEYGATE_SECRET_KEY held before",
+            check: |value| crate::secrets::server_key::parse_key(value).map(drop),
+        }
+    )]
+    pub previous_secret_keys: Vec<String>,
+
     /// Log filter in `tracing` syntax, e.g. `info` or `keygate=debug,tower_http=info`.
     #[arg(long, env = "KEYGATE_LOG", default_value = "info")]
     pub log: String,
@@ -230,6 +246,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "previous_secret_keys",
+                &vec!["<redacted>"; self.previous_secret_keys.len()],
             )
             .field("log", &self.log)
             .field("log_format", &self.log_format)
@@ -557,7 +577,10 @@ mod tests {
             .map(|arg| arg.get_id().to_string())
             .collect();
         // The secrets' own refusals give theirs, never echoing a value.
-        assert_eq!(without, ["bootstrap_token", "secret_key"]);
+        assert_eq!(
+            without,
+            ["bootstrap_token", "secret_key", "previous_secret_keys"]
+        );
     }
 
     #[test]

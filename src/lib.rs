@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod key_rotation;
 pub mod limiter;
 pub mod metrics;
 pub mod secrets;
@@ -26,7 +27,7 @@ use crate::config::Config;
 use crate::http::AppState;
 use crate::limiter::FailureLimiter;
 use crate::metrics::{Metrics, Sample, Sampled};
-use crate::secrets::server_key::ServerKey;
+use crate::secrets::server_key::{IfMissing, Keyring};
 use crate::storage::Store;
 use crate::verify::Verifier;
 
@@ -37,8 +38,8 @@ const PROPERTY_CASES: u32 = 2_000;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Opens the database (applying migrations), refuses a server key other than the one its
-/// sealed values belong to, bootstraps an empty database, and builds the state.
+/// Opens the database (applying migrations), refuses server keys that cannot open its sealed
+/// values, bootstraps an empty database, and builds the state.
 pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         format!(
@@ -49,7 +50,12 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
     })?;
     // The database first: a start that cannot reach it leaves no generated key behind.
     let store = storage::connect(&config.database_url(), config.database_max_connections).await?;
-    let server_key = ServerKey::load(config.secret_key.as_deref(), &config.data_dir)?;
+    let server_key = Keyring::load(
+        config.secret_key.as_deref(),
+        &config.previous_secret_keys,
+        &config.data_dir,
+        IfMissing::Generate,
+    )?;
     bootstrap::check_server_key(store.as_ref(), &server_key).await?;
     let operator_org = bootstrap::bootstrap(
         store.as_ref(),

@@ -1,9 +1,10 @@
 //! The `keygate` binary: parses the command line and runs the chosen subcommand — the server,
-//! the admin-key recovery, or a client command.
+//! an operator's command on its database (admin-key recovery, server key, backup, restore), or
+//! a client command.
 
 use std::process::ExitCode;
 
-use keygate::cli::{Cli, Command};
+use keygate::cli::{Cli, Command, host};
 use keygate::config::{Config, LogFormat};
 use keygate::error::with_causes;
 use keygate::telemetry::{self, LogOutput, Traces};
@@ -18,7 +19,10 @@ async fn main() -> ExitCode {
     match command {
         None => serve(config).await,
         Some(Command::Serve(config)) => serve(*config).await,
-        Some(Command::AdminKey(args)) => admin_key(args.config(config), &args.org).await,
+        Some(Command::AdminKey(args)) => host::admin_key(config, &args.database, &args.org).await,
+        Some(Command::ServerKey(verb)) => host::server_key(config, verb).await,
+        Some(Command::Backup(args)) => host::backup(config, args).await,
+        Some(Command::Restore(args)) => host::restore(config, args).await,
         Some(Command::Client(command)) => keygate::cli::run(*command, client).await,
     }
 }
@@ -46,34 +50,6 @@ async fn serve(config: Config) -> ExitCode {
                 LogFormat::Json => tracing::error!("{message}"),
                 LogFormat::Human => eprintln!("keygate: {message}"),
             }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Prints only the key on stdout, so that `keygate admin-key > file` captures just the key;
-/// logs and explanations go to stderr.
-async fn admin_key(config: Config, org: &str) -> ExitCode {
-    // Nothing to trace: the telemetry has nothing queued to finish either.
-    if let Err(err) = telemetry::init(&config, LogOutput::Stderr, Traces::Off) {
-        eprintln!("keygate admin-key: {err}");
-        return ExitCode::FAILURE;
-    }
-    if let Err(err) = config.check_database_exists() {
-        eprintln!("keygate admin-key: {err}");
-        return ExitCode::FAILURE;
-    }
-    match keygate::recover_admin_key(&config, org).await {
-        Ok(key) => {
-            eprintln!(
-                "New admin API key for organization {org:?}, shown once (only its digest is \
-                 stored); the organization's other keys stay valid:"
-            );
-            println!("{}", key.expose());
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("keygate admin-key: {}", with_causes(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,6 @@
 //! The `keygate` binary's command line as a whole: the server (`serve`, or no subcommand, with
-//! the settings of [`Config`]), the operator's `admin-key`, and the client commands.
+//! the settings of [`Config`]), the operator's commands on its database (`admin-key`,
+//! `server-key`, `backup`, `restore`), and the client commands.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -84,9 +85,13 @@ impl Cli {
         let refusal = match &cli.command {
             None => client_option(),
             Some(Command::Client(_)) => server_setting(),
-            Some(Command::Serve(_) | Command::AdminKey(_)) => {
-                server_setting().or_else(client_option)
-            }
+            Some(
+                Command::Serve(_)
+                | Command::AdminKey(_)
+                | Command::ServerKey(_)
+                | Command::Backup(_)
+                | Command::Restore(_),
+            ) => server_setting().or_else(client_option),
         };
         match refusal {
             Some(message) => Err(command.error(ErrorKind::ArgumentConflict, message)),
@@ -149,7 +154,7 @@ pub fn command() -> clap::Command {
     // The client options are global, so that they may come before the command as well as after
     // it. The server's commands refuse them: hidden copies there keep them out of their help
     // (a subcommand holding an option is not given the global one).
-    for server in ["serve", "admin-key"] {
+    for server in ["serve", "admin-key", "server-key", "backup", "restore"] {
         command = command.mut_subcommand(server, |sub| {
             let hidden = client_options()
                 .get_arguments()
@@ -178,16 +183,32 @@ pub enum Command {
     /// The operator's way back in when an organization has lost its admin keys; run it on the
     /// server's host with the server's database settings.
     AdminKey(AdminKeyArgs),
+    /// The server key: which keys sealed the stored values, and re-sealing them under the
+    /// current one.
+    ///
+    /// Run on the server's host with the server's database settings and its keys in
+    /// KEYGATE_SECRET_KEY (or the data directory's secret-key file) and
+    /// KEYGATE_PREVIOUS_SECRET_KEYS.
+    #[command(subcommand)]
+    ServerKey(ServerKeyVerb),
+    /// Write a consistent copy of the database to a new file, while the server runs.
+    ///
+    /// SQLite: `VACUUM INTO`; PostgreSQL: `pg_dump --format=custom` (from the PATH). The copy
+    /// holds digests and sealed values, never the server key: keep the key apart.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data directory or an empty database.
+    ///
+    /// SQLite: the database file is put in place (it must not exist); PostgreSQL: `pg_restore`
+    /// (from the PATH) into a database without tables. Start keygate on it with the server key
+    /// the backup was taken under.
+    Restore(RestoreArgs),
     #[command(flatten)]
     Client(Box<super::ClientCommand>),
 }
 
+/// The server's database, as the commands that work on it straight find it.
 #[derive(Clone, Args)]
-pub struct AdminKeyArgs {
-    /// Organization whose new admin API key is minted.
-    #[arg(long, default_value = "default")]
-    pub org: String,
-
+pub struct DatabaseArgs {
     /// Directory holding the embedded database (the server's `--data-dir`).
     #[arg(long, env = "KEYGATE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -197,9 +218,9 @@ pub struct AdminKeyArgs {
     pub database_url: Option<String>,
 }
 
-impl AdminKeyArgs {
-    /// The configuration `recover_admin_key` opens the database with: `base` (the server's
-    /// settings from the environment, e.g. logging) with this subcommand's database settings.
+impl DatabaseArgs {
+    /// The configuration the database is opened with: `base` (the server's settings from the
+    /// environment, e.g. logging and the server keys) with these database settings.
     pub fn config(&self, base: Config) -> Config {
         Config {
             data_dir: self.data_dir.clone(),
@@ -210,10 +231,9 @@ impl AdminKeyArgs {
 }
 
 // Hand-written so that a database password never reaches a terminal or a log line.
-impl std::fmt::Debug for AdminKeyArgs {
+impl std::fmt::Debug for DatabaseArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminKeyArgs")
-            .field("org", &self.org)
+        f.debug_struct("DatabaseArgs")
             .field("data_dir", &self.data_dir)
             .field(
                 "database_url",
@@ -221,6 +241,66 @@ impl std::fmt::Debug for AdminKeyArgs {
             )
             .finish()
     }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct AdminKeyArgs {
+    /// Organization whose new admin API key is minted.
+    #[arg(long, default_value = "default")]
+    pub org: String,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerKeyVerb {
+    /// List the server keys of the database, which is current, and how many values each
+    /// sealed.
+    ///
+    /// A key other than the current one that seals nothing any more may leave
+    /// KEYGATE_PREVIOUS_SECRET_KEYS.
+    Status(DatabaseArgs),
+    /// Re-seal every value sealed under an older key under the current one (KEYGATE_SECRET_KEY).
+    ///
+    /// In batches, each its own transaction, while the server runs; an interrupted run is taken
+    /// up by the next. Run it once every instance holds the new key, with the old one in
+    /// KEYGATE_PREVIOUS_SECRET_KEYS; it says how many values remain under older keys.
+    Rotate(KeyRotationArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct KeyRotationArgs {
+    /// Values re-sealed per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+
+    /// Re-seal at most this many values, then stop (a later run takes up the rest), e.g. 10000.
+    #[arg(long)]
+    pub limit: Option<u64>,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct BackupArgs {
+    /// File to write the backup to; it must not exist, and is made readable by its owner only.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup to restore, written by `keygate backup`.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[cfg(test)]
@@ -258,7 +338,7 @@ mod tests {
         assert_eq!(found, Vec::<String>::new(), "without help text");
     }
 
-    /// The command `main` runs, with `AdminKeyArgs` still to be applied to the base config.
+    /// The command `main` runs, with `DatabaseArgs` still to be applied to the base config.
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
         let cli = Cli::checked_parse_from(std::iter::once("keygate").chain(args.iter().copied()))?;
         Ok(cli.command.unwrap_or(Command::Serve(Box::new(cli.config))))
@@ -369,7 +449,7 @@ mod tests {
             panic!("admin-key did not parse");
         };
         assert_eq!(args.org, "default");
-        let config = args.config(Config::parse_from(["keygate"]));
+        let config = args.database.config(Config::parse_from(["keygate"]));
         assert_eq!(config.database_url(), "sqlite://./data/keygate.db");
 
         let Ok(Command::AdminKey(args)) = parse(&[
@@ -384,13 +464,47 @@ mod tests {
             panic!("admin-key with flags did not parse");
         };
         assert_eq!(args.org, "acme");
-        let config = args.config(Config::parse_from(["keygate"]));
+        let config = args.database.config(Config::parse_from(["keygate"]));
         assert_eq!(config.data_dir, PathBuf::from("/srv/keygate"));
         assert_eq!(
             config.database_url(),
             "postgres://keygate:hunter2@db/keygate"
         );
         assert!(!format!("{args:?}").contains("hunter2"), "{args:?}");
+    }
+
+    #[test]
+    fn the_database_commands_take_the_servers_database_settings_only() {
+        let Ok(Command::ServerKey(ServerKeyVerb::Rotate(args))) = parse(&[
+            "server-key",
+            "rotate",
+            "--limit",
+            "1000",
+            "--database-url",
+            "postgres://db/keygate",
+        ]) else {
+            panic!("server-key rotate did not parse");
+        };
+        assert_eq!((args.batch_size, args.limit), (500, Some(1000)));
+        let config = args.database.config(Config::parse_from(["keygate"]));
+        assert_eq!(config.database_url(), "postgres://db/keygate");
+        let Ok(Command::Backup(args)) = parse(&["backup", "--to", "/srv/backup/keygate.db"]) else {
+            panic!("backup did not parse");
+        };
+        assert_eq!(args.to, PathBuf::from("/srv/backup/keygate.db"));
+        assert!(matches!(
+            parse(&["restore", "--from", "keygate.db", "--data-dir", "/srv/new"]),
+            Ok(Command::Restore(_))
+        ));
+        assert!(parse(&["server-key", "rotate", "--batch-size", "0"]).is_err());
+        for args in [
+            &["server-key", "status", "--url", "http://gw.example:8009"][..],
+            &["backup", "--to", "f", "--output", "json"],
+            &["--listen", "127.0.0.1:9000", "restore", "--from", "f"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod agentex;
 mod client;
 mod command;
 mod hoop;
+pub mod host;
 mod native;
 mod ops_manager;
 mod output;
@@ -26,7 +27,10 @@ use serde_json::{Value, json};
 use url::Url;
 
 use client::{Call, Client, Failure};
-pub use command::{AdminKeyArgs, Cli, Command, command};
+pub use command::{
+    AdminKeyArgs, BackupArgs, Cli, Command, DatabaseArgs, KeyRotationArgs, RestoreArgs,
+    ServerKeyVerb, command,
+};
 use output::{Format, Shape};
 
 /// How the client reaches the server and shows its answers; accepted before or after the verb.

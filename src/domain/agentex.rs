@@ -15,7 +15,7 @@ use super::agent::{Agent, AgentName, NAME_RULE};
 use super::query_integer;
 use super::secret::NewSecret;
 use crate::error::{Error, FieldError, Location, Segment, Violation};
-use crate::secrets::server_key::{Sealed, ServerKey};
+use crate::secrets::server_key::{Keyring, Sealed};
 use crate::secrets::{PlainSecret, SecretKind};
 
 /// What an agent API key is for.
@@ -292,7 +292,7 @@ impl NewAgentApiKey {
         agent: &Agent,
         spec: KeySpec,
         expires_at: Option<DateTime<Utc>>,
-        server_key: &ServerKey,
+        server_key: &Keyring,
     ) -> (NewAgentApiKey, PlainSecret) {
         let kind = spec.api_key_type.secret_kind();
         let plain = match spec.chosen {
@@ -328,7 +328,7 @@ pub fn stored_secret(
     api_key_type: AgentApiKeyType,
     plain: &PlainSecret,
     expires_at: Option<DateTime<Utc>>,
-    server_key: &ServerKey,
+    server_key: &Keyring,
 ) -> NewSecret {
     let sealed = api_key_type.is_signing().then(|| {
         let context = sealing_context(id, agent_id, api_key_type);
@@ -359,7 +359,7 @@ impl AgentApiKey {
     pub fn signing_secret(
         &self,
         sealed: &Sealed,
-        server_key: &ServerKey,
+        server_key: &Keyring,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let context = sealing_context(self.id, self.agent_id, self.api_key_type);
         server_key.open(sealed, &context).ok_or_else(|| {
@@ -405,6 +405,7 @@ pub fn agent_key_credential(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::server_key::ServerKey;
 
     #[test]
     fn a_forward_route_is_the_agents_ingress_and_a_plain_subpath() {
@@ -559,7 +560,7 @@ mod tests {
 
     #[test]
     fn a_sealed_secret_opens_only_in_its_own_row() {
-        let server_key = ServerKey::from_bytes(&[3; 32]);
+        let server_key = Keyring::from(ServerKey::from_bytes(&[3; 32]));
         let agent = Agent {
             id: Uuid::now_v7(),
             org_id: Uuid::now_v7(),

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::agent::AgentName;
 use crate::error::{Error, FieldError, Location, Segment, Violation};
-use crate::secrets::server_key::{Sealed, ServerKey};
+use crate::secrets::server_key::{Keyring, Sealed};
 
 /// Most attributes a connection or a machine identity may carry.
 pub const MAX_ATTRIBUTES: usize = 64;
@@ -156,18 +156,14 @@ impl UpstreamSecret {
     }
 
     /// Sealed for the connection `id` alone: a sealed value copied to another row does not open.
-    pub fn seal(&self, id: Uuid, server_key: &ServerKey) -> Sealed {
+    pub fn seal(&self, id: Uuid, server_key: &Keyring) -> Sealed {
         let json = Zeroizing::new(serde_json::to_vec(&self.0).unwrap_or_default());
         server_key.seal(&json, &sealing_context(id))
     }
 
     /// The secret sealed for the connection `id`; an internal error when it does not open
     /// (another server key, or a row tampered with).
-    pub fn open(
-        sealed: &Sealed,
-        id: Uuid,
-        server_key: &ServerKey,
-    ) -> Result<UpstreamSecret, Error> {
+    pub fn open(sealed: &Sealed, id: Uuid, server_key: &Keyring) -> Result<UpstreamSecret, Error> {
         server_key
             .open(sealed, &sealing_context(id))
             .and_then(|json| serde_json::from_slice(&json).ok())
@@ -182,7 +178,8 @@ impl UpstreamSecret {
     }
 }
 
-fn sealing_context(id: Uuid) -> Vec<u8> {
+/// What a connection's secret is sealed with, binding it to the connection's row.
+pub fn sealing_context(id: Uuid) -> Vec<u8> {
     let mut context = b"connections/".to_vec();
     context.extend_from_slice(id.as_bytes());
     context

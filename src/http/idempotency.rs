@@ -144,7 +144,7 @@ async fn replay_or_run(state: AppState, request: Request, next: Next) -> Result<
         locked_until: now + state.idempotency.lease,
         key,
     };
-    let associated = associated_data(&claim);
+    let associated = claim.associated_data();
     let outcome = state.store.claim_idempotency_key(&claim).await?;
     let counted = match &outcome {
         ClaimOutcome::Mismatch => "reused",
@@ -231,7 +231,7 @@ impl<T: Any> Answer<T> {
         if let Some(slot) = &slot {
             let (build, built) = (build.clone(), built.clone());
             let server_key = state.server_key.clone();
-            let associated = associated_data(slot.claim());
+            let associated = slot.claim().associated_data();
             slot.expect_answer(Box::new(move |done: &dyn Any| {
                 let stored = build(done.downcast_ref::<T>()?);
                 Some(stored.map(|stored| {
@@ -287,15 +287,6 @@ fn request_digest(method: &axum::http::Method, path: &str, body: &[u8]) -> [u8; 
     }
     digest.update(body);
     digest.finalize().into()
-}
-
-/// Binds a sealed answer to its row: it opens only for the same caller, key and request.
-fn associated_data(claim: &IdempotencyClaim) -> Vec<u8> {
-    let mut associated = b"idempotency-key\0".to_vec();
-    associated.extend_from_slice(claim.principal_id.as_bytes());
-    associated.extend_from_slice(&claim.request_digest);
-    associated.extend_from_slice(claim.key.as_bytes());
-    associated
 }
 
 /// A claim held by the running request. Dropped unfinished (a timeout or a disconnect drops

@@ -52,7 +52,7 @@ use crate::error::Error;
 use crate::http::dialect::ErrorReport;
 use crate::limiter::FailureLimiter;
 use crate::secrets::SecretKind;
-use crate::secrets::server_key::ServerKey;
+use crate::secrets::server_key::Keyring;
 use crate::storage::Store;
 use crate::verify::Verifier;
 use auth::{AuthScheme, Bearer, FamilyAuth};
@@ -66,7 +66,7 @@ pub struct AppState {
     /// Writes refused credentials to the audit trail, off the request path.
     pub refusals: RefusalRecorder,
     /// Seals what cannot be stored as a digest; authenticates server-issued nonces.
-    pub server_key: Arc<ServerKey>,
+    pub server_key: Arc<Keyring>,
     /// The gateway's public gRPC address, from which agent DSNs are built.
     pub grpc_url: Arc<Url>,
     /// keygate's public base URL, when configured: where webhook URLs point.

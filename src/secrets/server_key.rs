@@ -6,8 +6,12 @@
 //! `<data dir>/secret-key`, generated (mode 0600) on first start. Every instance sharing a
 //! database must use the same key: the database keeps each key's check value (a MAC of a fixed
 //! label), and an instance whose key does not match does not start. Each sealed value carries
-//! the key's id, so a later key rotation can tell which key sealed it, and is bound to its row
-//! by associated data, so a ciphertext copied to another row does not open.
+//! the key's id and is bound to its row by associated data, so a ciphertext copied to another
+//! row does not open.
+//!
+//! A [`Keyring`] is the current key plus the previous ones (`KEYGATE_PREVIOUS_SECRET_KEYS`):
+//! the current key seals and signs; a sealed value opens with the key its id names, so values
+//! sealed before a rotation keep opening until `keygate server-key rotate` has re-sealed them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,7 +28,8 @@ use zeroize::Zeroizing;
 
 const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
-const FILE_NAME: &str = "secret-key";
+/// The generated key's file in the data directory.
+pub const FILE_NAME: &str = "secret-key";
 /// What a key's check value is the MAC of; unlike every other MAC input, so that a check value
 /// is never also a valid nonce or CSRF token.
 const CHECK_LABEL: &[u8] = b"keygate server key check";
@@ -83,9 +88,13 @@ impl ServerKey {
         }
     }
 
-    /// The configured key, else the one in `<data dir>/secret-key`, else a new one written
-    /// there (mode 0600).
-    pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<ServerKey, String> {
+    /// The configured key, else the one in `<data dir>/secret-key`, else (when `missing` says
+    /// so) a new one written there (mode 0600).
+    pub fn load(
+        configured: Option<&str>,
+        data_dir: &Path,
+        missing: IfMissing,
+    ) -> Result<ServerKey, String> {
         if let Some(value) = configured {
             let key = parse_key(value).map_err(|rule| format!("KEYGATE_SECRET_KEY {rule}"))?;
             return Ok(ServerKey::from_bytes(&key));
@@ -97,11 +106,17 @@ impl ServerKey {
                     .map_err(|rule| format!("the server key in {} {rule}", path.display()))?;
                 Ok(ServerKey::from_bytes(&key))
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let key = generate(&path)?;
-                tracing::info!(path = %path.display(), "generated the server key");
-                Ok(ServerKey::from_bytes(&key))
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => match missing {
+                IfMissing::Generate => {
+                    let key = generate(&path)?;
+                    tracing::info!(path = %path.display(), "generated the server key");
+                    Ok(ServerKey::from_bytes(&key))
+                }
+                IfMissing::Refuse => Err(format!(
+                    "no server key: set KEYGATE_SECRET_KEY to the server's key (there is no {})",
+                    path.display()
+                )),
+            },
             Err(err) => Err(format!(
                 "cannot read the server key {}: {err}",
                 path.display()
@@ -179,6 +194,103 @@ impl ServerKey {
             .expect("HMAC takes any key");
         mac.update(data);
         mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// What [`ServerKey::load`] does when no key is configured and the data directory has none:
+/// the server generates its first key; a command working on an existing database must not,
+/// since a new key could open nothing there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMissing {
+    Generate,
+    Refuse,
+}
+
+/// The server keys an instance holds: the current one, which seals and signs, and the previous
+/// ones, which open what they sealed and verify what they signed.
+#[derive(Debug)]
+pub struct Keyring {
+    current: ServerKey,
+    previous: Vec<ServerKey>,
+}
+
+impl From<ServerKey> for Keyring {
+    fn from(current: ServerKey) -> Keyring {
+        Keyring {
+            current,
+            previous: Vec::new(),
+        }
+    }
+}
+
+impl Keyring {
+    /// `current` with `previous` (each base64 of 32 bytes; the current key or a repeated one
+    /// given among them is kept once).
+    pub fn new(current: ServerKey, previous: &[String]) -> Result<Keyring, String> {
+        let mut ring = Keyring::from(current);
+        for value in previous {
+            let key = parse_key(value)
+                .map_err(|rule| format!("a key in KEYGATE_PREVIOUS_SECRET_KEYS {rule}"))?;
+            let key = ServerKey::from_bytes(&key);
+            if ring.get(key.id()).is_none() {
+                ring.previous.push(key);
+            }
+        }
+        Ok(ring)
+    }
+
+    /// The current key as [`ServerKey::load`] finds it, with the previous keys `previous`.
+    pub fn load(
+        configured: Option<&str>,
+        previous: &[String],
+        data_dir: &Path,
+        missing: IfMissing,
+    ) -> Result<Keyring, String> {
+        Keyring::new(ServerKey::load(configured, data_dir, missing)?, previous)
+    }
+
+    /// The key that seals and signs.
+    pub fn current(&self) -> &ServerKey {
+        &self.current
+    }
+
+    /// The current key's id.
+    pub fn id(&self) -> &str {
+        self.current.id()
+    }
+
+    /// Every key, the current one first.
+    pub fn keys(&self) -> impl Iterator<Item = &ServerKey> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+
+    /// The key with id `id`.
+    pub fn get(&self, id: &str) -> Option<&ServerKey> {
+        self.keys().find(|key| key.id() == id)
+    }
+
+    /// Seals under the current key.
+    pub fn seal(&self, plaintext: &[u8], associated: &[u8]) -> Sealed {
+        self.current.seal(plaintext, associated)
+    }
+
+    /// Opens with the key that sealed the value; `None` when the ring lacks it, or the value was
+    /// altered or moved to another row.
+    pub fn open(&self, sealed: &Sealed, associated: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.get(&sealed.key_id)?.open(sealed, associated)
+    }
+
+    /// Signs with the current key.
+    pub fn mac(&self, data: &[u8]) -> [u8; 32] {
+        self.current.mac(data)
+    }
+
+    /// Whether any key of the ring signed `data` with `tag`. What is signed (Digest nonces,
+    /// console CSRF tokens) lives minutes to hours and may have been issued by an instance
+    /// that still ran the previous key while the instances restarted one by one with the new
+    /// one; it stops verifying once its key leaves the ring.
+    pub fn verify_mac(&self, data: &[u8], tag: &[u8]) -> bool {
+        self.keys().any(|key| key.verify_mac(data, tag))
     }
 }
 
@@ -266,8 +378,11 @@ mod tests {
     #[test]
     fn a_generated_key_is_kept_in_the_data_dir_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ServerKey::load(None, dir.path()).unwrap();
-        let again = ServerKey::load(None, dir.path()).unwrap();
+        let refused = ServerKey::load(None, dir.path(), IfMissing::Refuse).unwrap_err();
+        assert!(refused.contains("KEYGATE_SECRET_KEY"), "{refused}");
+        assert!(!dir.path().join(FILE_NAME).exists(), "nothing generated");
+        let first = ServerKey::load(None, dir.path(), IfMissing::Generate).unwrap();
+        let again = ServerKey::load(None, dir.path(), IfMissing::Refuse).unwrap();
         assert_eq!(first.id(), again.id());
         #[cfg(unix)]
         {
@@ -279,11 +394,45 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let configured = STANDARD.encode([9u8; 32]);
-        let chosen = ServerKey::load(Some(&configured), dir.path()).unwrap();
+        let chosen = ServerKey::load(Some(&configured), dir.path(), IfMissing::Generate).unwrap();
         assert_eq!(
             chosen.id(),
             key(9).id(),
             "the configured key wins over the file"
         );
+    }
+
+    #[test]
+    fn a_ring_seals_and_signs_with_its_current_key_and_opens_with_any() {
+        let old = key(1);
+        let sealed_before = old.seal(b"signing secret", b"row-1");
+        let signed_before = old.mac(b"nonce data");
+        let ring = Keyring::new(
+            key(2),
+            &[STANDARD.encode([1u8; 32]), STANDARD.encode([2u8; 32])],
+        )
+        .unwrap();
+        assert_eq!(ring.id(), key(2).id());
+        assert_eq!(
+            ring.keys().count(),
+            2,
+            "the current key given again is kept once"
+        );
+        assert_eq!(
+            ring.open(&sealed_before, b"row-1").unwrap().as_slice(),
+            b"signing secret"
+        );
+        assert!(ring.open(&sealed_before, b"row-2").is_none());
+        let sealed_now = ring.seal(b"signing secret", b"row-1");
+        assert_eq!(sealed_now.key_id, key(2).id());
+        assert!(old.open(&sealed_now, b"row-1").is_none());
+        assert!(ring.verify_mac(b"nonce data", &signed_before));
+        assert!(key(2).verify_mac(b"nonce data", &ring.mac(b"nonce data")));
+
+        let without_old = Keyring::from(key(2));
+        assert!(without_old.open(&sealed_before, b"row-1").is_none());
+        assert!(!without_old.verify_mac(b"nonce data", &signed_before));
+        let refused = Keyring::new(key(2), &["hunter2".into()]).unwrap_err();
+        assert!(refused.contains("KEYGATE_PREVIOUS_SECRET_KEYS") && !refused.contains("hunter2"));
     }
 }

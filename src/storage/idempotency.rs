@@ -35,6 +35,22 @@ pub struct IdempotencyClaim {
     pub locked_until: DateTime<Utc>,
 }
 
+impl IdempotencyClaim {
+    /// What the claim's answer is sealed with, binding it to the claim's row.
+    pub fn associated_data(&self) -> Vec<u8> {
+        associated_data(self.principal_id, &self.request_digest, &self.key)
+    }
+}
+
+/// Binds a sealed answer to its row: it opens only for the same caller, key and request.
+pub fn associated_data(principal_id: Uuid, request_digest: &[u8], key: &str) -> Vec<u8> {
+    let mut associated = b"idempotency-key\0".to_vec();
+    associated.extend_from_slice(principal_id.as_bytes());
+    associated.extend_from_slice(request_digest);
+    associated.extend_from_slice(key.as_bytes());
+    associated
+}
+
 /// What a claim found.
 #[derive(Debug)]
 pub enum ClaimOutcome {

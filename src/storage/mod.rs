@@ -9,13 +9,15 @@
 //! (`programmatic_keys.rs`) and project agent keys (`project_agent_keys.rs`).
 //! Agentex's agent API keys are `agent_api_keys.rs`. Idempotency keys and their sealed
 //! responses are `idempotency.rs`; the audit trail is `audit.rs`; web console sessions are
-//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`; per-key
+//! `console_sessions.rs`; the server keys of the sealed values are `server_keys.rs`, and
+//! the sealed values themselves, for a rotation of the server key, `sealed.rs`; per-key
 //! usage and verification outcomes are `usage.rs`.
 
 mod agent_api_keys;
 mod agents;
 mod api_keys;
 mod audit;
+pub mod backup;
 mod connections;
 mod console_sessions;
 pub mod idempotency;
@@ -27,6 +29,7 @@ mod postgres;
 mod programmatic_keys;
 mod project_agent_keys;
 mod projects;
+pub mod sealed;
 mod secrets;
 pub mod server_keys;
 mod sqlite;
@@ -53,6 +56,7 @@ pub use postgres::PostgresStore;
 pub use programmatic_keys::ProgrammaticKeyStore;
 pub use project_agent_keys::ProjectAgentKeyStore;
 pub use projects::ProjectStore;
+pub use sealed::SealedStore;
 pub use secrets::SecretStore;
 pub use server_keys::ServerKeyStore;
 pub use sqlite::SqliteStore;
@@ -79,6 +83,7 @@ pub trait Store:
     + ConsoleSessionStore
     + ServerKeyStore
     + UsageStore
+    + SealedStore
 {
 }
 
@@ -99,7 +104,8 @@ impl<
         + AuditStore
         + ConsoleSessionStore
         + ServerKeyStore
-        + UsageStore,
+        + UsageStore
+        + SealedStore,
 > Store for T
 {
 }

@@ -1,6 +1,6 @@
 //! The server keys a database's sealed values belong to: per key id, a check value (an HMAC of
 //! a fixed label under the key) with which a starting instance proves it holds that key, and
-//! the key ids the sealed values already stored carry.
+//! which one is current, the key new values are sealed under.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,6 +12,7 @@ use super::Result;
 pub struct ServerKeyCheck {
     pub key_id: String,
     pub check_value: Vec<u8>,
+    pub is_current: bool,
 }
 
 #[async_trait]
@@ -22,19 +23,29 @@ pub trait ServerKeyStore: Send + Sync + 'static {
     /// (another instance may have recorded its own first).
     async fn add_current_server_key(&self, check: &ServerKeyCheck, at: DateTime<Utc>)
     -> Result<()>;
-    /// The distinct ids of the server keys that sealed the values stored: sealed secrets and
-    /// idempotent responses.
-    async fn sealed_key_ids(&self) -> Result<Vec<String>>;
+    /// Records `check` (if its key is new) and makes its key the current one, in place of the
+    /// one that was: the step of a rotation that makes new values sealed under the new key.
+    async fn make_current_server_key(
+        &self,
+        check: &ServerKeyCheck,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 }
 
-pub const SELECT_CHECKS: &str = "SELECT key_id, check_value FROM server_key_checks";
+pub const SELECT_CHECKS: &str = "SELECT key_id, check_value, is_current FROM server_key_checks";
 pub const INSERT_CURRENT: &str =
     "INSERT INTO server_key_checks (key_id, check_value, is_current, created_at)
      VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-pub const SELECT_SEALED_KEY_IDS: &str = "SELECT sealed_key_id FROM sealed_secrets
-     UNION SELECT sealed_key_id FROM idempotency_keys WHERE sealed_key_id IS NOT NULL";
+/// `$2` false, `$3` true: one statement before the key becomes current, as the unique index
+/// on the current row is checked row by row.
+pub const UNMARK_CURRENT: &str = "UPDATE server_key_checks SET is_current = $2
+     WHERE is_current = $3 AND key_id <> $1";
+pub const UPSERT_CURRENT: &str =
+    "INSERT INTO server_key_checks (key_id, check_value, is_current, created_at)
+     VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO UPDATE SET is_current = excluded.is_current";
 
-/// Read at start-up only; the one write outdates no verification answer.
+/// Read at start-up (and by the operator's commands) only; the writes outdate no
+/// verification answer.
 macro_rules! impl_server_key_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -62,12 +73,27 @@ macro_rules! impl_server_key_store {
                 Ok(())
             }
 
-            async fn sealed_key_ids(&self) -> $crate::storage::Result<Vec<String>> {
-                Ok(
-                    sqlx::query_scalar($crate::storage::server_keys::SELECT_SEALED_KEY_IDS)
-                        .fetch_all(&mut *self.pool.acquire().await?)
-                        .await?,
-                )
+            async fn make_current_server_key(
+                &self,
+                check: &$crate::storage::server_keys::ServerKeyCheck,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::storage::Result<()> {
+                write_transaction!(self, cache_unaffected, |tx| {
+                    sqlx::query($crate::storage::server_keys::UNMARK_CURRENT)
+                        .bind(&check.key_id)
+                        .bind(false)
+                        .bind(true)
+                        .execute(&mut **tx)
+                        .await?;
+                    sqlx::query($crate::storage::server_keys::UPSERT_CURRENT)
+                        .bind(&check.key_id)
+                        .bind(check.check_value.as_slice())
+                        .bind(true)
+                        .bind(at)
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
+                })
             }
         }
     };

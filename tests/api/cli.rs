@@ -840,6 +840,32 @@ async fn completions_and_the_manual_come_from_the_parser() {
     for option in ["--url <URL>", "--token <TOKEN>", "--output <OUTPUT>"] {
         assert!(help.contains(option), "{option} is not in:\n{help}");
     }
+    // The operator's commands on the server's database.
+    for command in ["admin-key", "server-key", "backup", "restore"] {
+        assert!(
+            help.lines()
+                .any(|line| line.trim_start().starts_with(command)),
+            "{command} is not in:\n{help}"
+        );
+    }
+    let server_key = keygate("http://unused", None, &["server-key", "--help"])
+        .outcome()
+        .await
+        .success()
+        .stdout;
+    for verb in ["status", "rotate"] {
+        assert!(
+            server_key
+                .lines()
+                .any(|line| line.trim_start().starts_with(verb)),
+            "{verb} is not in:\n{server_key}"
+        );
+    }
+    assert!(
+        page("keygate-server-key-rotate")
+            .unwrap()
+            .contains("\\-\\-limit")
+    );
 }
 
 /// A TCP proxy that forwards the first request to the server, reads the whole answer, and

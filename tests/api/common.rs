@@ -203,6 +203,17 @@ impl TestApp {
         app
     }
 
+    /// Another instance on this one's database (only this one creates and drops it), with a
+    /// data directory of its own, after `tweak` has adjusted its configuration.
+    pub async fn start_beside(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let url = self.config.database_url();
+        TestApp::start_with(Backend::Sqlite, |config| {
+            config.database_url = Some(url);
+            tweak(config);
+        })
+        .await
+    }
+
     async fn launch(&mut self) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base = format!("http://{}", listener.local_addr().unwrap());

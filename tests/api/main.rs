@@ -24,6 +24,7 @@ mod orgs;
 mod pagination;
 mod reliability;
 mod server;
+mod server_key;
 mod storage;
 mod traces;
 mod usage;

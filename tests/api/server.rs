@@ -335,12 +335,20 @@ fn help_never_shows_secret_environment_values() {
             "KEYGATE_SECRET_KEY",
             "aHVudGVyNC1odW50ZXI0LWh1bnRlcjQtaHVudGVyNDQ=",
         ),
+        (
+            "KEYGATE_PREVIOUS_SECRET_KEYS",
+            "aHVudGVyNS1odW50ZXI1LWh1bnRlcjUtaHVudGVyNTU=",
+        ),
     ];
     for args in [
         &["--help"][..],
         &["-h"],
         &["serve", "--help"],
         &["admin-key", "--help"],
+        &["server-key", "rotate", "--help"],
+        &["server-key", "status", "--help"],
+        &["backup", "--help"],
+        &["restore", "--help"],
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
             .args(args)
@@ -350,7 +358,7 @@ fn help_never_shows_secret_environment_values() {
         assert!(output.status.success(), "{args:?}");
         let help = String::from_utf8(output.stdout).unwrap();
         assert!(help.contains("KEYGATE_DATABASE_URL"), "{args:?}: {help}");
-        for needle in ["hunter2", "hunter3", secrets[2].1] {
+        for needle in ["hunter2", "hunter3", secrets[2].1, secrets[3].1] {
             assert!(!help.contains(needle), "{args:?} shows a secret:\n{help}");
         }
     }

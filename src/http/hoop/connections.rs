@@ -25,7 +25,7 @@ use crate::http::dialect::HoopError;
 use crate::http::extract::{Json, Path, Query, not_null, some_free_map};
 use crate::http::idempotency::Answer;
 use crate::http::pagination::{Linked, PageParams};
-use crate::secrets::server_key::ServerKey;
+use crate::secrets::server_key::Keyring;
 
 /// A connection as hoop's clients send it; fields this gateway does not model (access modes,
 /// reviews, …) are ignored, as hoop ignores what it does not know. The upstream's credentials
@@ -70,7 +70,7 @@ impl ConnectionRequest {
     fn parse(
         self,
         id: Uuid,
-        server_key: &ServerKey,
+        server_key: &Keyring,
     ) -> Result<(Option<String>, ConnectionSpec), Error> {
         // hoop treats an empty name as a missing one (400), not as a rule violation (422).
         let name = self
@@ -142,7 +142,7 @@ impl ConnectionView {
     fn shown_to(
         connection: Connection,
         role: Role,
-        server_key: &ServerKey,
+        server_key: &Keyring,
     ) -> Result<ConnectionView, Error> {
         let secret = match &connection.secret {
             Some(sealed) if role == Role::Admin => {

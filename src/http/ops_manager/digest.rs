@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::http::AppState;
 use crate::http::auth::{AuthScheme, Authentication, Bearer, Principal, authorization};
 use crate::http::client::client_address;
-use crate::secrets::server_key::ServerKey;
+use crate::secrets::server_key::Keyring;
 
 /// How long a nonce may be answered.
 const NONCE_LIFETIME: Duration = Duration::minutes(5);
@@ -66,7 +66,7 @@ impl AuthScheme for Digest {
 }
 
 /// A fresh nonce: base64url of the issue time, random bytes and their HMAC.
-fn issue_nonce(key: &ServerKey, at: DateTime<Utc>) -> String {
+fn issue_nonce(key: &Keyring, at: DateTime<Utc>) -> String {
     let mut bytes = Vec::with_capacity(NONCE_BYTES);
     bytes.extend_from_slice(&at.timestamp().to_be_bytes());
     let mut random = [0u8; 8];
@@ -80,7 +80,7 @@ fn issue_nonce(key: &ServerKey, at: DateTime<Utc>) -> String {
 }
 
 /// When a nonce this server key issued was issued; `None` for anything else.
-fn nonce_issued_at(key: &ServerKey, nonce: &str) -> Option<DateTime<Utc>> {
+fn nonce_issued_at(key: &Keyring, nonce: &str) -> Option<DateTime<Utc>> {
     let bytes = URL_SAFE_NO_PAD.decode(nonce).ok()?;
     if bytes.len() != NONCE_BYTES {
         return None;
@@ -292,6 +292,7 @@ async fn check(parts: &Parts, state: &AppState, answer: &Answer) -> Result<Authe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::server_key::ServerKey;
 
     /// RFC 7616 section 3.9.1: Mufasa's request for /dir/index.html.
     fn rfc_answer(algorithm: &str) -> Answer {
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn nonces_carry_their_issue_time_and_open_only_under_their_key() {
-        let key = ServerKey::from_bytes(&[3; 32]);
+        let key = Keyring::from(ServerKey::from_bytes(&[3; 32]));
         let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
         let nonce = issue_nonce(&key, at);
         assert_eq!(nonce_issued_at(&key, &nonce), Some(at));
@@ -355,7 +356,7 @@ mod tests {
             "nonces issued together differ"
         );
         assert_eq!(
-            nonce_issued_at(&ServerKey::from_bytes(&[4; 32]), &nonce),
+            nonce_issued_at(&Keyring::from(ServerKey::from_bytes(&[4; 32])), &nonce),
             None
         );
         let mut forged = URL_SAFE_NO_PAD.decode(&nonce).unwrap();
