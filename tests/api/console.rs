@@ -134,7 +134,7 @@ impl<'a> Browser<'a> {
         let mut browser = Browser::new(app);
         let page = browser.sign_in(key).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        assert_eq!(page.location(), "/console/agents");
+        assert_eq!(page.location(), "/console/overview");
         browser
     }
 }

@@ -33,6 +33,7 @@ on_both_backends!(
     usage_older_than_the_retention_is_purged,
     uses_of_a_deleted_secret_are_skipped,
     the_consoles_reads_return_what_was_recorded,
+    the_overview_shows_the_callers_organization_only,
 );
 
 /// A store opened on the test server's database, and the id of organization `default`.
@@ -749,4 +750,91 @@ async fn the_consoles_reads_return_what_was_recorded(backend: Backend) {
         .map(|event| event.request_id.as_deref())
         .collect();
     assert_eq!(requests, [Some("third"), Some("second")]);
+}
+
+/// `GET /overview`: an hour of minutes and a week of hours of answers, every bucket present;
+/// the caller's organization's keys and answers only; refused credentials, which belong to no
+/// organization, for the operators alone.
+async fn the_overview_shows_the_callers_organization_only(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dsn = app.create_agent("gateway-eu").await;
+    for _ in 0..3 {
+        assert!(valid(&app.verify(ADMIN, &dsn).await));
+    }
+    app.verify(ADMIN, "xagt-00000000000000000000000000000000000000000000")
+        .await;
+    let (_, tenant) = app.create_org("acme").await;
+    let (status, created) = app
+        .post("/agents", &tenant, json!({"name": "acme-gw"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let acme_dsn = created["token"].as_str().unwrap().to_owned();
+    assert!(valid(&app.verify(&tenant, &acme_dsn).await));
+    let refused = app
+        .request(Method::GET, "/agents", Some("not-a-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let answers = |overview: &Value, outcome: &str| -> u64 {
+        overview["last_hour"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|bucket| bucket["outcomes"][outcome].as_u64())
+            .sum()
+    };
+    let mut operator = Value::Null;
+    for _ in 0..100 {
+        operator = app.get("/overview", ADMIN).await.1;
+        if answers(&operator, "valid") == 3
+            && operator["refused"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answers(&operator, "valid"), 3, "{operator}");
+    assert_eq!(answers(&operator, "malformed"), 1, "{operator}");
+    assert_eq!(operator["last_hour"].as_array().unwrap().len(), 60);
+    assert_eq!(operator["last_week"].as_array().unwrap().len(), 168);
+    // The busiest keys: the admin key every request here authenticated with, then the agent.
+    let uses = |overview: &Value, name: &str| {
+        overview["top_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|key| key["name"] == name)
+            .map(|key| key["uses"].clone())
+    };
+    assert_eq!(operator["top_keys"][0]["name"], "bootstrap", "{operator}");
+    assert_eq!(uses(&operator, "gateway-eu"), Some(json!(3)), "{operator}");
+    assert!(!operator.to_string().contains("acme-gw"), "{operator}");
+    let agent_keys = operator["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|count| count["kind"] == "agent_key")
+        .unwrap();
+    assert_eq!(agent_keys["active"], 1, "{operator}");
+    assert_eq!(operator["refused"][0]["action"], "authentication.refused");
+
+    let mut acme = Value::Null;
+    for _ in 0..100 {
+        let (status, overview) = app.get("/overview", &tenant).await;
+        assert_eq!(status, StatusCode::OK, "{overview}");
+        acme = overview;
+        if answers(&acme, "valid") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(answers(&acme, "valid"), 1, "{acme}");
+    assert_eq!(answers(&acme, "malformed"), 0, "{acme}");
+    assert_eq!(uses(&acme, "acme-gw"), Some(json!(1)), "{acme}");
+    assert!(acme.get("refused").is_none(), "{acme}");
+    assert!(!acme.to_string().contains("gateway-eu"), "{acme}");
 }

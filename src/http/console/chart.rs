@@ -244,7 +244,10 @@ mod tests {
             svg.contains("&#60;i&#62;") || svg.contains("&lt;i&gt;"),
             "{svg}"
         );
-        assert!(svg.contains("<td>1</td><td>2</td>"), "{svg}");
+        assert!(
+            svg.contains(r#"<td data-label="valid">1</td><td data-label="refused">2</td>"#),
+            "{svg}"
+        );
         assert!(!svg.contains("style="), "{svg}");
     }
 }

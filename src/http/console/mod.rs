@@ -22,6 +22,7 @@ mod audit;
 mod chart;
 mod connections;
 mod ops_manager;
+mod overview;
 mod sign_in;
 mod verify;
 
@@ -90,7 +91,20 @@ struct Console {
 pub fn routes(state: AppState, api: Router) -> Router {
     let console = Console { state, api };
     let signed_in = Router::new()
-        .route("/console/", get(agents::list))
+        .route("/console/", get(overview::overview))
+        .route("/console/overview", get(overview::overview))
+        .route("/console/agents/{name}/usage", get(overview::agent))
+        .route("/console/apikeys/{id}/usage", get(overview::api_key))
+        .route("/console/identities/{name}/usage", get(overview::identity))
+        .route(
+            "/console/agents/{name}/keys/{id}/usage",
+            get(overview::agentex_key),
+        )
+        .route("/console/keypairs/{id}/usage", get(overview::key_pair))
+        .route(
+            "/console/projects/{id}/agentapikeys/{key}/usage",
+            get(overview::project_agent_key),
+        )
         .route("/console/agents", get(agents::list).post(agents::create))
         .route("/console/agents/{name}/rotate", post(agents::rotate))
         .route(

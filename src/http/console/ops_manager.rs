@@ -340,7 +340,7 @@ struct ListedPair {
 }
 
 /// The caller's organization's Ops Manager id, under which its key pairs are.
-async fn org_id(console: &Console, session: &Session) -> Result<String, PageError> {
+pub(super) async fn org_id(console: &Console, session: &Session) -> Result<String, PageError> {
     let answer = console
         .api(session, Method::GET, "/api/public/v1.0/orgs", None)
         .await;

@@ -164,7 +164,7 @@ async fn start_session(
         return Err((err.status(), err.to_string()));
     }
     let secure = policy.secure_cookie || super::forwarded_over_tls(&parts, &console.state);
-    let mut response = Redirect::to("/console/agents").into_response();
+    let mut response = Redirect::to("/console/overview").into_response();
     let max_age = policy.lifetime.as_secs();
     response
         .headers_mut()

@@ -6,6 +6,7 @@ mod audit;
 mod health;
 pub(super) mod metrics;
 mod orgs;
+mod overview;
 mod policy;
 mod verify;
 
@@ -33,4 +34,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
                 .routes(routes!(api_keys::rotate)),
         ))
         .routes(routes!(audit::list))
+        .routes(routes!(overview::overview))
 }

@@ -341,7 +341,9 @@ async fn the_console_in_a_real_browser() {
     browser.screenshot("sign-in").await;
     browser.type_into("#key", ADMIN).await;
     browser.follow("button[type=submit]").await;
-    assert!(browser.url().await.ends_with("/console/agents"));
+    // The first page after sign-in is the overview.
+    assert!(browser.url().await.ends_with("/console/overview"));
+    browser.goto(&at("/console/agents")).await;
 
     // Creating an agent: its DSN is shown once, with a copy button.
     browser.type_into("#agent-name", "ci-runner").await;
@@ -500,6 +502,73 @@ async fn the_console_in_a_real_browser() {
     assert!(filtered.contains("agent.rotated") && !filtered.contains(">agent.created<"));
     later_pages.push(filtered);
 
+    // The overview: the gateway's verifications as charts drawn by the server (inline SVG, no
+    // script), the keys by kind, the busiest keys and, for the operator, refused credentials.
+    let busy = app.create_agent("busy-gateway").await;
+    for _ in 0..5 {
+        app.verify(ADMIN, &busy).await;
+    }
+    app.verify(ADMIN, "xagt-not-a-key").await;
+    let wrong = app
+        .request(reqwest::Method::GET, "/agents", Some("wrong-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // Counts are written by the usage flush (every 50 ms in the tests); the refused credential
+    // by the audit queue.
+    let mut overview = String::new();
+    for _ in 0..100 {
+        browser.goto(&at("/console/overview")).await;
+        overview = browser.source().await;
+        if overview.contains("busy-gateway")
+            && overview.contains("Latest refused")
+            && !overview.contains("None refused")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(overview.contains("busy-gateway"), "{overview}");
+    let bars = browser.find_all("#main svg rect.s-valid").await;
+    assert!(!bars.is_empty(), "no valid bars: {overview}");
+    assert!(
+        !browser
+            .find_all("#main svg rect.s-not-found")
+            .await
+            .is_empty(),
+        "{overview}"
+    );
+    assert_eq!(browser.find_all("#main figure.chart svg").await.len(), 2);
+    // The charts' colours come from the stylesheet (the page's policy refuses inline styles):
+    // a valid bar is drawn green, not in the default black.
+    let fill = browser
+        .script("return getComputedStyle(document.querySelector('rect.s-valid')).fill;")
+        .await;
+    assert_eq!(fill, "rgb(30, 107, 52)");
+    assert!(!overview.contains("style="), "{overview}");
+    browser.screenshot("overview").await;
+    later_pages.push(overview);
+    // Each key's page shows its usage: a week of hours, the busy agent's five uses.
+    browser
+        .follow("a[href='/console/agents/busy-gateway/usage']")
+        .await;
+    assert!(
+        browser
+            .source()
+            .await
+            .contains("Usage of Agent busy-gateway")
+    );
+    assert!(
+        browser
+            .text("#main figcaption")
+            .await
+            .contains("(5 in all)")
+    );
+    assert_eq!(browser.find_all("#main svg rect.s-uses").await.len(), 1);
+    browser.screenshot("agent-usage").await;
+    later_pages.push(browser.source().await);
+
     // A phone-sized window: each table row is a card, its actions within reach of a tap, and no
     // page scrolls sideways. The screenshots show the list, scrolled to.
     browser.resize(390, 844).await;
@@ -512,15 +581,16 @@ async fn the_console_in_a_real_browser() {
         (at("/console/keypairs"), "key-pairs-390"),
         (project.clone(), "project-390"),
         (at("/console/audit"), "audit-390"),
+        (at("/console/overview"), "overview-390"),
     ] {
         browser.goto(&page).await;
         let fit = browser.fit().await;
         assert!(!fit.sideways, "{page} scrolls sideways");
         assert_eq!(fit.unlabelled, 0, "{page}: cells without a data-label");
         assert!(fit.unreachable.is_empty(), "{page}: {:?}", fit.unreachable);
-        // The audit log is the one list without row actions.
+        // The audit log and the overview are the lists without row actions.
         assert!(
-            fit.actions > 0 || name == "audit-390",
+            fit.actions > 0 || name == "audit-390" || name == "overview-390",
             "{page}: no row actions"
         );
         browser
