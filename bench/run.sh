@@ -9,7 +9,8 @@
 #   bench/run.sh                                                              # SQLite only
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres bench/run.sh   # and Postgres
 # Knobs: DURATION (10s per measurement), CONNECTIONS (64), MODERATE (4 connections, for p99),
-# ROUNDS (100 revocations for the second-instance lag).
+# ROUNDS (100 revocations for the second-instance lag); BASELINE (another keygate binary to
+# compare the hot path with, in turns: ROUNDS_AB turns, 3), OVERHEAD_ONLY (stop after that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,11 +47,11 @@ data_dir=$(mktemp -d)
 dirs+=("$data_dir")
 
 # keygate on port $1 with database URL $2 and a verification cache of $3 entries (default
-# 100000; 0 turns it off).
+# 100000; 0 turns it off); the binary $4 (default: this build) with data directory $5.
 start_keygate() {
-    env KEYGATE_LISTEN=127.0.0.1:$1 KEYGATE_DATA_DIR="$data_dir" KEYGATE_BOOTSTRAP_TOKEN=$TOKEN \
+    env KEYGATE_LISTEN=127.0.0.1:$1 KEYGATE_DATA_DIR="${5:-$data_dir}" KEYGATE_BOOTSTRAP_TOKEN=$TOKEN \
         KEYGATE_DATABASE_URL="$2" KEYGATE_VERIFY_FAILURES_PER_MINUTE=100000000 \
-        KEYGATE_VERIFY_CACHE_CAPACITY="${3:-100000}" "$TARGET/keygate" >/dev/null 2>&1 &
+        KEYGATE_VERIFY_CACHE_CAPACITY="${3:-100000}" "${4:-$TARGET/keygate}" >/dev/null 2>&1 &
     pids+=($!)
     wait_ready "http://127.0.0.1:$1"
 }
@@ -84,26 +85,80 @@ wait_ready http://127.0.0.1:8198
 read -r bare_rps _ _ < <(measure http://127.0.0.1:8198/healthz "$CONNECTIONS")
 
 echo "keygate $("$TARGET/keygate" --version), $(nproc) cores, wrk 1 thread, $CONNECTIONS connections, $DURATION per measurement"
+
+# A new database for $1 (sqlite or postgres), its URL in $url (not echoed: the cleanup's lists
+# must grow in this shell).
+new_database() {
+    if [ "$1" = postgres ]; then
+        local db="keygate_bench_${$}_$RANDOM"
+        databases+=("$db")
+        psql -q "$BENCH_POSTGRES_URL" -c "CREATE DATABASE $db"
+        url="${BENCH_POSTGRES_URL%/*}/$db"
+    else
+        local dir
+        dir=$(mktemp -d)
+        dirs+=("$dir")
+        url="sqlite://$dir/keygate.db"
+    fi
+}
+
+backends=(sqlite)
+[ -z "${BENCH_POSTGRES_URL:-}" ] || backends+=(postgres)
+
+# 9. With BASELINE=<another keygate binary> (e.g. a build from before the metrics), the hot
+# path of this build beside it: each on a database of its own, measured in turns, ROUNDS_AB
+# times each, so that whatever else the machine does weighs on both alike.
+if [ -n "${BASELINE:-}" ]; then
+    echo "9. this build ÷ $BASELINE ($("$BASELINE" --version)), turns of $DURATION, $CONNECTIONS connections"
+    echo
+    echo "| database | healthz, this ÷ baseline | cached verify, this ÷ baseline | healthz req/s, this / baseline (per turn) | verify req/s, this / baseline (per turn) |"
+    echo "|---|---:|---:|---|---|"
+    port=8300
+    declare -A dsns=() members=() ports=()
+    for backend in "${backends[@]}"; do
+        declare -A totals=()
+        turns=()
+        for build in this baseline; do
+            dir=$(mktemp -d)
+            dirs+=("$dir")
+            binary=$TARGET/keygate
+            [ "$build" = this ] || binary=$BASELINE
+            new_database "$backend"
+            start_keygate $port "$url" 100000 "$binary" "$dir"
+            base=http://127.0.0.1:$port
+            dsns[$build]=$(curl -sf "$base/agents" -H "Authorization: Bearer $TOKEN" -d '{"name":"bench"}' | json_field token)
+            members[$build]=$(curl -sf "$base/apikeys" -H "Authorization: Bearer $TOKEN" -d '{"name":"bench","role":"member"}' | json_field key)
+            ports[$build]=$port
+            port=$((port + 1))
+        done
+        health=() verify=()
+        for _ in $(seq 1 "${ROUNDS_AB:-3}"); do
+            for build in this baseline; do
+                base=http://127.0.0.1:${ports[$build]}
+                MEMBER=${members[$build]}
+                read -r h _ _ < <(measure "$base/healthz" "$CONNECTIONS")
+                read -r v _ _ < <(measure "$base/verify" "$CONNECTIONS" "${dsns[$build]}")
+                totals[health_$build]=$(( ${totals[health_$build]:-0} + h ))
+                totals[verify_$build]=$(( ${totals[verify_$build]:-0} + v ))
+                health+=("$h") verify+=("$v")
+            done
+        done
+        pairs() { local -n list=$1; local out=(); for ((i = 0; i < ${#list[@]}; i += 2)); do out+=("${list[i]} / ${list[i + 1]}"); done; local IFS=,; echo "${out[*]}"; }
+        echo "| $backend | $(ratio "${totals[health_this]}" "${totals[health_baseline]}") | $(ratio "${totals[verify_this]}" "${totals[verify_baseline]}") | $(pairs health) | $(pairs verify) |"
+        unset totals
+    done
+    echo
+    [ -z "${OVERHEAD_ONLY:-}" ] || exit 0
+fi
 echo "bare axum /healthz: $bare_rps req/s"
 echo
 echo "| database | 1. healthz ÷ bare (≥ 0.8) | 2. verify ÷ healthz (≥ 0.8) | 3. verify p99 ÷ healthz p99 at $MODERATE conns (≤ 1.5) | healthz req/s | verify req/s | healthz p50/p99 ms | verify p50/p99 ms (at $MODERATE) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 
-backends=(sqlite)
-[ -z "${BENCH_POSTGRES_URL:-}" ] || backends+=(postgres)
 port=8200
 second_table=()
 for backend in "${backends[@]}"; do
-    if [ "$backend" = postgres ]; then
-        db="keygate_bench_$$"
-        databases+=("$db")
-        psql -q "$BENCH_POSTGRES_URL" -c "CREATE DATABASE $db"
-        url="${BENCH_POSTGRES_URL%/*}/$db"
-    else
-        dir=$(mktemp -d)
-        dirs+=("$dir")
-        url="sqlite://$dir/keygate.db"
-    fi
+    new_database "$backend"
     start_keygate $port "$url"
     cached_pid=${pids[-1]}
     base=http://127.0.0.1:$port

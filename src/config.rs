@@ -21,8 +21,9 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Address of a second listener that serves only `GET /metrics`, to anyone who reaches
-    /// it: bind it where only the scrapers do (a private interface, a sidecar's loopback).
-    /// Unset: the metrics are served on the API listener only, to operators' admin keys.
+    /// it: bind it where only the scrapers do (a private interface, a sidecar's loopback),
+    /// e.g. `10.0.0.5:9464`. Unset: the metrics are served on the API listener only, to
+    /// operators' admin keys.
     #[arg(long, env = "KEYGATE_METRICS_LISTEN", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::AppState;
+use crate::http::{AppState, Services};
 use crate::limiter::FailureLimiter;
 use crate::metrics::{Metrics, Sample, Sampled};
 use crate::secrets::server_key::{IfMissing, Keyring};
@@ -74,7 +74,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         auth_limiter: auth_limiter.clone(),
         refusals: refusals.clone(),
     });
-    Ok(AppState {
+    Ok(AppState::new(Services {
         verifier,
         metrics: Arc::new(Metrics::new(sampled)),
         refusals,
@@ -89,7 +89,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         trusted_proxies: config.trusted_proxies.clone().into(),
         idempotency: config.idempotency(),
         console: config.console(),
-    })
+    }))
 }
 
 /// The parts of one instance that keep their own counts, as its metrics read them when

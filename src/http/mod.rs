@@ -58,9 +58,28 @@ use crate::verify::Verifier;
 use auth::{AuthScheme, Bearer, FamilyAuth};
 use dialect::Dialect;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared allocation, so that a clone (axum makes one for
+/// each layer and extractor that takes the state, several per request) is one atomic
+/// increment rather than one per part, each part's count a cache line the cores fight over.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Services {
     pub store: Arc<dyn Store>,
     pub verifier: Arc<Verifier>,
     /// Writes refused credentials to the audit trail, off the request path.
