@@ -176,9 +176,9 @@ pub struct Config {
     pub console_secure_cookie: bool,
 
     /// A file holding GitHub's secret scanning public keys (the JSON document GitHub serves at
-    /// `https://api.github.com/meta/public_keys/secret_scanning`): alerts to
-    /// `POST /secret-scanning/github` signed with one of them are acted on. Without it every
-    /// alert is refused.
+    /// `https://api.github.com/meta/public_keys/secret_scanning`), e.g.
+    /// /etc/keygate/github-secret-scanning.json: alerts to `POST /secret-scanning/github`
+    /// signed with one of them are acted on. Without it every alert is refused.
     #[arg(long, env = "KEYGATE_GITHUB_SCANNING_KEYS")]
     pub github_scanning_keys: Option<PathBuf>,
 }
