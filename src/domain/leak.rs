@@ -15,6 +15,34 @@ use crate::secrets::{PlainSecret, SecretHash, SecretKind};
 const URL_MAX: usize = 2048;
 const SOURCE_MAX: usize = 64;
 
+/// What an organization does with its secrets reported leaked: its policy.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakResponse {
+    /// Stop the secret at once.
+    #[default]
+    Revoke,
+    /// Record and show it only: a person decides.
+    Notify,
+}
+
+impl LeakResponse {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LeakResponse::Revoke => "revoke",
+            LeakResponse::Notify => "notify",
+        }
+    }
+
+    pub fn from_db(value: &str) -> Option<LeakResponse> {
+        [LeakResponse::Revoke, LeakResponse::Notify]
+            .into_iter()
+            .find(|response| response.as_str() == value)
+    }
+}
+
 /// What was done about a leaked secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -47,13 +75,19 @@ impl LeakAction {
         .find(|action| action.as_str() == value)
     }
 
-    /// What revoking a current secret of `kind` does: a rotation without grace, unless the
-    /// kind's secrets need sealed material made from the secret itself (a key pair's Digest
-    /// HA1 values, a webhook signing secret), which a successor nobody has seen cannot have.
-    pub fn revoking(kind: SecretKind) -> LeakAction {
-        match kind {
-            SecretKind::ProgrammaticKey | SecretKind::AgentexSigningSecret => LeakAction::Revoked,
-            _ => LeakAction::Rotated,
+    /// What is done with a leaked secret of `kind` under `response`: for a current secret, a
+    /// rotation without grace, unless the kind's secrets need sealed material made from the
+    /// secret itself (a key pair's Digest HA1 values, a webhook signing secret), which a
+    /// successor nobody has seen cannot have; a predecessor still in its grace period is only
+    /// revoked, its owner's current secret being another one.
+    pub fn for_leak(response: LeakResponse, kind: SecretKind, current: bool) -> LeakAction {
+        match (response, kind) {
+            (LeakResponse::Notify, _) => LeakAction::Notified,
+            (_, SecretKind::ProgrammaticKey | SecretKind::AgentexSigningSecret) => {
+                LeakAction::Revoked
+            }
+            _ if current => LeakAction::Rotated,
+            _ => LeakAction::Revoked,
         }
     }
 }

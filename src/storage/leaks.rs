@@ -11,9 +11,10 @@ use crate::domain::leak::{Leak, LeakAction, LeakOutcome, LeakedSecret};
 
 #[async_trait]
 pub trait LeakStore: Send + Sync + 'static {
-    /// Acts on a reported secret: a working one of any organization stops working (see
-    /// [`LeakAction`]), its report is kept and `secret.leaked` recorded; a secret reported
-    /// before, or already ended, is left as it is.
+    /// Acts on a reported secret: a working one of any organization stops working, or is
+    /// only recorded, as its organization's policy says (see [`LeakAction`]); its report is
+    /// kept and `secret.leaked` recorded. A secret reported before, or already ended, is left
+    /// as it is.
     async fn report_leak(&self, leak: &Leak) -> Result<LeakOutcome>;
     /// The organization's latest `limit` reports, the newest first.
     async fn latest_leaks(&self, org_id: Uuid, limit: u32) -> Result<Vec<LeakedSecret>>;
@@ -32,6 +33,9 @@ pub const INSERT_LEAK: &str = "
     INSERT INTO leaked_secrets (secret_id, org_id, kind, hint, url, source, action, reported_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (secret_id) DO NOTHING";
+
+/// The organization's leak policy (read under its lock).
+pub const LEAK_RESPONSE: &str = "SELECT leak_response FROM orgs WHERE id = $1";
 
 /// Revokes one secret; the first revocation time stands.
 pub const REVOKE_SECRET: &str =
@@ -87,7 +91,7 @@ macro_rules! impl_leak_store {
                 &self,
                 leak: &$crate::domain::leak::Leak,
             ) -> $crate::storage::Result<$crate::domain::leak::LeakOutcome> {
-                use $crate::domain::leak::{LeakAction, LeakOutcome};
+                use $crate::domain::leak::{LeakAction, LeakOutcome, LeakResponse};
                 use $crate::domain::secret::{OwnerRef, SecretState, Standing};
                 use $crate::storage::leaks;
                 write_transaction!(self, |tx| {
@@ -126,12 +130,14 @@ macro_rules! impl_leak_store {
                     if standing != Standing::Active {
                         return Ok(LeakOutcome::Ended);
                     }
-                    // A predecessor still in its grace period is simply revoked: its owner's
-                    // current secret is another one.
-                    let action = match LeakAction::revoking(kind) {
-                        LeakAction::Rotated if state.rotated_at.is_none() => LeakAction::Rotated,
-                        _ => LeakAction::Revoked,
-                    };
+                    let response: String = sqlx::query_scalar(leaks::LEAK_RESPONSE)
+                        .bind(org_id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                    let response = LeakResponse::from_db(&response).ok_or_else(|| {
+                        $crate::storage::rows::corrupt("leak response", &response)
+                    })?;
+                    let action = LeakAction::for_leak(response, kind, state.rotated_at.is_none());
                     let reported = sqlx::query(leaks::INSERT_LEAK)
                         .bind(state.id)
                         .bind(org_id)
@@ -157,7 +163,7 @@ macro_rules! impl_leak_store {
                         let mut successor = leak.successor.clone();
                         successor.expires_at = state.expires_at;
                         insert_secret(tx, &successor, id, &state.slot).await?;
-                    } else {
+                    } else if action == LeakAction::Revoked {
                         sqlx::query(leaks::REVOKE_SECRET)
                             .bind(at)
                             .bind(state.id)

@@ -18,6 +18,7 @@ use crate::common::{
 on_both_backends!(
     a_signed_alert_revokes_live_secrets_once_and_labels_every_token,
     unsigned_tampered_and_unknown_key_alerts_are_refused,
+    a_notify_organization_keeps_its_secret_and_sees_the_report,
 );
 
 pub const KEY_ID: &str = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a";
@@ -257,5 +258,51 @@ async fn unsigned_tampered_and_unknown_key_alerts_are_refused(backend: Backend) 
     }
     assert_eq!(seen, 8);
     assert_eq!(leak_events(&app).await, 0);
+    assert_no_secret_logged();
+}
+
+async fn a_notify_organization_keeps_its_secret_and_sees_the_report(backend: Backend) {
+    let github = GitHub::new();
+    let app = github.start(backend).await;
+    let (status, policy) = app
+        .request(Method::PUT, "/orgs/policy", Some(ADMIN))
+        .json(&json!({"max_lifetime_seconds": {}, "leak_response": "notify"}))
+        .send()
+        .await
+        .map(|response| response.status())
+        .map(|status| (status, ()))
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{policy:?}");
+    let (_, policy) = app.get("/orgs/policy", ADMIN).await;
+    assert_eq!(policy["leak_response"], json!("notify"));
+    let member = app.create_api_key("member").await;
+    let body = json!([token(&member, "keygate_api_key")]).to_string();
+    for _ in 0..2 {
+        let (status, feedback) = alert(
+            &app,
+            body.as_bytes(),
+            Some(KEY_ID),
+            Some(&github.sign(body.as_bytes())),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{feedback}");
+        assert_eq!(labels(&feedback), ["true_positive"]);
+    }
+    // Still working, reported once, and shown on the overview with where it was found.
+    let (status, _) = app.get("/apikeys", &member).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(leak_events(&app).await, 1);
+    let (_, overview) = app.get("/overview", &member).await;
+    let leaked = &overview["leaked"][0];
+    assert_eq!(leaked["action"], json!("notified"));
+    assert_eq!(leaked["kind"], json!("api_key"));
+    assert_eq!(
+        leaked["url"],
+        json!("https://github.com/octo/repo/blob/abc123/.env#L3")
+    );
+    assert_eq!(
+        leaked["hint"],
+        json!(format!("kgk_…{}", &member[member.len() - 4..]))
+    );
     assert_no_secret_logged();
 }
