@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::domain::connections::{GatewayListeners, ListenerSetting, Protocol, parse_host};
+use crate::secrets::scanning::ScanningKeys;
 
 /// The server's settings: what `keygate::serve` and `keygate::run` take.
 #[derive(Clone, Parser)]
@@ -174,6 +175,13 @@ pub struct Config {
     /// for a TLS terminator that does not send `X-Forwarded-Proto` from a trusted proxy address.
     #[arg(long, env = "KEYGATE_CONSOLE_SECURE_COOKIE")]
     pub console_secure_cookie: bool,
+
+    /// A file holding GitHub's secret scanning public keys (the JSON document GitHub serves at
+    /// `https://api.github.com/meta/public_keys/secret_scanning`), e.g.
+    /// /etc/keygate/github-secret-scanning.json: alerts to `POST /secret-scanning/github`
+    /// signed with one of them are acted on. Without it every alert is refused.
+    #[arg(long, env = "KEYGATE_GITHUB_SCANNING_KEYS")]
+    pub github_scanning_keys: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -188,6 +196,25 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("keygate.db").display()))
+    }
+
+    /// GitHub's secret scanning keys, read from the configured file; none when unset.
+    pub fn scanning_keys(&self) -> Result<Option<ScanningKeys>, String> {
+        let Some(path) = &self.github_scanning_keys else {
+            return Ok(None);
+        };
+        let document = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read KEYGATE_GITHUB_SCANNING_KEYS (--github-scanning-keys) {}: {e}",
+                path.display()
+            )
+        })?;
+        ScanningKeys::parse(&document).map(Some).map_err(|e| {
+            format!(
+                "KEYGATE_GITHUB_SCANNING_KEYS (--github-scanning-keys) {}: {e}",
+                path.display()
+            )
+        })
     }
 
     /// The gateway listeners this configuration describes.

@@ -63,6 +63,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         config.bootstrap_token.as_deref(),
     )
     .await?;
+    let scanning_keys = config.scanning_keys()?.map(Arc::new);
     let verifier = Arc::new(Verifier::new(store.clone(), config.verify_cache_capacity));
     let verify_limiter = Arc::new(FailureLimiter::new(config.verify_failures_per_minute));
     let auth_limiter = Arc::new(FailureLimiter::new(config.auth_failures_per_minute));
@@ -89,6 +90,7 @@ pub async fn prepare(config: &Config) -> Result<AppState, StartupError> {
         trusted_proxies: config.trusted_proxies.clone().into(),
         idempotency: config.idempotency(),
         console: config.console(),
+        scanning_keys,
     }))
 }
 

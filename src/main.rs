@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         Some(Command::ServerKey(verb)) => host::server_key(config, verb).await,
         Some(Command::Backup(args)) => host::backup(config, args).await,
         Some(Command::Restore(args)) => host::restore(config, args).await,
+        Some(Command::Scan(args)) => keygate::cli::scan::scan(args, client).await,
         Some(Command::Client(command)) => keygate::cli::run(*command, client).await,
     }
 }

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::domain::leak::LeakAction;
 use crate::domain::secret::now;
 use crate::secrets::SecretKind;
 use crate::storage::Store;
@@ -28,6 +29,12 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
 struct VerificationLabels {
     kind: &'static str,
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeakLabels {
+    kind: &'static str,
+    action: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -241,6 +248,7 @@ pub struct Metrics {
     idempotency_keys: Family<OutcomeLabels, Counter>,
     secrets: Family<KindStateLabels, Gauge>,
     secrets_expiring_soon: Family<KindLabels, Gauge>,
+    secrets_leaked: Family<LeakLabels, Counter>,
 }
 
 /// How many working secrets of one kind there are, all organizations together.
@@ -300,8 +308,16 @@ impl Metrics {
             "Active secrets that expire within 7 days, by kind, counted every minute",
             secrets_expiring_soon.clone(),
         );
+        let secrets_leaked = Family::default();
+        registry.register(
+            "secrets_leaked",
+            "Working secrets reported leaked by GitHub secret scanning, by kind and what was \
+             done (rotated, revoked, notified)",
+            secrets_leaked.clone(),
+        );
         Metrics {
             registry,
+            secrets_leaked,
             idempotency_keys,
             secrets,
             secrets_expiring_soon,
@@ -346,6 +362,16 @@ impl Metrics {
                 route: labels.route,
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// A working secret of `kind` reported leaked, and what was done about it.
+    pub fn leaked(&self, kind: SecretKind, action: LeakAction) {
+        self.secrets_leaked
+            .get_or_create(&LeakLabels {
+                kind: kind.as_str(),
+                action: action.as_str(),
+            })
+            .inc();
     }
 
     /// A request with an `Idempotency-Key` that was `outcome` (`claimed`, `replayed`,

@@ -84,7 +84,8 @@ impl Cli {
         };
         let refusal = match &cli.command {
             None => client_option(),
-            Some(Command::Client(_)) => server_setting(),
+            // `scan --verify` asks the server as the client commands do.
+            Some(Command::Client(_) | Command::Scan(_)) => server_setting(),
             Some(
                 Command::Serve(_)
                 | Command::AdminKey(_)
@@ -202,6 +203,13 @@ pub enum Command {
     /// (from the PATH) into a database without tables. Start keygate on it with the server key
     /// the backup was taken under.
     Restore(RestoreArgs),
+    /// Find keygate secrets in files, offline: for pre-commit hooks and CI.
+    ///
+    /// Reports every string that is a keygate secret with a valid checksum (look-alikes are
+    /// not), by file, line and kind, showing its prefix and last four characters only.
+    /// Directories are walked honouring .gitignore; `-` reads standard input. Exits 1 when a
+    /// secret is found, 2 when a path cannot be read.
+    Scan(super::scan::ScanArgs),
     #[command(flatten)]
     Client(Box<super::ClientCommand>),
 }

@@ -15,6 +15,7 @@ pub mod host;
 mod native;
 mod ops_manager;
 mod output;
+pub mod scan;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,8 @@ pub enum Actor {
     KeyPair(String),
     /// The server's host, outside any request: the first start, the recovery command.
     Host,
+    /// GitHub secret scanning, by an alert signed with one of its keys.
+    GitHub,
 }
 
 impl Actor {
@@ -28,6 +30,7 @@ impl Actor {
             Actor::ApiKey(id) => ("api_key", id.to_string()),
             Actor::KeyPair(public_key) => ("key_pair", public_key.clone()),
             Actor::Host => ("host", String::new()),
+            Actor::GitHub => ("github", "secret_scanning".to_owned()),
         }
     }
 }
@@ -108,7 +111,7 @@ pub struct AuditEvent {
     pub at: DateTime<Utc>,
     /// The organization acted in; absent for refused credentials, which name none.
     pub org_id: Option<Uuid>,
-    /// `api_key`, `key_pair` or `host`; absent for refused credentials.
+    /// `api_key`, `key_pair`, `host` or `github`; absent for refused credentials.
     pub actor_kind: Option<String>,
     /// The API key's id or the key pair's public key.
     pub actor: Option<String>,

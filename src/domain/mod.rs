@@ -6,6 +6,7 @@ pub mod agent;
 pub mod agentex;
 pub mod audit;
 pub mod connections;
+pub mod leak;
 pub mod machine_credential;
 pub mod machine_identities;
 pub mod ops_manager;

@@ -1,11 +1,13 @@
 //! Organization policy: the longest lifetime an organization allows each kind of secret. New
 //! secrets without an expiry get the longest allowed; a requested expiry beyond it is refused;
-//! a rotated secret never outlives it. Kinds the policy does not name are unbounded.
+//! a rotated secret never outlives it. Kinds the policy does not name are unbounded. It also
+//! says what is done with the organization's secrets reported leaked.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::domain::leak::LeakResponse;
 use crate::error::Error;
 use crate::secrets::SecretKind;
 
@@ -15,6 +17,8 @@ pub const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrgPolicy {
     pub max_lifetime_seconds: BTreeMap<SecretKind, u64>,
+    /// What is done with the organization's secrets reported leaked.
+    pub leak_response: LeakResponse,
 }
 
 impl OrgPolicy {

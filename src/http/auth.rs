@@ -189,12 +189,12 @@ pub fn audit_context(parts: &Parts, state: &AppState, org_id: Uuid, actor: Actor
 }
 
 /// The `x-request-id` the server assigned to the request.
-fn request_id(parts: &Parts) -> Option<String> {
+pub fn request_id(parts: &Parts) -> Option<String> {
     let id = parts.extensions.get::<RequestId>()?;
     id.header_value().to_str().ok().map(str::to_owned)
 }
 
-fn client_address(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
+pub fn client_address(parts: &Parts, state: &AppState) -> Option<std::net::IpAddr> {
     super::client::client_address(parts, &state.trusted_proxies)
 }
 
@@ -214,19 +214,25 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, 
     match scheme.authenticate(parts, state).await? {
         Authentication::Accepted(principal) => Ok(principal),
         Authentication::Absent => Err(Error::Unauthenticated),
-        Authentication::Refused => {
-            let address = client_address(parts, state).map(|ip| ip.to_string());
-            let client = address.clone().unwrap_or_else(|| "unknown".to_owned());
-            state.auth_limiter.check(&client)?;
-            // Past the limit nothing is recorded: a client cannot write faster than it may fail.
-            state.refusals.record(Refusal {
-                request_id: request_id(parts),
-                client: address,
-            });
-            state.auth_limiter.failed(&client);
-            Err(Error::Unauthenticated)
-        }
+        Authentication::Refused => Err(refused(parts, state)),
     }
+}
+
+/// A credential of this request was refused: it counts against the client address and is
+/// recorded in the audit trail; past the limit the answer is 429, else 401.
+pub fn refused(parts: &Parts, state: &AppState) -> Error {
+    let address = client_address(parts, state).map(|ip| ip.to_string());
+    let client = address.clone().unwrap_or_else(|| "unknown".to_owned());
+    if let Err(limited) = state.auth_limiter.check(&client) {
+        return limited;
+    }
+    // Past the limit nothing is recorded: a client cannot write faster than it may fail.
+    state.refusals.record(Refusal {
+        request_id: request_id(parts),
+        client: address,
+    });
+    state.auth_limiter.failed(&client);
+    Error::Unauthenticated
 }
 
 impl<R: Requirement> FromRequestParts<AppState> for Caller<R> {

@@ -52,6 +52,7 @@ use crate::error::Error;
 use crate::http::dialect::ErrorReport;
 use crate::limiter::FailureLimiter;
 use crate::secrets::SecretKind;
+use crate::secrets::scanning::ScanningKeys;
 use crate::secrets::server_key::Keyring;
 use crate::storage::Store;
 use crate::verify::Verifier;
@@ -107,6 +108,8 @@ pub struct Services {
     pub console: console::SessionPolicy,
     /// What this instance has counted, for `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// GitHub's secret scanning keys, when configured: alerts signed with them are acted on.
+    pub scanning_keys: Option<Arc<ScanningKeys>>,
 }
 
 impl AppState {
@@ -145,6 +148,7 @@ impl AppState {
         (name = "Connections", description = "What the gateway fronts, and where clients reach it"),
         (name = "Machine identities", description = "Non-human identities with a native credential per connection"),
         (name = "Verification", description = "The data plane's question: is this secret valid, and whose is it?"),
+        (name = "Secret scanning", description = "Leaked secrets reported by GitHub secret scanning, signed by GitHub"),
         (name = "API keys", description = "Bearer credentials of this API"),
         (name = "Organizations", description = "Tenants; managed by the operators"),
         (name = "Audit", description = "Who changed what, from where, in which request; refused credentials"),

@@ -8,6 +8,7 @@
 
 pub mod agent_key;
 pub mod chosen;
+pub mod scanning;
 pub mod server_key;
 
 use std::fmt;

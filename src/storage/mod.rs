@@ -21,6 +21,7 @@ pub mod backup;
 mod connections;
 mod console_sessions;
 pub mod idempotency;
+mod leaks;
 mod machine_identities;
 pub mod notify;
 mod orgs;
@@ -49,6 +50,7 @@ pub use audit::AuditStore;
 pub use connections::ConnectionStore;
 pub use console_sessions::{ConsoleSession, ConsoleSessionStore};
 pub use idempotency::IdempotencyStore;
+pub use leaks::LeakStore;
 pub use machine_identities::MachineIdentityStore;
 pub use notify::ChangeFeed;
 pub use orgs::OrgStore;
@@ -84,6 +86,7 @@ pub trait Store:
     + ServerKeyStore
     + UsageStore
     + SealedStore
+    + LeakStore
 {
 }
 
@@ -105,7 +108,8 @@ impl<
         + ConsoleSessionStore
         + ServerKeyStore
         + UsageStore
-        + SealedStore,
+        + SealedStore
+        + LeakStore,
 > Store for T
 {
 }

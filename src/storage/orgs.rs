@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::Result;
 use super::rows::corrupt;
 use crate::domain::audit::Change;
+use crate::domain::leak::LeakResponse;
 use crate::domain::org::{NewApiKey, Org};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::policy::OrgPolicy;
@@ -38,9 +39,16 @@ pub const DELETE_POLICY: &str = "DELETE FROM org_secret_policies WHERE org_id = 
 pub const INSERT_POLICY: &str =
     "INSERT INTO org_secret_policies (org_id, kind, max_lifetime_seconds) VALUES ($1, $2, $3)";
 
-/// A policy from its rows: (kind, lifetime in seconds).
-pub fn policy(rows: Vec<(String, i64)>) -> Result<OrgPolicy> {
+pub const SET_LEAK_RESPONSE: &str = "UPDATE orgs SET leak_response = $2 WHERE id = $1";
+
+/// A policy from its rows: (kind, lifetime in seconds), and the organization's leak response
+/// (none for an organization that is gone: the default).
+pub fn policy(rows: Vec<(String, i64)>, leak_response: Option<String>) -> Result<OrgPolicy> {
     let mut policy = OrgPolicy::default();
+    if let Some(response) = leak_response {
+        policy.leak_response =
+            LeakResponse::from_db(&response).ok_or_else(|| corrupt("leak response", &response))?;
+    }
     for (kind, seconds) in rows {
         let parsed = SecretKind::from_db(&kind).ok_or_else(|| corrupt("secret kind", &kind))?;
         let seconds =
@@ -155,12 +163,18 @@ macro_rules! impl_org_store {
                 &self,
                 org_id: uuid::Uuid,
             ) -> $crate::storage::Result<$crate::domain::policy::OrgPolicy> {
+                let mut connection = self.pool.acquire().await?;
                 let rows: Vec<(String, i64)> =
                     sqlx::query_as($crate::storage::orgs::SELECT_POLICY)
                         .bind(org_id)
-                        .fetch_all(&mut *self.pool.acquire().await?)
+                        .fetch_all(&mut *connection)
                         .await?;
-                $crate::storage::orgs::policy(rows)
+                let leak_response: Option<String> =
+                    sqlx::query_scalar($crate::storage::leaks::LEAK_RESPONSE)
+                        .bind(org_id)
+                        .fetch_optional(&mut *connection)
+                        .await?;
+                $crate::storage::orgs::policy(rows, leak_response)
             }
 
             async fn set_org_policy(
@@ -176,6 +190,11 @@ macro_rules! impl_org_store {
                     }
                     sqlx::query($crate::storage::orgs::DELETE_POLICY)
                         .bind(org_id)
+                        .execute(&mut **tx)
+                        .await?;
+                    sqlx::query($crate::storage::orgs::SET_LEAK_RESPONSE)
+                        .bind(org_id)
+                        .bind(policy.leak_response.as_str())
                         .execute(&mut **tx)
                         .await?;
                     for (kind, seconds) in &policy.max_lifetime_seconds {

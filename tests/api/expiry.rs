@@ -318,7 +318,10 @@ async fn an_hour_for_every_kind(app: &TestApp) {
         .await
         .unwrap();
     let (status, policy) = crate::common::read(response).await;
-    assert_eq!((status, policy), (StatusCode::OK, body));
+    let mut expected = body;
+    // The leak policy keeps its default.
+    expected["leak_response"] = json!("revoke");
+    assert_eq!((status, policy), (StatusCode::OK, expected));
 }
 
 /// Asserts that `value` is an expiry about an hour from now.
@@ -475,6 +478,7 @@ async fn only_admins_set_a_policy_and_only_a_sound_one(backend: Backend) {
         json!({"max_lifetime_seconds": {"agent_key": -1}}),
         json!({"max_lifetime_seconds": {"agent_key": 400_000_000}}),
         json!({"lifetimes": {}}),
+        json!({"max_lifetime_seconds": {}, "leak_response": "ignore"}),
     ] {
         let (status, err) = put(ADMIN.to_owned(), unsound.clone()).await;
         assert!(status.is_client_error(), "{unsound}: {status}");
@@ -482,16 +486,15 @@ async fn only_admins_set_a_policy_and_only_a_sound_one(backend: Backend) {
     }
     assert_eq!(
         app.get("/orgs/policy", ADMIN).await.1,
-        json!({"max_lifetime_seconds": {}})
+        json!({"max_lifetime_seconds": {}, "leak_response": "revoke"})
     );
-    assert_eq!(
-        put(ADMIN.to_owned(), sound.clone()).await,
-        (StatusCode::OK, sound)
-    );
+    let mut stored = sound.clone();
+    stored["leak_response"] = json!("revoke");
+    assert_eq!(put(ADMIN.to_owned(), sound).await, (StatusCode::OK, stored));
     let (_, events) = app.get("/audit?action=org.policy_updated", ADMIN).await;
     assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
     // Clearing the policy lifts every bound.
-    let empty = json!({"max_lifetime_seconds": {}});
+    let empty = json!({"max_lifetime_seconds": {}, "leak_response": "revoke"});
     assert_eq!(
         put(ADMIN.to_owned(), empty.clone()).await,
         (StatusCode::OK, empty)

@@ -50,7 +50,12 @@ async fn nul_characters_are_refused_on_every_route(backend: Backend) {
                 !status.is_server_error(),
                 "{method} {base}{path}: {status} {body}"
             );
-            if (has_params || has_body) && !(base == "/api" && status == StatusCode::NOT_FOUND) {
+            // GitHub's alerts are read only once their signature holds, which none here has.
+            if template == "/secret-scanning/github" && base.is_empty() {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+            } else if (has_params || has_body)
+                && !(base == "/api" && status == StatusCode::NOT_FOUND)
+            {
                 assert!(
                     status.is_client_error(),
                     "{method} {base}{path}: {status} {body}"

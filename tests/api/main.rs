@@ -23,6 +23,8 @@ mod ops_manager;
 mod orgs;
 mod pagination;
 mod reliability;
+mod scan;
+mod secret_scanning;
 mod server;
 mod server_key;
 mod storage;

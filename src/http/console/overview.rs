@@ -52,7 +52,28 @@ struct Overview {
     secrets: Vec<KindCounts>,
     expiring: Vec<Key>,
     top_keys: Vec<Key>,
+    leaked: Vec<Leaked>,
     refused: Option<Vec<Refusal>>,
+}
+
+/// A secret GitHub secret scanning reported leaked.
+#[derive(Deserialize)]
+struct Leaked {
+    kind: String,
+    hint: String,
+    url: Option<String>,
+    source: Option<String>,
+    action: String,
+    reported_at: DateTime<Utc>,
+}
+
+struct LeakedRow {
+    at: String,
+    kind: &'static str,
+    hint: String,
+    url: String,
+    source: String,
+    action: String,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +117,7 @@ struct OverviewPage {
     secrets: Vec<KindRow>,
     expiring: Vec<KeyRow>,
     top_keys: Vec<KeyRow>,
+    leaked: Vec<LeakedRow>,
     refused: Option<Vec<RefusalRow>>,
 }
 
@@ -161,6 +183,18 @@ pub(super) async fn overview(
                 .collect(),
             expiring: rows(overview.expiring),
             top_keys: rows(overview.top_keys),
+            leaked: overview
+                .leaked
+                .into_iter()
+                .map(|leak| LeakedRow {
+                    at: when(&Some(leak.reported_at)),
+                    kind: kind_name(&leak.kind),
+                    hint: leak.hint,
+                    url: leak.url.unwrap_or_else(|| "—".to_owned()),
+                    source: leak.source.unwrap_or_else(|| "—".to_owned()),
+                    action: leak.action,
+                })
+                .collect(),
             refused: overview.refused.map(|refused| {
                 refused
                     .into_iter()

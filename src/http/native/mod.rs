@@ -8,6 +8,7 @@ pub(super) mod metrics;
 mod orgs;
 mod overview;
 mod policy;
+mod secret_scanning;
 mod verify;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -27,6 +28,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke))
         .routes(routes!(api_keys::usage))
         .routes(routes!(verify::verify))
+        .routes(routes!(secret_scanning::github))
         .merge(honoured(
             OpenApiRouter::new()
                 .routes(routes!(orgs::create))

@@ -1,6 +1,7 @@
 //! `GET /overview`: the organization at a glance, as the console's first page draws it — how
 //! `POST /verify` answered per minute over the last hour and per hour over the last week, its
-//! secrets by kind and state, the keys expiring soon, the busiest keys and, for the operators,
+//! secrets by kind and state, the keys expiring soon, the busiest keys, the secrets reported
+//! leaked and, for the operators,
 //! the latest refused credentials.
 
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::audit::AuditEvent;
+use crate::domain::leak::LeakedSecret;
 use crate::domain::secret::now;
 use crate::domain::usage::{
     EXPIRING_SOON_DAYS, ExpiringSecret, Granularity, OutcomeBucket, OwnerUses, SecretCount, Window,
@@ -39,6 +41,9 @@ pub struct Overview {
     pub expiring: Vec<ExpiringKey>,
     /// The keys used most over the last 7 days, the most used first.
     pub top_keys: Vec<KeyUses>,
+    /// The organization's secrets GitHub secret scanning reported leaked, the latest first:
+    /// where each was found and what was done.
+    pub leaked: Vec<LeakedSecret>,
     /// The latest refused credentials, the newest first: only for the operators (an admin of
     /// `default`), since a refused credential belongs to no organization.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,12 +114,13 @@ pub async fn overview(
             false => Ok(None),
         }
     };
-    let (last_hour, last_week, secrets, expiring, top_keys, refused) = tokio::try_join!(
+    let (last_hour, last_week, secrets, expiring, top_keys, leaked, refused) = tokio::try_join!(
         store.verification_outcomes(org, &minutes),
         store.verification_outcomes(org, &week),
         store.secret_counts(org, now),
         store.expiring_secrets(org, now, LISTED),
         store.top_owners(org, &week, LISTED),
+        store.latest_leaks(caller.org_id, LISTED),
         refusals,
     )?;
     Ok(axum::Json(Overview {
@@ -124,6 +130,7 @@ pub async fn overview(
         secrets: secrets.into_iter().map(KindCounts::from).collect(),
         expiring: expiring.into_iter().map(ExpiringKey::from).collect(),
         top_keys: top_keys.into_iter().map(KeyUses::from).collect(),
+        leaked,
         refused,
     }))
 }

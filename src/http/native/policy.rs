@@ -1,5 +1,5 @@
 //! `GET` and `PUT /orgs/policy`: the caller's organization's policy, the longest lifetime it
-//! allows each kind of secret. Creations then get at most that lifetime (the longest, when they
+//! allows each kind of secret, and what is done with its secrets reported leaked. Creations then get at most that lifetime (the longest, when they
 //! ask for none) and rotations never outlive it; secrets issued before keep their expiry.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,7 @@ use utoipa::openapi::schema::{
     AdditionalProperties, KnownFormat, Object, ObjectBuilder, SchemaFormat, Type,
 };
 
+use crate::domain::leak::LeakResponse;
 use crate::domain::policy::{MAX_LIFETIME_SECONDS, OrgPolicy, expiring_kinds};
 use crate::error::Error;
 use crate::http::AppState;
@@ -28,6 +29,11 @@ pub struct PolicyDocument {
     #[schema(schema_with = lifetimes_schema, example = json!({"agent_key": 7776000, "api_key": 31536000}))]
     #[serde(deserialize_with = "free_map")]
     pub max_lifetime_seconds: BTreeMap<String, u64>,
+    /// What is done with the organization's secrets GitHub secret scanning reports leaked:
+    /// `revoke` them at once (the default), or `notify` (record them and show them on the
+    /// console's overview, for a person to act on).
+    #[serde(default)]
+    pub leak_response: LeakResponse,
 }
 
 /// One optional lifetime per kind of secret that expires, each 1 s to ten years.
@@ -55,6 +61,7 @@ impl From<OrgPolicy> for PolicyDocument {
                 .into_iter()
                 .map(|(kind, seconds)| (kind.as_str().to_owned(), seconds))
                 .collect(),
+            leak_response: policy.leak_response,
         }
     }
 }
@@ -93,7 +100,10 @@ pub async fn put(
     caller: Caller<Admin>,
     Json(body): Json<PolicyDocument>,
 ) -> Result<axum::Json<PolicyDocument>, Error> {
-    let policy = OrgPolicy::parse(body.max_lifetime_seconds)?;
+    let policy = OrgPolicy {
+        leak_response: body.leak_response,
+        ..OrgPolicy::parse(body.max_lifetime_seconds)?
+    };
     let change = caller.change("org.policy_updated", "org", caller.org_id);
     if !state
         .store

@@ -41,6 +41,9 @@ const ROLES: [Role; 6] = [
 enum Rule {
     /// No credentials needed.
     Public,
+    /// Signed by GitHub, not authenticated by any credential of keygate's: every caller here
+    /// is refused, as it cannot sign.
+    GitHubSigned,
     /// Any keygate API key.
     Anyone,
     /// Admin and member keys.
@@ -60,6 +63,9 @@ enum Rule {
 /// The rule of an operation, read off the document: its security, family and method, with the
 /// few operations whose rule differs from their family's default named here.
 fn rule(method: &Method, template: &str, operation: &Value) -> Rule {
+    if template == "/secret-scanning/github" {
+        return Rule::GitHubSigned;
+    }
     if operation.get("security").is_none() {
         return Rule::Public;
     }
@@ -82,6 +88,7 @@ fn allowed(rule: Rule, role: Role) -> bool {
     use Role::*;
     match rule {
         Rule::Public => true,
+        Rule::GitHubSigned => false,
         Rule::Anyone => matches!(role, Admin | Member | Auditor),
         Rule::User => matches!(role, Admin | Member),
         Rule::AuditReader => matches!(role, Admin | Auditor),
