@@ -175,6 +175,10 @@ pub enum PolicyVerb {
         /// A kind's longest lifetime, e.g. agent_key=2592000 (repeatable).
         #[arg(value_name = "KIND=SECONDS", value_parser = parse_lifetime)]
         lifetimes: Vec<(String, u64)>,
+        /// What is done with secrets reported leaked: revoke or notify (unchanged when left
+        /// out).
+        #[arg(long, value_parser = ["revoke", "notify"])]
+        leak_response: Option<String>,
     },
 }
 
@@ -192,13 +196,19 @@ impl ToPlan for PolicyVerb {
     fn plan(self) -> Result<Plan, String> {
         let call = match self {
             PolicyVerb::Get => Call::new(Method::GET, ["orgs", "policy"]),
-            PolicyVerb::Set { lifetimes } => {
+            PolicyVerb::Set {
+                lifetimes,
+                leak_response,
+            } => {
                 let lifetimes: serde_json::Map<String, serde_json::Value> = lifetimes
                     .into_iter()
                     .map(|(kind, seconds)| (kind, seconds.into()))
                     .collect();
-                Call::new(Method::PUT, ["orgs", "policy"])
-                    .body(json!({ "max_lifetime_seconds": lifetimes }))
+                let mut body = json!({ "max_lifetime_seconds": lifetimes });
+                if let Some(leak_response) = leak_response {
+                    body["leak_response"] = leak_response.into();
+                }
+                Call::new(Method::PUT, ["orgs", "policy"]).body(body)
             }
         };
         Ok(Plan {

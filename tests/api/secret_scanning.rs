@@ -275,6 +275,17 @@ async fn a_notify_organization_keeps_its_secret_and_sees_the_report(backend: Bac
     assert_eq!(status, StatusCode::OK, "{policy:?}");
     let (_, policy) = app.get("/orgs/policy", ADMIN).await;
     assert_eq!(policy["leak_response"], json!("notify"));
+    // A client that sets only lifetimes (as clients did before the leak policy) keeps it.
+    let (status, policy) = crate::common::read(
+        app.request(Method::PUT, "/orgs/policy", Some(ADMIN))
+            .json(&json!({"max_lifetime_seconds": {"agent_key": 86400}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{policy}");
+    assert_eq!(policy["leak_response"], json!("notify"));
     let member = app.create_api_key("member").await;
     let body = json!([token(&member, "keygate_api_key")]).to_string();
     for _ in 0..2 {

@@ -31,9 +31,10 @@ pub struct PolicyDocument {
     pub max_lifetime_seconds: BTreeMap<String, u64>,
     /// What is done with the organization's secrets GitHub secret scanning reports leaked:
     /// `revoke` them at once (the default), or `notify` (record them and show them on the
-    /// console's overview, for a person to act on).
-    #[serde(default)]
-    pub leak_response: LeakResponse,
+    /// console's overview, for a person to act on). Left out of a `PUT`, it stays as it was:
+    /// clients that set only lifetimes (written before it existed) do not reset it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak_response: Option<LeakResponse>,
 }
 
 /// One optional lifetime per kind of secret that expires, each 1 s to ten years.
@@ -61,7 +62,7 @@ impl From<OrgPolicy> for PolicyDocument {
                 .into_iter()
                 .map(|(kind, seconds)| (kind.as_str().to_owned(), seconds))
                 .collect(),
-            leak_response: policy.leak_response,
+            leak_response: Some(policy.leak_response),
         }
     }
 }
@@ -100,8 +101,12 @@ pub async fn put(
     caller: Caller<Admin>,
     Json(body): Json<PolicyDocument>,
 ) -> Result<axum::Json<PolicyDocument>, Error> {
+    let leak_response = match body.leak_response {
+        Some(chosen) => chosen,
+        None => state.store.org_policy(caller.org_id).await?.leak_response,
+    };
     let policy = OrgPolicy {
-        leak_response: body.leak_response,
+        leak_response,
         ..OrgPolicy::parse(body.max_lifetime_seconds)?
     };
     let change = caller.change("org.policy_updated", "org", caller.org_id);
