@@ -35,13 +35,16 @@ async fn a_failover_loses_nothing_acknowledged() {
     }
     let formation = Formation::start().await;
     let url = formation.uri();
+    // The clients check ended keys on purpose: no limit on failed verifications.
     let first = TestApp::start_with(Backend::Sqlite, |config| {
         config.database_url = Some(url.clone());
+        config.verify_failures_per_minute = u32::MAX;
     })
     .await;
     let second = TestApp::start_with(Backend::Sqlite, |config| {
         config.database_url = Some(url.clone());
         config.data_dir = first.config.data_dir.clone();
+        config.verify_failures_per_minute = u32::MAX;
     })
     .await;
     let instances = Arc::new([first, second]);
@@ -130,6 +133,10 @@ async fn run_through<F: std::future::Future<Output = ()>>(
     let deadline = began + Duration::from_secs(60);
     let recovered = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !clients.iter().any(tokio::task::JoinHandle::is_finished),
+            "{case}: a client stopped (its panic is above)"
+        );
         let recovery = recovery(&ledger.lock().unwrap(), began);
         if let Some(recovery) = recovery.iter().copied().collect::<Option<Vec<_>>>() {
             // Writes have been going through on both for 3 s.
@@ -235,7 +242,7 @@ async fn step(instances: &[TestApp; 2], ledger: &Mutex<Ledger>, name: &str, turn
     else {
         return;
     };
-    let key = created["dsn"].as_str().unwrap().to_owned();
+    let key = created["token"].as_str().unwrap().to_owned();
     ledger.lock().unwrap().live.insert(name.into(), key.clone());
     for instance in [a, b] {
         check(instances, ledger, instance, &key).await;
@@ -246,7 +253,7 @@ async fn step(instances: &[TestApp; 2], ledger: &Mutex<Ledger>, name: &str, turn
         ledger.lock().unwrap().live.remove(name);
         return;
     };
-    let new_key = rotated["dsn"].as_str().unwrap().to_owned();
+    let new_key = rotated["token"].as_str().unwrap().to_owned();
     {
         let mut ledger = ledger.lock().unwrap();
         ledger.live.insert(name.into(), new_key);
