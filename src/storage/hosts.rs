@@ -117,10 +117,6 @@ impl Hosts {
         self.hosts.len() > 1 || self.target != Target::Any
     }
 
-    pub fn target(&self) -> Target {
-        self.target
-    }
-
     /// The servers' `host:port`, in order, for messages.
     pub fn describe(&self) -> String {
         self.hosts
@@ -180,7 +176,7 @@ impl Hosts {
     }
 
     /// Whether the session on `connection` is the kind the target asks for.
-    async fn matches(&self, connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    pub async fn matches(&self, connection: &mut PgConnection) -> Result<bool, sqlx::Error> {
         Ok(match self.target {
             Target::Any => true,
             Target::ReadWrite => {

@@ -89,6 +89,7 @@ pub async fn explain_connect_error(hosts: &Hosts, err: sqlx::Error) -> String {
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
+    hosts: Arc<Hosts>,
     /// Bumped by this instance's commits and by the listener hearing any instance's.
     changes: Arc<Changes>,
     listener: tokio::task::JoinHandle<()>,
@@ -124,10 +125,16 @@ impl PostgresStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let changes = Arc::new(Changes::default());
-        let listener =
-            notify::follow(hosts, pool.clone(), changes.clone(), Liveness::default()).await?;
+        let listener = notify::follow(
+            hosts.clone(),
+            pool.clone(),
+            changes.clone(),
+            Liveness::default(),
+        )
+        .await?;
         Ok(PostgresStore {
             pool: Pool::new(pool),
+            hosts,
             changes,
             listener,
         })
@@ -210,10 +217,14 @@ impl Health for PostgresStore {
         "postgres"
     }
 
+    /// The database answers, and its session is still the kind the URL's target asks for (a
+    /// connection opened before a failover may lead to a server that no longer takes writes).
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.pool.acquire().await?)
-            .await?;
+        let mut connection = self.pool.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *connection).await?;
+        if !self.hosts.matches(&mut connection).await? {
+            return Err(crate::error::Error::Unavailable);
+        }
         Ok(())
     }
 
