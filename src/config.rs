@@ -311,6 +311,22 @@ impl std::fmt::Debug for Config {
 /// password-like query parameters (`password`, `sslpassword`, …) and inline PEM key material.
 /// A URL that does not parse is withheld whole, since where its secret sits is unknown.
 pub fn redact_database_url(url: &str) -> String {
+    // libpq's list of hosts (`db1:5432,db2:5432`) is no URL host: it is set aside, as it is,
+    // while the rest is redacted.
+    const HOSTS: &str = "keygate-host-list.invalid";
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let user_end = authority.rfind('@').map_or(0, |at| at + 1);
+        let hosts = &authority[user_end..];
+        if hosts.contains(',') {
+            let single = format!(
+                "{scheme}://{}{HOSTS}{}",
+                &authority[..user_end],
+                &rest[authority.len()..]
+            );
+            return redact_database_url(&single).replacen(HOSTS, hosts, 1);
+        }
+    }
     let Ok(mut parsed) = Url::parse(url) else {
         return "<unparseable database URL redacted>".into();
     };
@@ -678,5 +694,16 @@ mod tests {
             assert_eq!(redact_database_url(url), shown);
         }
         assert!(!redact_database_url("postgres://u:hunter2@[bad/db").contains("hunter2"));
+        // libpq's list of hosts is kept as given.
+        assert_eq!(
+            redact_database_url(
+                "postgres://u:hunter2@h1:5432,[::1]:5433/db?sslpassword=x&target_session_attrs=read-write"
+            ),
+            "postgres://u:redacted@h1:5432,[::1]:5433/db?sslpassword=redacted&target_session_attrs=read-write"
+        );
+        assert_eq!(
+            redact_database_url("postgres://h1:5432,h2:5432/db"),
+            "postgres://h1:5432,h2:5432/db"
+        );
     }
 }

@@ -296,9 +296,20 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Error::Unavailable
             }
+            sqlx::Error::Database(db) if is_server_going(db.code().as_deref()) => {
+                Error::Unavailable
+            }
             _ => Error::internal(err),
         }
     }
+}
+
+/// A Postgres server that cannot take the statement now, as during a failover: read-only
+/// (`25006`, a standby or a primary being demoted), shutting down or starting (`57P01`–`57P03`),
+/// or a connection exception (class `08`).
+fn is_server_going(code: Option<&str>) -> bool {
+    matches!(code, Some("25006" | "57P01" | "57P02" | "57P03"))
+        || code.is_some_and(|code| code.starts_with("08"))
 }
 
 /// Postgres `40P01` deadlock and `40001` serialization failure; SQLite `SQLITE_BUSY` (5) and

@@ -20,6 +20,7 @@ mod audit;
 pub mod backup;
 mod connections;
 mod console_sessions;
+pub mod hosts;
 pub mod idempotency;
 mod leaks;
 mod machine_identities;
@@ -129,9 +130,10 @@ pub async fn connect(
     max_connections: u32,
 ) -> std::result::Result<Arc<dyn Store>, StartupError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = match PostgresStore::connect(url, max_connections).await {
+        let hosts = Arc::new(hosts::Hosts::parse(url)?);
+        let store = match PostgresStore::connect(hosts.clone(), max_connections).await {
             Ok(store) => store,
-            Err(err) => return Err(postgres::explain_connect_error(url, err).await.into()),
+            Err(err) => return Err(postgres::explain_connect_error(&hosts, err).await.into()),
         };
         Ok(Arc::new(store))
     } else if url.contains(":memory:") || url.contains("mode=memory") {

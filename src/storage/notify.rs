@@ -16,6 +16,8 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::hosts::Hosts;
+
 /// The Postgres channel every committed write notifies.
 pub const CHANNEL: &str = "keygate_changes";
 
@@ -128,21 +130,26 @@ impl Default for Liveness {
     }
 }
 
-/// Listens on [`CHANNEL`] with a connection of its own to `url` (not one of the pool's) and
+/// Listens on [`CHANNEL`] with a connection of its own to `hosts` (not one of the pool's) and
 /// bumps `changes` on every notification; `pool` sends the listener's heartbeats. Returns once
 /// `LISTEN` is in place, so changes committed after this returns are heard.
+///
+/// When `hosts` offer a choice of servers, the listener is what follows a failover: it listens
+/// on the first server that matches their target, and each time it connects it points `pool`'s
+/// new connections to that server; each time it loses one, the pool stops handing out
+/// connections opened before.
 pub async fn follow(
-    url: &str,
+    hosts: Arc<Hosts>,
     pool: PgPool,
     changes: Arc<Changes>,
     liveness: Liveness,
 ) -> Result<JoinHandle<()>, sqlx::Error> {
     // A channel only this listener hears.
     let heartbeat = format!("keygate_heartbeat_{}", Uuid::new_v4().simple());
-    let mut listener = listen(url, &heartbeat).await?;
-    let url = url.to_owned();
+    let mut listener = listen(&hosts, &pool, &heartbeat).await?;
     let beat = {
         let heartbeat = heartbeat.clone();
+        let pool = pool.clone();
         async move {
             let mut every = tokio::time::interval(liveness.heartbeat);
             loop {
@@ -173,8 +180,9 @@ pub async fn follow(
             // From the moment the connection is known lost until a new LISTEN is in place,
             // changes of other instances go unheard: the cache is bypassed, not trusted.
             changes.deafened();
+            hosts.lost();
             tracing::warn!(reason = %lost, "change listener lost; cache bypassed while it reconnects");
-            listener = reconnect(&url, &heartbeat, liveness.silence).await;
+            listener = reconnect(&hosts, &pool, &heartbeat, liveness.silence).await;
             // What was sent meanwhile went unheard: everything cached before is forgotten.
             changes.hearing();
             tracing::info!("change listener back; cache cleared and in use again");
@@ -185,27 +193,56 @@ pub async fn follow(
     }))
 }
 
-/// A new connection listening on [`CHANNEL`] and on `heartbeat`. It does not reconnect by
-/// itself: sqlx's own reconnect happens inside `try_recv` before the loss is reported, which
-/// would leave the cache trusted for as long as the new connection takes to open.
-async fn listen(url: &str, heartbeat: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
+/// A new connection listening on [`CHANNEL`] and on `heartbeat`, to the first of `hosts` that
+/// matches their target when they offer a choice (and `pool` then opens its new connections
+/// there too). It does not reconnect by itself: sqlx's own reconnect happens inside `try_recv`
+/// before the loss is reported, which would leave the cache trusted for as long as the new
+/// connection takes to open.
+async fn listen(
+    hosts: &Arc<Hosts>,
+    pool: &PgPool,
+    heartbeat: &str,
+) -> Result<PgListener, sqlx::Error> {
+    let at = if hosts.choose() {
+        hosts.locate().await?
+    } else {
+        hosts.first().clone()
+    };
+    // As `PgListener::connect` makes it: a pool of one, without timeouts, for this connection.
+    let own = hosts
+        .pool_options()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(at.clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&own).await?;
+    listener.ignore_pool_close_event(true);
     listener.eager_reconnect(false);
     listener.listen_all([CHANNEL, heartbeat]).await?;
+    if hosts.choose() {
+        pool.set_connect_options(at);
+    }
     Ok(listener)
 }
 
 /// Connects and listens afresh, trying until it succeeds: each attempt may take up to
-/// `patience`, and failed ones are spaced from 100 ms growing to 5 s.
-async fn reconnect(url: &str, heartbeat: &str, patience: Duration) -> PgListener {
+/// `patience`, and failed ones are spaced from 100 ms growing to 1 s (during a failover the
+/// new primary is looked for at least every second).
+async fn reconnect(
+    hosts: &Arc<Hosts>,
+    pool: &PgPool,
+    heartbeat: &str,
+    patience: Duration,
+) -> PgListener {
     let mut pause = Duration::from_millis(100);
     loop {
-        match tokio::time::timeout(patience, listen(url, heartbeat)).await {
+        match tokio::time::timeout(patience, listen(hosts, pool, heartbeat)).await {
             Ok(Ok(listener)) => return listener,
             Ok(Err(err)) => tracing::warn!(error = %err, "change listener cannot reconnect yet"),
             Err(_) => tracing::warn!(?patience, "change listener's reconnect timed out"),
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }

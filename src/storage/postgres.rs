@@ -1,12 +1,11 @@
 //! Production storage: PostgreSQL with native types, migrations from `migrations/postgres`.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::postgres::PgConnection;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -16,6 +15,7 @@ use super::api_keys::impl_api_key_store;
 use super::audit::impl_audit_store;
 use super::connections::impl_connection_store;
 use super::console_sessions::impl_console_session_store;
+use super::hosts::Hosts;
 use super::idempotency::impl_idempotency_store;
 use super::leaks::impl_leak_store;
 use super::machine_identities::impl_machine_identity_store;
@@ -48,15 +48,13 @@ const AUDIT_CLOCK: Option<&str> = Some(
 /// may be starting beside keygate).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why Postgres at `url` could not be opened (`err`, from [`PostgresStore::connect`]), in words
+/// Why Postgres at `hosts` could not be opened (`err`, from [`PostgresStore::connect`]), in words
 /// for the person starting keygate: where it was looked for and what happened there. The pool
 /// reports a refused connection only as a timeout, so one direct attempt tells the two apart;
 /// a server's error is its message alone, without the Postgres source line sqlx appends.
-pub async fn explain_connect_error(url: &str, err: sqlx::Error) -> String {
-    let Ok(options) = PgConnectOptions::from_str(url) else {
-        return format!("cannot open Postgres: {err}");
-    };
-    let at = format!("{}:{}", options.get_host(), options.get_port());
+pub async fn explain_connect_error(hosts: &Hosts, err: sqlx::Error) -> String {
+    let options = hosts.first();
+    let at = hosts.describe();
     let timed_out = || {
         format!(
             "cannot reach Postgres at {at}: timed out after {} s",
@@ -65,8 +63,7 @@ pub async fn explain_connect_error(url: &str, err: sqlx::Error) -> String {
     };
     let err = match err {
         sqlx::Error::PoolTimedOut => {
-            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
-            {
+            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(options)).await {
                 Ok(Err(err)) => err,
                 Ok(Ok(_)) | Err(_) => return timed_out(),
             }
@@ -93,6 +90,7 @@ pub async fn explain_connect_error(url: &str, err: sqlx::Error) -> String {
 
 pub struct PostgresStore {
     pool: Pool<Postgres>,
+    hosts: Arc<Hosts>,
     /// Bumped by this instance's commits and by the listener hearing any instance's.
     changes: Arc<Changes>,
     listener: tokio::task::JoinHandle<()>,
@@ -105,24 +103,39 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
+    /// Opens a pool on `hosts` (on the first server that matches their target, when the URL
+    /// named a choice) and starts the change listener, which moves the pool to whichever
+    /// server it finds after losing one.
     pub async fn connect(
-        url: &str,
+        hosts: Arc<Hosts>,
         max_connections: u32,
     ) -> std::result::Result<PostgresStore, sqlx::Error> {
-        let pool = PgPoolOptions::new()
+        let start = if hosts.choose() {
+            hosts.locate().await?
+        } else {
+            hosts.first().clone()
+        };
+        let pool = hosts
+            .pool_options()
             .max_connections(max_connections.max(1))
             .acquire_timeout(CONNECT_TIMEOUT)
             // A ping before every query doubled the round trips; a dead connection fails its
             // query instead, and the pool replaces it.
             .test_before_acquire(false)
-            .connect(url)
+            .connect_with(start)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let changes = Arc::new(Changes::default());
-        let listener =
-            notify::follow(url, pool.clone(), changes.clone(), Liveness::default()).await?;
+        let listener = notify::follow(
+            hosts.clone(),
+            pool.clone(),
+            changes.clone(),
+            Liveness::default(),
+        )
+        .await?;
         Ok(PostgresStore {
             pool: Pool::new(pool),
+            hosts,
             changes,
             listener,
         })
@@ -205,10 +218,14 @@ impl Health for PostgresStore {
         "postgres"
     }
 
+    /// The database answers, and its session is still the kind the URL's target asks for (a
+    /// connection opened before a failover may lead to a server that no longer takes writes).
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.pool.acquire().await?)
-            .await?;
+        let mut connection = self.pool.acquire().await?;
+        sqlx::query("SELECT 1").execute(&mut *connection).await?;
+        if !self.hosts.matches(&mut connection).await? {
+            return Err(crate::error::Error::Unavailable);
+        }
         Ok(())
     }
 

@@ -163,9 +163,14 @@ async fn a_listener_whose_connection_went_silent_reconnects_and_forgets_the_cach
         heartbeat: Duration::from_millis(100),
         silence: Duration::from_millis(600),
     };
-    let listener = notify::follow(&through_proxy, pool.clone(), changes.clone(), liveness)
-        .await
-        .unwrap();
+    let listener = notify::follow(
+        hosts(&through_proxy),
+        pool.clone(),
+        changes.clone(),
+        liveness,
+    )
+    .await
+    .unwrap();
     let notify_change = || {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
@@ -214,9 +219,14 @@ async fn a_listener_whose_backend_was_killed_bypasses_the_cache_until_it_listens
         heartbeat: Duration::from_secs(5),
         silence: Duration::from_secs(30),
     };
-    let listener = notify::follow(&through_proxy, pool.clone(), changes.clone(), liveness)
-        .await
-        .unwrap();
+    let listener = notify::follow(
+        hosts(&through_proxy),
+        pool.clone(),
+        changes.clone(),
+        liveness,
+    )
+    .await
+    .unwrap();
     let before = changes.generation().unwrap();
 
     proxy.stall_connects(Duration::from_secs(2));
@@ -421,4 +431,9 @@ impl FreezingProxy {
     fn freeze(&self) {
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The servers of `url`, for a listener of a test's own.
+fn hosts(url: &str) -> std::sync::Arc<keygate::storage::hosts::Hosts> {
+    std::sync::Arc::new(keygate::storage::hosts::Hosts::parse(url).unwrap())
 }

@@ -13,6 +13,7 @@ mod console;
 mod cors;
 mod docs;
 mod expiry;
+mod failover;
 mod idempotency;
 mod input;
 mod lifecycle;
