@@ -55,9 +55,19 @@ async fn a_failover_loses_nothing_acknowledged() {
         formation.kill_primary()
     })
     .await;
-    for (case, recovery) in [("perform failover", switched), ("SIGKILL", killed)] {
+    for (case, (recovery, promoted)) in [("perform failover", switched), ("SIGKILL", killed)] {
+        // What keygate itself adds: from the new primary's promotion to writes through it.
+        for (i, (resumed, _)) in recovery.iter().enumerate() {
+            let after_promotion = resumed.saturating_sub(promoted);
+            assert!(
+                after_promotion < Duration::from_secs(10),
+                "{case}: instance {i} wrote again {after_promotion:?} after the promotion"
+            );
+        }
         eprintln!(
-            "failover figures: {case}: first successful write after the failover began: {}",
+            "failover figures: {case}: the new primary promoted at {:.1} s; first successful \
+             write after the failover began: {}",
+            promoted.as_secs_f64(),
             recovery
                 .iter()
                 .enumerate()
@@ -98,11 +108,11 @@ const DELIVERY_WINDOW: Duration = Duration::from_secs(1);
 /// Runs clients against both instances while `failover` happens, until both have written
 /// again for a while; checks the ledger against the database. Returns, per instance, when
 /// writes resumed for good after the failover began and for how long they were refused.
-async fn run_through<F: std::future::Future<Output = ()>>(
+async fn run_through<F: std::future::Future<Output = Instant>>(
     instances: &Arc<[TestApp; 2]>,
     case: &str,
     failover: impl FnOnce() -> F,
-) -> Vec<(Duration, Duration)> {
+) -> (Vec<(Duration, Duration)>, Duration) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
@@ -129,7 +139,7 @@ async fn run_through<F: std::future::Future<Output = ()>>(
     // Load before the failover, so that there is something to lose.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let began = Instant::now();
-    failover().await;
+    let promoted = failover().await.duration_since(began);
     let deadline = began + Duration::from_secs(60);
     let recovered = loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -204,7 +214,7 @@ async fn run_through<F: std::future::Future<Output = ()>>(
         ledger.writes.iter().any(|write| !write.3),
         "{case}: no write was ever refused: the failover was not seen"
     );
-    recovered
+    (recovered, promoted)
 }
 
 /// Per instance, once writes have resumed: when the first write of the last unbroken run of
@@ -379,8 +389,9 @@ impl Formation {
                 })
             })
             .await;
-        // The monitor's health checks, tightened from tens of seconds to about 5 s so that a
-        // dead primary is replaced within the test's time.
+        // The monitor's health checks and its wait for a lost primary to demote itself,
+        // tightened from tens of seconds to a few so that a dead primary is replaced within
+        // the test's time.
         let mut monitor = formation.monitor_connection().await.unwrap();
         for (setting, value) in [
             ("health_check_period", 1000),
@@ -388,6 +399,10 @@ impl Formation {
             ("health_check_max_retries", 1),
             ("health_check_retry_delay", 500),
             ("node_considered_unhealthy_timeout", 3000),
+            // How long the monitor gives a lost primary to demote itself before it promotes
+            // the standby (30 s by default): a lost primary's keeper demotes it on its own
+            // after its network partition timeout, so the standby must not be promoted first.
+            ("primary_demote_timeout", 5000),
         ] {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "ALTER SYSTEM SET pgautofailover.{setting} = {value}"
@@ -486,7 +501,9 @@ impl Formation {
         uri.replacen("postgres://", "postgres://postgres@", 1)
     }
 
-    async fn switch_over(&self) {
+    /// Switches the primary over; returns when `pg_autoctl` says it is done (the new primary
+    /// promoted).
+    async fn switch_over(&self) -> Instant {
         let out = pg_autoctl(self.dir.path(), "perform-failover")
             .args(["perform", "failover", "--pgdata"])
             .arg(self.dir.path().join("monitor"))
@@ -497,10 +514,13 @@ impl Formation {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        Instant::now()
     }
 
-    /// SIGKILL to the primary's keeper and Postgres, as a machine lost would leave them.
-    async fn kill_primary(&self) {
+    /// SIGKILL to the primary's keeper and Postgres, as a machine lost would leave them;
+    /// returns when the monitor has promoted the standby (it reports itself primary, alone or
+    /// waiting for a standby).
+    async fn kill_primary(&self) -> Instant {
         let mut monitor = self.monitor_connection().await.unwrap();
         let port: i32 = sqlx::query_scalar(
             "SELECT nodeport FROM pgautofailover.node WHERE reportedstate = 'primary'",
@@ -514,6 +534,21 @@ impl Formation {
             .find(|(node, _)| i32::from(*node) == port)
             .unwrap();
         kill_group(child.id());
+        self.until("a new primary", |monitor| {
+            Box::pin(async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM pgautofailover.node
+                     WHERE nodeport <> $1
+                       AND reportedstate::text IN ('primary', 'wait_primary', 'single')",
+                )
+                .bind(port)
+                .fetch_one(monitor)
+                .await
+                .is_ok_and(|n| n == 1)
+            })
+        })
+        .await;
+        Instant::now()
     }
 
     async fn monitor_connection(&self) -> Result<sqlx::PgConnection, sqlx::Error> {
