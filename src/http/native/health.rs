@@ -1,4 +1,4 @@
-//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers).
+//! `GET /healthz` (the process is up) and `GET /readyz` (the database answers, as the URL asks).
 
 use axum::Json;
 use axum::extract::State;
@@ -20,7 +20,9 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The database is reachable; 503 otherwise.
+/// The database answers and, when the database URL asks for a writable server
+/// (`target_session_attrs=read-write` or `primary`), a connection is on one: during a failover it
+/// is not ready until the new primary is. 503 otherwise.
 #[utoipa::path(
     get,
     path = "/readyz",
