@@ -87,20 +87,34 @@ impl Window {
         self.start + Duration::seconds(self.granularity.seconds() * i64::from(self.buckets))
     }
 
+    /// The start of every bucket of the window, in order.
+    pub fn starts(&self) -> impl Iterator<Item = DateTime<Utc>> + use<> {
+        let (granularity, first) = (self.granularity, self.first());
+        (0..i64::from(self.buckets)).map(move |offset| granularity.at(first + offset))
+    }
+
+    /// Which bucket of the window holds `at`, if any.
+    pub fn index_of(&self, at: DateTime<Utc>) -> Option<usize> {
+        let offset = at.timestamp().div_euclid(self.granularity.seconds()) - self.first();
+        usize::try_from(offset)
+            .ok()
+            .filter(|&i| i < self.buckets as usize)
+    }
+
+    /// The number of the window's first bucket since the epoch.
+    fn first(&self) -> i64 {
+        self.start
+            .timestamp()
+            .div_euclid(self.granularity.seconds())
+    }
+
     /// Every bucket of the window in order, with its count in `counts` (bucket start, count),
     /// zero where it has none, so that a chart has a point for each.
     pub fn fill(&self, counts: &[(DateTime<Utc>, u64)]) -> Vec<(DateTime<Utc>, u64)> {
-        let first = self
-            .start
-            .timestamp()
-            .div_euclid(self.granularity.seconds());
-        let mut filled: Vec<(DateTime<Utc>, u64)> = (0..i64::from(self.buckets))
-            .map(|offset| (self.granularity.at(first + offset), 0))
-            .collect();
+        let mut filled: Vec<(DateTime<Utc>, u64)> = self.starts().map(|start| (start, 0)).collect();
         for (start, count) in counts {
-            let offset = start.timestamp().div_euclid(self.granularity.seconds()) - first;
-            if let Some(bucket) = usize::try_from(offset).ok().and_then(|i| filled.get_mut(i)) {
-                bucket.1 += count;
+            if let Some(i) = self.index_of(*start) {
+                filled[i].1 += count;
             }
         }
         filled

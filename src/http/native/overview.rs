@@ -138,19 +138,15 @@ pub async fn overview(
 /// Every bucket of `window`, with the outcomes counted in it: a chart has a bar for each.
 fn buckets(window: &Window, counted: Vec<OutcomeBucket>) -> Vec<OutcomeCounts> {
     let mut buckets: Vec<OutcomeCounts> = window
-        .fill(&[])
-        .into_iter()
-        .map(|(start, _)| OutcomeCounts {
+        .starts()
+        .map(|start| OutcomeCounts {
             start,
             outcomes: BTreeMap::new(),
         })
         .collect();
     for count in counted {
-        if let Some(bucket) = buckets
-            .iter_mut()
-            .find(|bucket| bucket.start == count.start)
-        {
-            *bucket.outcomes.entry(count.outcome).or_default() += count.count;
+        if let Some(i) = window.index_of(count.start) {
+            *buckets[i].outcomes.entry(count.outcome).or_default() += count.count;
         }
     }
     buckets
