@@ -220,12 +220,7 @@ pub async fn usage(
     let InProject {
         caller, project, ..
     } = access;
-    let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
-    let (key, _) = state
-        .store
-        .find_project_agent_key(caller.org_id, project.id, id)
-        .await?
-        .ok_or(Error::NotFound("agent API key"))?;
+    let (key, _) = find(&state, caller.org_id, project.id, path.id()?).await?;
     let owner = OwnerRef {
         org_id: key.org_id,
         id: key.id,
@@ -238,6 +233,27 @@ pub async fn usage(
 pub struct AgentApiKeyPath {
     #[serde(rename = "AGENT-API-KEY-ID")]
     pub key: String,
+}
+
+impl AgentApiKeyPath {
+    /// The key's id: text that cannot be one names no key.
+    fn id(&self) -> Result<ObjectId, Error> {
+        ObjectId::parse(&self.key).ok_or(Error::NotFound("agent API key"))
+    }
+}
+
+/// The project's agent API key `id`, with its current secret.
+async fn find(
+    state: &AppState,
+    org_id: uuid::Uuid,
+    project_id: ObjectId,
+    id: ObjectId,
+) -> Result<(ProjectAgentKey, SecretMeta), Error> {
+    state
+        .store
+        .find_project_agent_key(org_id, project_id, id)
+        .await?
+        .ok_or(Error::NotFound("agent API key"))
 }
 
 /// Delete One Agent API Key (project owners): it stops working at once. 200 with `{}`, as Ops
@@ -265,7 +281,7 @@ pub async fn delete(
     let InProject {
         caller, project, ..
     } = access;
-    let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
+    let id = path.id()?;
     let change = caller.change("project_agent_key.deleted", "project_agent_key", id);
     if !state
         .store
@@ -307,12 +323,8 @@ pub async fn rotate(
     let InProject {
         caller, project, ..
     } = access;
-    let id = ObjectId::parse(&path.key).ok_or(Error::NotFound("agent API key"))?;
-    let (key, secret) = state
-        .store
-        .find_project_agent_key(caller.org_id, project.id, id)
-        .await?
-        .ok_or(Error::NotFound("agent API key"))?;
+    let id = path.id()?;
+    let (key, secret) = find(&state, caller.org_id, project.id, id).await?;
     let owner = OwnerRef {
         org_id: key.org_id,
         id: key.id,
