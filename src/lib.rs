@@ -232,12 +232,23 @@ pub async fn run(
 /// finish their requests. A request's head must arrive within `head_timeout`: axum's own server
 /// sets no such deadline, so a client trickling header bytes would hold its connection (and a
 /// file descriptor) for ever; the body is bounded by the router's request timeout.
-async fn serve_until(
+async fn serve_until<S, B>(
     listener: TcpListener,
-    app: axum::Router,
+    app: S,
     head_timeout: Duration,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
+{
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use tower::ServiceExt;
 

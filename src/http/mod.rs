@@ -354,10 +354,12 @@ struct FamilyContext {
 }
 
 /// Middleware around each family's routes: gives extractors the family's authentication
-/// scheme, renders every error in its dialect, challenges a 401 in its scheme, and lets the
-/// dialect finish the answer (Ops Manager's `pretty` and `envelope`).
+/// scheme, answers 408 when the request (its body upload included) outlasts `timeout`, renders
+/// every error in its dialect (the 408 too), challenges a 401 in its scheme, and lets the
+/// dialect finish the answer (Ops Manager's `pretty` and `envelope`). One layer for all of it:
+/// each route layer costs every request a boxed service and a boxed future.
 async fn in_family(
-    State((family, state)): State<(FamilyContext, AppState)>,
+    State((family, timeout, state)): State<(FamilyContext, Duration, AppState)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -376,7 +378,12 @@ async fn in_family(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".into(), |path| path.as_str().to_owned());
     let started = std::time::Instant::now();
-    let mut response = family.dialect.rerender(next.run(request).await);
+    // Dropping the handler's future on timeout rolls back any transaction it had open.
+    let response = match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::Timeout(timeout.as_secs()).into_response(),
+    };
+    let mut response = family.dialect.rerender(response);
     if response.status() == StatusCode::UNAUTHORIZED {
         let stale = response
             .extensions()
@@ -413,7 +420,7 @@ pub const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 /// idempotency key still in flight); `false` for what only a changed request can fix. Server
 /// errors are left to the client's own policy. Every API answer passes here, the router's own
 /// 404 and 405 included.
-async fn with_retry_advice(mut response: Response) -> Response {
+fn with_retry_advice(mut response: Response) -> Response {
     advise_retry(&mut response);
     response
 }
@@ -437,22 +444,34 @@ async fn no_such_route() -> Error {
 }
 
 /// The complete application: routes, documentation, and the request pipeline.
-pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String]) -> Router {
+///
+/// The layers every request crosses wrap the router as one concrete service, not through
+/// `Router::layer`: axum applies a router's layer to each route separately and boxes the
+/// result, so each such layer would cost every request a clone of a boxed service and a boxed
+/// future.
+pub fn router(
+    state: AppState,
+    request_timeout: Duration,
+    cors_origins: &[String],
+) -> impl tower::Service<
+    Request,
+    Response = axum::http::Response<
+        impl axum::body::HttpBody<Data = axum::body::Bytes, Error = axum::Error> + Send + 'static,
+    >,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ 'static {
     let mut app = Router::new();
     let mut api = ApiDoc::openapi();
     for family in families() {
         let (compat_base, unknown_under) = (family.compat_base, family.unknown_under);
         let (routes, family_api, context) = family.split();
         api.merge(family_api);
-        // The timeout sits inside the family layer so that its 408 is rendered like any error.
-        let wrap = |routes: Router<AppState>| {
-            routes
-                .layer(from_fn_with_state(request_timeout, enforce_timeout))
-                .layer(from_fn_with_state(
-                    (context.clone(), state.clone()),
-                    in_family,
-                ))
-        };
+        let context = (context, request_timeout, state.clone());
+        let wrap =
+            |routes: Router<AppState>| routes.layer(from_fn_with_state(context.clone(), in_family));
         // Under its own base path every unknown route is the family's too.
         if let Some(base) = compat_base {
             app = app.nest(base, wrap(routes.clone().fallback(no_such_route)));
@@ -462,43 +481,31 @@ pub fn router(state: AppState, request_timeout: Duration, cors_origins: &[String
         }
         app = app.merge(wrap(routes));
     }
-    let request_id = HeaderName::from_static("x-request-id");
     let api: Router = app
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(no_such_route)
-        .layer(axum::middleware::map_response(with_retry_advice))
-        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
-        // Route layers are built before the state exists; the idempotency layer finds it here.
-        .layer(Extension(state.clone()))
         .with_state(state.clone());
     // The console calls the API in-process: inside the request id and trace layers, which its
     // own request has already passed.
-    let mut app = api.clone().merge(console::routes(state, api));
-    // Outside the routes, so that a preflight is answered whatever its path and method.
-    if let Some(cors) = cors::layer(cors_origins) {
-        app = app.layer(cors);
-    }
-    app.layer(
+    let app = api.clone().merge(console::routes(state.clone(), api));
+    let request_id = HeaderName::from_static("x-request-id");
+    tower::ServiceBuilder::new()
         // Outermost first: assign the id, log with it, then echo it on the response.
-        tower::ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(request_span)
-                    // A line per request at the default level cost more than a cached verify.
-                    .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
-            )
-            .layer(PropagateRequestIdLayer::new(request_id)),
-    )
-}
-
-/// Answers 408 when a request, body upload included, outlasts `limit`. Dropping the handler's
-/// future rolls back any transaction it had open.
-async fn enforce_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => Error::Timeout(limit.as_secs()).into_response(),
-    }
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                // A line per request at the default level cost more than a cached verify.
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id))
+        // Outside the routes, so that a preflight is answered whatever its path and method.
+        .option_layer(cors::layer(cors_origins))
+        .map_response(with_retry_advice)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        // Route layers are built before the state exists; the idempotency layer finds it here.
+        .layer(Extension(state))
+        .service(app)
 }
 
 /// Method, path, request id and trace id only: never headers (credentials) nor the query

@@ -594,6 +594,9 @@ impl Console {
             .body(body)
             .expect("a path the console built is a valid URI");
         session.client.apply(&mut request);
+        // What the server's outer layers give every request: the state, for the idempotency
+        // layer.
+        request.extensions_mut().insert(self.state.clone());
         request
             .extensions_mut()
             .insert(Authenticated(Principal::ApiKey {
