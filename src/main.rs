@@ -9,6 +9,9 @@ use keygate::config::{Config, LogFormat};
 use keygate::error::with_causes;
 use keygate::telemetry::{self, LogOutput, Traces};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli {
