@@ -7,6 +7,8 @@
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -119,6 +121,7 @@ pub fn init(
         },
         Traces::Off => (None, None),
     };
+    EXPORTING.store(exporting.is_some(), Relaxed);
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(exporting)
@@ -272,22 +275,45 @@ impl HttpClient for OnRuntime {
     }
 }
 
-/// Makes `span`, a request's, part of the trace its caller's W3C `traceparent` (and
-/// `tracestate`) names, or of a new trace, and records the trace's id as its `trace_id` field:
-/// every log line of the request carries it. With traces exported, the id is that of the spans
-/// sent; without, the caller's when it sent a valid one, else a new random one.
-pub fn join_trace(span: &tracing::Span, headers: &HeaderMap) {
+/// Whether spans are exported: set once, by [`init`], before any request is served.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// A request's span, made by `make` with the trace id it starts with, and part of the trace its
+/// caller's W3C `traceparent` (and `tracestate`) names, or of a new trace. Its `trace_id` field
+/// is the trace's id: every log line of the request carries it. With traces exported, the id is
+/// that of the spans sent, known only once the span has joined its parent; without, it is the
+/// caller's when it sent a valid one, else a new random one, and the span is made with it: a
+/// field recorded at creation is formatted once, where one recorded later costs the log layer
+/// a second pass over the span.
+pub fn request_span(
+    headers: &HeaderMap,
+    make: impl FnOnce(Option<TraceId>) -> tracing::Span,
+) -> tracing::Span {
+    if !EXPORTING.load(Relaxed) {
+        let trace_id = callers_trace_id(headers)
+            .unwrap_or_else(|| RandomIdGenerator::default().new_trace_id());
+        return make(Some(trace_id));
+    }
+    let span = make(None);
     if span.is_disabled() {
-        return;
+        return span;
     }
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
-    let callers = parent.span().span_context().trace_id();
-    let trace_id = match span.set_parent(parent) {
-        Ok(()) => span.context().span().span_context().trace_id(),
-        Err(_) if callers != TraceId::INVALID => callers,
-        Err(_) => RandomIdGenerator::default().new_trace_id(),
-    };
-    span.record("trace_id", tracing::field::display(trace_id));
+    if span.set_parent(parent).is_ok() {
+        let trace_id = span.context().span().span_context().trace_id();
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+    span
+}
+
+/// The trace id of a valid `traceparent` header.
+fn callers_trace_id(headers: &HeaderMap) -> Option<TraceId> {
+    if !headers.contains_key("traceparent") {
+        return None;
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let trace_id = parent.span().span_context().trace_id();
+    (trace_id != TraceId::INVALID).then_some(trace_id)
 }
 
 /// Escape codes only help a terminal; in a file or a pipe they are noise. A non-empty
@@ -420,8 +446,9 @@ mod tests {
                     Some(value) => headers.insert("traceparent", value.parse().unwrap()),
                     None => headers.remove("traceparent"),
                 };
-                let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
-                join_trace(&span, &headers);
+                let span = request_span(&headers, |trace_id| {
+                    tracing::info_span!("request", trace_id = trace_id.map(tracing::field::display))
+                });
                 span.in_scope(|| tracing::info!("inside"));
             }
         });

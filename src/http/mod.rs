@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -491,7 +491,7 @@ pub fn router(
     let request_id = HeaderName::from_static("x-request-id");
     tower::ServiceBuilder::new()
         // Outermost first: assign the id, log with it, then echo it on the response.
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id.clone(), NewRequestId))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
@@ -509,22 +509,36 @@ pub fn router(
 }
 
 /// Method, path, request id and trace id only: never headers (credentials) nor the query
-/// string. The span joins its caller's trace (W3C `traceparent`).
+/// string. The span joins its caller's trace (W3C `traceparent`). Values are recorded with
+/// `Display`: the log layer formats a span's fields when it is made, for every request, and
+/// `Debug` would escape the request id character by character.
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id,
-        trace_id = tracing::field::Empty,
-    );
-    crate::telemetry::join_trace(&span, request.headers());
-    span
+    crate::telemetry::request_span(request.headers(), |trace_id| {
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %request_id,
+            trace_id = trace_id.map(tracing::field::display),
+        )
+    })
+}
+
+/// A request's `x-request-id`: a random (v4) UUID, written without an intermediate `String`.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        let id = Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        Some(RequestId::new(HeaderValue::from_str(id).ok()?))
+    }
 }
 
 /// How long in-flight requests get to finish after a shutdown signal.
