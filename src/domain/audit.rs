@@ -3,6 +3,7 @@
 //! credentials ([`Refusal`]). Neither can hold a secret: they carry ids, names and addresses.
 
 use std::fmt::Display;
+use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -42,7 +43,8 @@ pub struct AuditContext {
     pub actor: Actor,
     /// The `x-request-id` the server assigned.
     pub request_id: Option<String>,
-    pub client: Option<String>,
+    /// Formatted only when written: most requests write no audit event.
+    pub client: Option<IpAddr>,
 }
 
 impl AuditContext {

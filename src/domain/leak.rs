@@ -3,6 +3,8 @@
 //! nobody has seen, so that the next step is an ordinary rotation, where the kind allows — and
 //! the report is kept with where the secret was found.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -103,7 +105,7 @@ pub struct Leak {
     pub successor: NewSecret,
     /// The request that reported it, for the audit trail.
     pub request_id: Option<String>,
-    pub client: Option<String>,
+    pub client: Option<IpAddr>,
 }
 
 impl Leak {
@@ -112,7 +114,7 @@ impl Leak {
         url: Option<&str>,
         source: Option<&str>,
         request_id: Option<String>,
-        client: Option<String>,
+        client: Option<IpAddr>,
     ) -> Option<Leak> {
         let kind = reported.kind()?;
         Some(Leak {
@@ -131,7 +133,7 @@ impl Leak {
             org_id,
             actor: Actor::GitHub,
             request_id: self.request_id.clone(),
-            client: self.client.clone(),
+            client: self.client,
         }
         .change("secret.leaked", "secret", secret_id)
     }

@@ -184,7 +184,7 @@ pub fn audit_context(parts: &Parts, state: &AppState, org_id: Uuid, actor: Actor
         org_id,
         actor,
         request_id: request_id(parts),
-        client: client_address(parts, state).map(|ip| ip.to_string()),
+        client: client_address(parts, state),
     }
 }
 

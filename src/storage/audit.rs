@@ -197,7 +197,7 @@ macro_rules! impl_audit_store {
                 .bind(change.action)
                 .bind(change.resource_kind)
                 .bind(&change.resource_id)
-                .bind(change.context.client.as_deref())
+                .bind(change.context.client.map(|ip| ip.to_string()))
                 .bind(change.context.request_id.as_deref())
                 .bind("success")
                 .execute(&mut **tx)

@@ -93,7 +93,7 @@ pub async fn github(
     }
     let reported: Vec<ReportedToken> = parse_body(&body)?;
     let request_id = request_id(&parts);
-    let client = client_address(&parts, &state).map(|ip| ip.to_string());
+    let client = client_address(&parts, &state);
     let mut feedback = Vec::with_capacity(reported.len());
     for token in reported {
         let leak = PlainSecret::parse(&token.token).ok().and_then(|plain| {
@@ -102,7 +102,7 @@ pub async fn github(
                 token.url.as_deref(),
                 token.source.as_deref(),
                 request_id.clone(),
-                client.clone(),
+                client,
             )
         });
         let outcome = match &leak {
