@@ -8,7 +8,9 @@
 # database (bench/seed.sh) to compare 1,000 keys with 1,000,000.
 #   bench/run.sh                                                              # SQLite only
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres bench/run.sh   # and Postgres
-# Knobs: DURATION (10s per measurement), CONNECTIONS (64), MODERATE (4 connections, for p99),
+# Knobs: DURATION (10s per measurement), CONNECTIONS (64), WRK_THREADS (2: one wrk thread cannot
+# load even bare axum to its limit on 2 cores, and a ceiling that measures the client is none),
+# MODERATE (4 connections, for p99),
 # ROUNDS (100 revocations for the second-instance lag); BASELINE (another keygate binary to
 # compare the hot path with, in turns: ROUNDS_AB turns, 3), OVERHEAD_ONLY (stop after that).
 set -euo pipefail
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
 MODERATE=${MODERATE:-4}
 ROUNDS=${ROUNDS:-100}
 MANY=${MANY:-1000000}
@@ -59,7 +62,7 @@ start_keygate() {
 # wrk against $1 with $2 connections: "req/s p50 p99" in ms. With a key as $3, POST /verify it;
 # with `create`, POST /agents with new names; with `list`, GET with the admin key.
 measure() {
-    local args=(-t1 -c"$2" -d"$DURATION" --latency)
+    local args=(-t"$WRK_THREADS" -c"$2" -d"$DURATION" --latency)
     case "${3:-}" in
     "") ;;
     create) args+=(-s bench/create.lua) ;;
@@ -85,7 +88,7 @@ wait_ready http://127.0.0.1:8198
 read -r bare_rps _ _ < <(measure http://127.0.0.1:8198/healthz "$CONNECTIONS")
 read -r bare_verify_rps _ _ < <(measure http://127.0.0.1:8198/verify "$CONNECTIONS" xagt-bench)
 
-echo "keygate $("$TARGET/keygate" --version), $(nproc) cores, wrk 1 thread, $CONNECTIONS connections, $DURATION per measurement"
+echo "keygate $("$TARGET/keygate" --version), $(nproc) cores, wrk $WRK_THREADS threads, $CONNECTIONS connections, $DURATION per measurement"
 
 # A new database for $1 (sqlite or postgres), its URL in $url (not echoed: the cleanup's lists
 # must grow in this shell).
