@@ -6,6 +6,7 @@
 //! lines either way: its caller's (W3C `traceparent`) or a new one.
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,7 +23,11 @@ use opentelemetry_sdk::resource::{
     EnvResourceDetector, ResourceDetector, SdkProvidedResourceDetector, TelemetryResourceDetector,
 };
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider};
+use tracing::field::{Field, Visit};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -100,7 +105,8 @@ pub fn init(
         .with_writer(writer)
         .with_ansi(ansi);
     let logs = match config.log_format {
-        LogFormat::Human => logs.boxed(),
+        LogFormat::Human if ansi => logs.boxed(),
+        LogFormat::Human => logs.fmt_fields(PlainFields).boxed(),
         // The whole span list, not only the innermost span: the request's fields (request id,
         // trace id) belong to its outermost span.
         LogFormat::Json => logs
@@ -287,12 +293,12 @@ static EXPORTING: AtomicBool = AtomicBool::new(false);
 /// a second pass over the span.
 pub fn request_span(
     headers: &HeaderMap,
-    make: impl FnOnce(Option<TraceId>) -> tracing::Span,
+    make: impl FnOnce(Option<TraceIdText>) -> tracing::Span,
 ) -> tracing::Span {
     if !EXPORTING.load(Relaxed) {
         let trace_id = callers_trace_id(headers)
             .unwrap_or_else(|| RandomIdGenerator::default().new_trace_id());
-        return make(Some(trace_id));
+        return make(Some(TraceIdText::of(trace_id)));
     }
     let span = make(None);
     if span.is_disabled() {
@@ -306,6 +312,24 @@ pub fn request_span(
     span
 }
 
+/// A trace id as W3C writes it, 32 lowercase hex digits, encoded without `core::fmt`'s
+/// padded integer formatting, which cost as much as the rest of the request span's fields.
+pub struct TraceIdText([u8; 32]);
+
+impl TraceIdText {
+    fn of(trace_id: TraceId) -> TraceIdText {
+        let mut text = [0; 32];
+        hex::encode_to_slice(trace_id.to_bytes(), &mut text).expect("16 bytes are 32 digits");
+        TraceIdText(text)
+    }
+}
+
+impl fmt::Display for TraceIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?)
+    }
+}
+
 /// The trace id of a valid `traceparent` header.
 fn callers_trace_id(headers: &HeaderMap) -> Option<TraceId> {
     if !headers.contains_key("traceparent") {
@@ -314,6 +338,72 @@ fn callers_trace_id(headers: &HeaderMap) -> Option<TraceId> {
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     let trace_id = parent.span().span_context().trace_id();
     (trace_id != TraceId::INVALID).then_some(trace_id)
+}
+
+/// The human log format's fields, `name=value` separated by spaces, written as
+/// tracing-subscriber's default writes them without colour but without its styling machinery:
+/// the log layer formats the request span's fields for every request, logged or not, and the
+/// default spent as much on painting each name in no style as on the rest of the field. The
+/// message and errors, whose escaping of terminal control sequences matters, are still written
+/// by the default.
+struct PlainFields;
+
+impl<'writer> FormatFields<'writer> for PlainFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = PlainVisitor {
+            writer,
+            is_empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct PlainVisitor<'writer> {
+    writer: Writer<'writer>,
+    is_empty: bool,
+    result: fmt::Result,
+}
+
+impl PlainVisitor<'_> {
+    /// One field written by the default visitor, which pads it as it would have.
+    fn by_default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        let mut visitor = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
+        record(&mut visitor);
+        self.result = visitor.finish();
+        self.is_empty = false;
+    }
+}
+
+impl Visit for PlainVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.by_default(|visitor| visitor.record_str(field, value));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.result.is_ok() {
+            self.by_default(|visitor| visitor.record_error(field, value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        // `log.` fields are the metadata of records from the `log` crate, written elsewhere.
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        if name == "message" {
+            return self.by_default(|visitor| visitor.record_debug(field, value));
+        }
+        let separator = if self.is_empty { "" } else { " " };
+        self.is_empty = false;
+        self.result = write!(self.writer, "{separator}{name}={value:?}");
+    }
 }
 
 /// Escape codes only help a terminal; in a file or a pipe they are noise. A non-empty
@@ -469,6 +559,63 @@ mod tests {
             );
         }
         assert_ne!(ids[1], ids[2]);
+    }
+
+    #[test]
+    fn a_trace_id_is_written_as_opentelemetry_writes_it() {
+        for trace_id in [
+            TraceId::from_hex("0000000000000000000000000000000a").unwrap(),
+            RandomIdGenerator::default().new_trace_id(),
+        ] {
+            assert_eq!(TraceIdText::of(trace_id).to_string(), trace_id.to_string());
+        }
+    }
+
+    #[test]
+    fn plain_fields_are_written_as_the_default_writes_them_without_colour() {
+        use tracing_subscriber::layer::SubscriberExt;
+
+        #[derive(Debug, thiserror::Error)]
+        #[error("could not \u{1b}[31mwrite")]
+        struct Failed(#[source] std::io::Error);
+
+        fn logged(plain: bool) -> String {
+            let recorded = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let sink = recorded.clone();
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || Sink(sink.clone()));
+            let layer = match plain {
+                true => layer.fmt_fields(PlainFields).boxed(),
+                false => layer.boxed(),
+            };
+            tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+                let span = tracing::info_span!(
+                    "request",
+                    method = %"GET",
+                    request_id = "a \"quoted\" id",
+                    r#type = 3,
+                    trace_id = tracing::field::Empty,
+                );
+                span.record("trace_id", tracing::field::display("4bf92f35"));
+                span.in_scope(|| {
+                    tracing::info!(count = 2, name = "x\u{1b}[31m", "escaped \u{1b}[31m text");
+                    let failed = Failed(std::io::Error::other("disk \u{1b}[0m full"));
+                    tracing::error!(error = &failed as &dyn std::error::Error, "failed");
+                    tracing::warn!(message = "explicit", ok = true);
+                    tracing::info!("");
+                });
+            });
+            recorded.lock().unwrap().concat()
+        }
+        let plain = logged(true);
+        assert!(
+            plain.contains("request_id=\"a \\\"quoted\\\" id\""),
+            "{plain}"
+        );
+        assert!(plain.contains("error.sources=[disk"), "{plain}");
+        assert_eq!(plain, logged(false));
     }
 
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
