@@ -293,12 +293,12 @@ static EXPORTING: AtomicBool = AtomicBool::new(false);
 /// a second pass over the span.
 pub fn request_span(
     headers: &HeaderMap,
-    make: impl FnOnce(Option<TraceIdText>) -> tracing::Span,
+    make: impl FnOnce(Option<TraceId>) -> tracing::Span,
 ) -> tracing::Span {
     if !EXPORTING.load(Relaxed) {
         let trace_id = callers_trace_id(headers)
             .unwrap_or_else(|| RandomIdGenerator::default().new_trace_id());
-        return make(Some(TraceIdText::of(trace_id)));
+        return make(Some(trace_id));
     }
     let span = make(None);
     if span.is_disabled() {
@@ -310,24 +310,6 @@ pub fn request_span(
         span.record("trace_id", tracing::field::display(trace_id));
     }
     span
-}
-
-/// A trace id as W3C writes it, 32 lowercase hex digits, encoded without `core::fmt`'s
-/// padded integer formatting, which cost as much as the rest of the request span's fields.
-pub struct TraceIdText([u8; 32]);
-
-impl TraceIdText {
-    fn of(trace_id: TraceId) -> TraceIdText {
-        let mut text = [0; 32];
-        hex::encode_to_slice(trace_id.to_bytes(), &mut text).expect("16 bytes are 32 digits");
-        TraceIdText(text)
-    }
-}
-
-impl fmt::Display for TraceIdText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(std::str::from_utf8(&self.0).map_err(|_| fmt::Error)?)
-    }
 }
 
 /// The trace id of a valid `traceparent` header.
@@ -559,16 +541,6 @@ mod tests {
             );
         }
         assert_ne!(ids[1], ids[2]);
-    }
-
-    #[test]
-    fn a_trace_id_is_written_as_opentelemetry_writes_it() {
-        for trace_id in [
-            TraceId::from_hex("0000000000000000000000000000000a").unwrap(),
-            RandomIdGenerator::default().new_trace_id(),
-        ] {
-            assert_eq!(TraceIdText::of(trace_id).to_string(), trace_id.to_string());
-        }
     }
 
     #[test]
